@@ -1,0 +1,34 @@
+"""The code location: the only place that wires assets, checks, sensors and resources together."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from kline_assets.assets import build_klines_asset
+from kline_assets.io_manager import ChunkIOManager
+from kline_assets.names import ARCHIVE, CHUNK_IO_MANAGER, EXCHANGE
+from kline_assets.partitions import daily_partitions
+from kline_assets.resources import ArchiveResource, ExchangeResource
+from kline_assets.settings import Settings, load_settings
+
+
+def build_resources(settings: Settings) -> dict:
+    archive = ArchiveResource(data_root=settings.data_root, align_tz=settings.align_tz.name,
+                              start=settings.start.isoformat())
+    return {
+        ARCHIVE: archive,
+        EXCHANGE: ExchangeResource(spot_url=settings.spot_url, futures_url=settings.futures_url),
+        CHUNK_IO_MANAGER: ChunkIOManager(archive=archive),
+    }
+
+
+def build_assets(settings: Settings) -> list:
+    partitions_def = daily_partitions(settings.align_tz, settings.start)
+    return [build_klines_asset(spec, partitions_def) for spec in settings.pairs]
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    return dg.Definitions(assets=build_assets(settings), resources=build_resources(settings))
+
+
+defs = build_definitions(load_settings())

@@ -1,0 +1,17 @@
+"""Exception kinds that decide exit codes and retry behaviour."""
+
+
+class BadInput(ValueError):
+    """A user mistake: reported as one line, exit code 2, nothing written."""
+
+
+class ExchangeFinal(RuntimeError):
+    """The exchange said no in a way retrying cannot change (451, unknown symbol, 403, long ban)."""
+
+
+class UnknownSymbol(ExchangeFinal):
+    """The market does not list the symbol."""
+
+
+class ExchangeTransient(RuntimeError):
+    """Retries ran out on failures that are normally transient (5xx, resets, time-outs, bad bodies)."""

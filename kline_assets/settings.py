@@ -1,0 +1,131 @@
+"""Configuration from the environment (SPEC "Configuration"); CLI flags override it.
+
+Everything user-facing that can be wrong is validated here, once, so that a bad value is reported as
+one clear line before anything touches the disk or the network.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass, field
+
+from kline_assets.errors import BadInput
+from kline_assets.timezones import AlignZone, parse_zone
+
+
+@dataclass(frozen=True)
+class Market:
+    name: str  # "spot" | "futures"
+    exchange_id: str  # ccxt id
+    url_env: str
+    default_origin: str
+    max_limit: int  # rows a klines request may ask for
+    default_budget: int  # REQUEST_WEIGHT per minute
+
+
+MARKETS: dict[str, Market] = {
+    "spot": Market("spot", "binance", "KLINE_SPOT_URL", "https://api.binance.com", 1000, 6000),
+    "futures": Market("futures", "binanceusdm", "KLINE_FUTURES_URL", "https://fapi.binance.com", 1500, 2400),
+}
+
+DEFAULT_PAIR = "BTC/USDT"
+
+
+def get_market(name: str) -> Market:
+    try:
+        return MARKETS[name.strip().lower()]
+    except KeyError:
+        raise BadInput(f"unknown market {name!r}: use spot or futures") from None
+
+
+def normalise_pair(pair: str) -> str:
+    """`btcusdt`-style input is ambiguous, so a pair must be written BASE/QUOTE."""
+    text = pair.strip().upper()
+    base, sep, quote = text.partition("/")
+    if not sep or not base.isalnum() or not quote.isalnum():
+        raise BadInput(f"bad pair {pair!r}: write it as BASE/QUOTE, e.g. BTC/USDT")
+    return f"{base}/{quote}"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One (market, pair) archive; its identity on disk and in Dagster."""
+
+    market: str
+    pair: str
+
+    @property
+    def market_info(self) -> Market:
+        return MARKETS[self.market]
+
+    @property
+    def exchange_id(self) -> str:
+        return self.market_info.exchange_id
+
+    @property
+    def symbol(self) -> str:
+        return self.pair.replace("/", "")
+
+    @property
+    def name(self) -> str:
+        return f"{self.exchange_id}/{self.symbol}"
+
+
+def parse_pairs(text: str) -> list[DatasetSpec]:
+    specs: list[DatasetSpec] = []
+    for item in (p.strip() for p in text.split(",")):
+        if not item:
+            continue
+        market, sep, pair = item.partition(":")
+        if not sep:
+            raise BadInput(f"bad KLINE_PAIRS entry {item!r}: write market:BASE/QUOTE, e.g. futures:BTC/USDT")
+        spec = DatasetSpec(get_market(market).name, normalise_pair(pair))
+        if spec not in specs:
+            specs.append(spec)
+    if not specs:
+        raise BadInput("KLINE_PAIRS names no dataset")
+    return specs
+
+
+def parse_start_date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text.strip())
+    except ValueError:
+        raise BadInput(f"bad start date {text!r}: use YYYY-MM-DD") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_root: str = "data"
+    log_dir: str = "logs"
+    pairs: tuple[DatasetSpec, ...] = field(
+        default=(DatasetSpec("futures", DEFAULT_PAIR), DatasetSpec("spot", DEFAULT_PAIR))
+    )
+    align_tz: AlignZone = field(default_factory=lambda: parse_zone("UTC"))
+    start: dt.date = dt.date(2020, 1, 1)
+    spot_url: str = "https://api.binance.com"
+    futures_url: str = "https://fapi.binance.com"
+    build_combined_on_backfill: bool = False
+
+    def origin(self, market: str) -> str:
+        return (self.spot_url if market == "spot" else self.futures_url).rstrip("/")
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ if env is None else env)
+
+    def get(name: str, default: str) -> str:
+        value = env.get(name, "").strip()
+        return value or default
+
+    return Settings(
+        data_root=get("KLINE_DATA_ROOT", "data"),
+        log_dir=get("KLINE_LOG_DIR", "logs"),
+        pairs=tuple(parse_pairs(get("KLINE_PAIRS", "futures:BTC/USDT,spot:BTC/USDT"))),
+        align_tz=parse_zone(get("KLINE_ALIGN_TZ", "UTC")),
+        start=parse_start_date(get("KLINE_START", "2020-01-01")),
+        spot_url=get("KLINE_SPOT_URL", MARKETS["spot"].default_origin),
+        futures_url=get("KLINE_FUTURES_URL", MARKETS["futures"].default_origin),
+        build_combined_on_backfill=get("BUILD_COMBINED_ON_BACKFILL", "") == "1",
+    )
