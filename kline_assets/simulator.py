@@ -12,8 +12,10 @@ Run it: `kline-assets simulate --port 8099` or `python -m kline_assets.simulator
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
+import math
 import random
 import threading
 import time
@@ -79,7 +81,7 @@ class SimConfig:
     latency_ms: float = 0.0
     fault_rate: float = 0.0  # share of kline responses that fail (500/503, reset, truncated, html)
     restricted: bool = False  # answer 451 to everything, as Binance does for restricted locations
-    ban_after: int = 3  # 429s a client may ignore before it is banned (418)
+    ban_after: int = 2  # requests inside a Retry-After window tolerated before a ban (418)
     ban_seconds: int = 120
     clock_offset_ms: int = 0  # shift the simulated clock (a midnight is then near)
     clock_speed: float = 1.0  # 60 = one simulated minute per real second
@@ -96,6 +98,7 @@ class SimState:
         self.weights: dict[tuple[str, int], int] = {}
         self.banned_until: dict[str, float] = {}
         self.over_budget: dict[str, int] = {}
+        self.retry_until: dict[str, float] = {}
         self.log: list[dict] = []
 
     def now_ms(self) -> int:
@@ -111,10 +114,7 @@ class SimState:
         first = LISTINGS[market][symbol]
         current = now // MINUTE * MINUTE
         hi = current if end is None else min(current, end // MINUTE * MINUTE)
-        if start is None:
-            lo = max(first, hi - (limit - 1) * MINUTE)
-        else:
-            lo = max(first, -(-start // MINUTE) * MINUTE)
+        lo = max(first, hi - (limit - 1) * MINUTE) if start is None else max(first, -(-start // MINUTE) * MINUTE)
         gaps = self.gaps(market, symbol)
         rows, t = [], lo
         while t <= hi and len(rows) < limit:
@@ -152,7 +152,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length) or b"{}")
         st = self.state
@@ -169,10 +169,11 @@ class Handler(BaseHTTPRequestHandler):
                 st.weights.clear()
                 st.banned_until.clear()
                 st.over_budget.clear()
+                st.retry_until.clear()
             return self._send(200, {})
         self._send(404, {"code": -1, "msg": "not found"})
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         st = self.state
         url = urlparse(self.path)
         q = {k: v[-1] for k, v in parse_qs(url.query).items()}
@@ -236,17 +237,22 @@ class Handler(BaseHTTPRequestHandler):
                 status, body = 451, {"code": 0, "msg": "Service unavailable from a restricted location."}
             elif st.banned_until.get(market, 0) > now:
                 status = 418
-                headers["Retry-After"] = int(st.banned_until[market] - now) + 1
+                headers["Retry-After"] = math.ceil(st.banned_until[market] - now)
                 body = {"code": -1003, "msg": "Way too many requests; IP banned."}
-            elif used + weight > budget:
-                st.over_budget[market] = st.over_budget.get(market, 0) + 1
-                if st.over_budget[market] > st.config.ban_after:
+            elif used + weight > budget or st.retry_until.get(market, 0) > now:
+                if st.retry_until.get(market, 0) > now:  # the client ignored our Retry-After
+                    st.over_budget[market] = st.over_budget.get(market, 0) + 1
+                if st.over_budget.get(market, 0) > st.config.ban_after:
                     st.banned_until[market] = now + st.config.ban_seconds
                     status, headers["Retry-After"] = 418, st.config.ban_seconds
+                    body = {"code": -1003, "msg": "Way too many requests; IP banned."}
                 else:
-                    status = 429
-                    headers["Retry-After"] = max(1, int(60 - (st.now_ms() % MINUTE) / 1000) + 1)
-                body = {"code": -1003, "msg": "Too much request weight used; please use WebSocket Streams."}
+                    # seconds until the weight window turns, in real seconds even on a fast clock
+                    left = (MINUTE - st.now_ms() % MINUTE) / 1000 / st.config.clock_speed
+                    retry = max(1, math.ceil(left))
+                    st.retry_until[market] = max(st.retry_until.get(market, 0), now + retry)
+                    status, headers["Retry-After"] = 429, retry
+                    body = {"code": -1003, "msg": "Too much request weight used; please use WebSocket Streams."}
             else:
                 used += weight
                 st.weights[(market, minute)] = used
@@ -254,7 +260,7 @@ class Handler(BaseHTTPRequestHandler):
                     fault = st.rng.choice(["500", "503", "reset", "truncated", "html"])
             headers["X-MBX-USED-WEIGHT-1M"] = used
             st.log.append({"t": now, "market": market, "endpoint": endpoint, "status": status,
-                           "weight": weight, "fault": fault})
+                           "weight": weight, "fault": fault, "retry_after": headers.get("Retry-After")})
             del st.log[:-200_000]
         if fault == "reset":
             self.close_connection = True
@@ -313,10 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     server = make_server(args.host, args.port, config)
     print(f"Binance-compatible simulator on http://{args.host}:{server.server_address[1]} "
           f"(spot /api/v3, futures /fapi/v1); Ctrl-C stops it", flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

@@ -83,7 +83,9 @@ def parse_instant(text: str, zone: AlignZone) -> dt.datetime:
         else:
             value = dt.datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
-        raise BadInput(f"bad time {text!r}: use an ISO date or date-time, e.g. 2021-01-01 or 2021-01-01T00:00:00Z") from None
+        raise BadInput(
+            f"bad time {text!r}: use an ISO date or date-time, e.g. 2021-01-01 or 2021-01-01T00:00:00Z"
+        ) from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=zone.tzinfo)
     return value

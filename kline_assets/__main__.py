@@ -1,0 +1,3 @@
+from kline_assets.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,100 @@
+"""The verbs of the command line; each returns its exit code."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import dagster as dg
+
+from kline_assets.cli import now_utc, print_json
+from kline_assets.errors import BadInput
+from kline_assets.logs import setup_logging
+from kline_assets.names import klines_key
+from kline_assets.resources import ExchangeResource
+from kline_assets.runner import dagster_instance, materialize_range
+from kline_assets.settings import DatasetSpec, Settings
+from kline_assets.status import all_status, dataset_status, render
+from kline_assets.store import DatasetStore
+from kline_assets.symbols import resolve_pair
+from kline_assets.timezones import ceil_to_local_day, floor_to_local_day, parse_instant
+
+
+def plan_window(args: argparse.Namespace, settings: Settings,
+                existing_start: dt.date | None) -> tuple[dt.date, dt.date]:
+    """[first day, end day) in local days; `--end` is exclusive and rounded up to a local midnight."""
+    zone = settings.align_tz
+    now = now_utc()
+    start = floor_to_local_day(parse_instant(args.start, zone), zone) if args.start else (
+        existing_start or settings.start)
+    end_instant = parse_instant(args.end, zone) if args.end else now
+    if args.start and args.end and end_instant <= parse_instant(args.start, zone):
+        raise BadInput(f"impossible window: --end {args.end} is not after --start {args.start}")
+    end = ceil_to_local_day(min(end_instant, now), zone)
+    if end <= start:
+        raise BadInput(f"impossible window: nothing between {start} and {end} (local days in {zone.name})")
+    if existing_start and start < existing_start:
+        raise BadInput(f"--start {start} is before the dataset's first day {existing_start}; "
+                       "use another --data-root for an earlier start")
+    return start, end
+
+
+def exchange_for(settings: Settings) -> ExchangeResource:
+    return ExchangeResource(spot_url=settings.spot_url, futures_url=settings.futures_url)
+
+
+def prepare(args: argparse.Namespace, settings: Settings,
+            spec: DatasetSpec) -> tuple[Settings, DatasetSpec, DatasetStore]:
+    """Validate everything local first (nothing written), then ask the exchange about the pair."""
+    store = DatasetStore(settings.data_root, spec, settings.align_tz, settings.start)
+    existing = store.read_manifest()
+    resolved = resolve_pair(settings.data_root, spec, exchange_for(settings).client(spec.market),
+                            strict=getattr(args, "strict", False), warn=lambda m: print(m, file=sys.stderr))
+    if resolved != spec:
+        store = DatasetStore(settings.data_root, resolved, settings.align_tz, settings.start)
+        existing = store.read_manifest()
+    settings = replace(settings, pairs=(resolved,), start=existing.start_date if existing else settings.start)
+    return settings, resolved, store
+
+
+def cmd_backfill(args: argparse.Namespace, settings: Settings, spec: DatasetSpec) -> int:
+    if args.chunk_size.strip() != "1440":
+        raise BadInput(f"--chunk-size {args.chunk_size}: chunks are local days, so only 1440 (minutes) is accepted")
+    DatasetStore(settings.data_root, spec, settings.align_tz, settings.start)  # alignment guard, no writes
+    probe = DatasetStore(settings.data_root, spec, settings.align_tz, settings.start).read_manifest()
+    first, end = plan_window(args, settings, probe.start_date if probe else None)
+    settings, spec, store = prepare(args, settings, spec)
+    existing = store.read_manifest()
+    if existing is None and first < settings.start:
+        settings = replace(settings, start=first)
+    setup_logging(settings.log_dir)
+    last = end - dt.timedelta(days=1)
+    print(f"backfill {spec.name} ({spec.market} {spec.pair}): {first} .. {last}, "
+          f"{(end - first).days} day(s) in {settings.align_tz.name}, data in {store.paths.dir}", file=sys.stderr)
+    began = time.monotonic()
+    outcome = materialize_range(settings, spec, first.isoformat(), last.isoformat(), dagster_instance(),
+                                dg.AssetSelection.assets(klines_key(spec)))
+    elapsed = time.monotonic() - began
+    status = dataset_status(store.paths.dir) if store.paths.manifest.exists() else None
+    if not outcome.success:
+        print(f"kline-assets: backfill failed after {elapsed:.1f}s: {outcome.error} (run {outcome.run_id})",
+              file=sys.stderr)
+        return 1
+    rows = status["rows"] if status else 0
+    print(f"done in {elapsed:.1f}s: {(end - first).days} day(s), dataset now {status['chunks'] if status else 0} "
+          f"chunks / {rows:,} rows (run {outcome.run_id})", file=sys.stderr)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings, spec: DatasetSpec) -> int:
+    root = Path(settings.data_root)
+    statuses = all_status(root)
+    if args.json:
+        print_json({"data_root": str(root), "datasets": statuses})
+    else:
+        print(render(statuses, root))
+    return 0

@@ -1,0 +1,70 @@
+"""Runs that the command line starts, executed in-process through Dagster and recorded in the
+instance at DAGSTER_HOME, so they show in the UI beside the runs the UI starts.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+
+from kline_assets.settings import DatasetSpec, Settings
+
+DEFAULT_DAGSTER_HOME = ".dagster_home"
+_QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+
+
+@dataclass
+class RunOutcome:
+    success: bool
+    run_id: str
+    error: str | None = None
+
+
+def dagster_instance() -> dg.DagsterInstance:
+    """DAGSTER_HOME if set, else ./.dagster_home, so CLI runs are kept (Dagster's temp default is not)."""
+    home = Path(os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").touch()  # an empty file means Dagster's defaults (SQLite under home)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return dg.DagsterInstance.get()
+
+
+def _first_error(result: dg.ExecuteInProcessResult) -> str | None:
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
+            err = event.step_failure_data.error
+            while err.cause is not None and err.cls_name in ("DagsterExecutionStepExecutionError",):
+                err = err.cause
+            return f"{err.cls_name}: {err.message.strip().splitlines()[0] if err.message else ''}"
+    return None if result.success else "the run failed (see the Dagster UI for its events)"
+
+
+def materialize_range(settings: Settings, spec: DatasetSpec, first_key: str, last_key: str,
+                      instance: dg.DagsterInstance, selection: dg.AssetSelection,
+                      run_config: dict | None = None) -> RunOutcome:
+    from kline_assets.definitions import build_assets, build_resources
+
+    result = dg.materialize(
+        build_assets(settings),
+        resources=build_resources(settings),
+        instance=instance,
+        selection=selection,
+        tags={"dagster/asset_partition_range_start": first_key, "dagster/asset_partition_range_end": last_key,
+              "kline_assets/source": "cli", "kline_assets/dataset": spec.name},
+        run_config={**_QUIET, **(run_config or {})},
+        raise_on_error=False,
+    )
+    return RunOutcome(result.success, result.run_id, _first_error(result))
+
+
+def materialize_unpartitioned(settings: Settings, instance: dg.DagsterInstance, selection: dg.AssetSelection,
+                              run_config: dict | None = None) -> RunOutcome:
+    from kline_assets.definitions import build_assets, build_resources
+
+    result = dg.materialize(build_assets(settings), resources=build_resources(settings), instance=instance,
+                            selection=selection, run_config={**_QUIET, **(run_config or {})},
+                            tags={"kline_assets/source": "cli"}, raise_on_error=False)
+    return RunOutcome(result.success, result.run_id, _first_error(result))

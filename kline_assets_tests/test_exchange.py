@@ -1,0 +1,82 @@
+"""The ccxt client against the local simulator: exact data through faults, rate limits honoured."""
+
+import datetime as dt
+
+import pytest
+
+from kline_assets.errors import ExchangeFinal, UnknownSymbol
+from kline_assets.exchange import BinanceClient
+from kline_assets.fetch import fetch_window
+from kline_assets.limiter import WeightLimiter
+from kline_assets.schema import rows_to_table
+from kline_assets.settings import MARKETS
+from kline_assets.simulator import RunningSimulator, SimConfig
+from kline_assets.timezones import parse_zone
+from kline_assets_tests.conftest import FUT, SPOT, expected_rows, sim_requests
+
+UTC = parse_zone("UTC")
+
+
+def client(sim, market="futures", budget=2400):
+    return BinanceClient(MARKETS[market], sim.url, backoff_s=0.01, limiter=WeightLimiter(budget))
+
+
+def fetch_day(c, day, page=499):
+    start, end = UTC.day_window_ms(day)
+    got = fetch_window(c, "BTCUSDT", start, end, c.server_time_ms(), page)
+    return [list(r.values()) for r in rows_to_table(got.rows).to_pylist()], got
+
+
+@pytest.mark.parametrize("spec", [FUT, SPOT])
+def test_rows_equal_the_exchange_through_ten_percent_faults(spec):
+    with RunningSimulator(SimConfig(fault_rate=0.10, seed=7)) as sim:
+        c = client(sim, spec.market)
+        for n in range(8):
+            day = dt.date(2021, 5, 1) + dt.timedelta(n)
+            rows, _ = fetch_day(c, day, page=499 if spec.market == "futures" else 1000)
+            assert rows == expected_rows(sim.state, spec, "UTC", day)
+        faults = [r for r in sim_requests(sim.state) if r["fault"]]
+        assert faults and c.stats.retries >= len(faults)
+
+
+def test_429_retry_after_is_honoured_and_nothing_is_sent_meanwhile():
+    with RunningSimulator(SimConfig(futures_budget=12, clock_speed=20)) as sim:
+        c = client(sim)  # believes in 2400/min: the server's 429s must hold it back
+        for n in range(4):
+            day = dt.date(2021, 5, 1) + dt.timedelta(n)
+            rows, _ = fetch_day(c, day)
+            assert rows == expected_rows(sim.state, FUT, "UTC", day)
+        log = sim_requests(sim.state) + sim_requests(sim.state, "time")
+        log.sort(key=lambda r: r["t"])
+        limited = [r for r in log if r["status"] == 429]
+        assert limited, "the budget should have been hit"
+        assert not [r for r in log if r["status"] == 418]
+        for hit in limited:
+            inside = [r for r in log if hit["t"] < r["t"] < hit["t"] + hit["retry_after"] - 0.05]
+            assert not inside, f"request sent {inside[0]['t'] - hit['t']:.2f}s after a 429 asking {hit['retry_after']}s"
+
+
+def test_418_with_long_ban_is_final():
+    with RunningSimulator(SimConfig()) as sim:
+        sim.state.banned_until["futures"] = 10**12
+        with pytest.raises(ExchangeFinal, match="418"):
+            client(sim).klines("BTCUSDT", 0, 10**12, 10)
+
+
+def test_451_and_unknown_symbol_are_final_after_one_request():
+    with RunningSimulator(SimConfig(restricted=True)) as sim:
+        with pytest.raises(ExchangeFinal, match="451"):
+            client(sim).klines("BTCUSDT", 0, 10**12, 10)
+        assert len(sim_requests(sim.state)) == 1
+    with RunningSimulator(SimConfig()) as sim:
+        with pytest.raises(UnknownSymbol, match="NOPEUSDT"):
+            client(sim, "spot").klines("NOPEUSDT", 0, 10**12, 10)
+        assert len(sim_requests(sim.state)) == 1
+
+
+def test_gap_day_is_recorded_and_ends():
+    with RunningSimulator(SimConfig()) as sim:
+        c = client(sim, "spot")
+        rows, got = fetch_day(c, dt.date(2020, 2, 19), page=1000)
+        assert rows == expected_rows(sim.state, SPOT, "UTC", dt.date(2020, 2, 19))
+        assert got.gaps == [[1582112100000, 1582133400000]] and len(rows) == 1440 - 355

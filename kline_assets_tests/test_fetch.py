@@ -1,0 +1,70 @@
+"""The pager on a fake exchange: gaps, empty pages, repeats, never an unclosed row, always ends."""
+
+from kline_assets.fetch import add_gap, fetch_window
+from kline_assets.settings import MARKETS
+
+M = 60_000
+
+
+class FakeSource:
+    market = MARKETS["futures"]
+
+    def __init__(self, opens, now):
+        self.opens, self.now, self.calls = sorted(opens), now, 0
+
+    def klines(self, symbol, start, end, limit):
+        self.calls += 1
+        assert self.calls < 100, "pager does not terminate"
+        rows = [t for t in self.opens if start <= t <= end][:limit]
+        return [[t, "1", "1", "1", "1", "1", t + M - 1, "1", 1, "1", "1", "0"] for t in rows]
+
+    def server_time_ms(self):
+        return self.now
+
+
+def test_gaps_inside_and_at_both_ends_are_confirmed():
+    opens = [t * M for t in range(10, 20)] + [t * M for t in range(25, 30)]
+    src = FakeSource(opens, now=10**12)
+    got = fetch_window(src, "X", 0, 40 * M, src.now, page=4)
+    assert [r[0] for r in got.rows] == opens
+    assert got.gaps == [[0, 10 * M], [20 * M, 25 * M], [30 * M, 40 * M]]
+    assert got.covered_until_ms == 40 * M
+
+
+def test_empty_window_is_one_request_and_one_gap():
+    src = FakeSource([], now=10**12)
+    got = fetch_window(src, "X", 0, 1440 * M, src.now, page=499)
+    assert (got.rows, got.gaps, got.requests) == ([], [[0, 1440 * M]], 1)
+
+
+def test_current_minute_is_never_stored():
+    now = 100 * M + 30_000  # half-way through minute 100
+    src = FakeSource([t * M for t in range(0, 200)], now=now)
+    got = fetch_window(src, "X", 0, 1440 * M, now, page=1000)
+    assert got.rows[-1][0] == 99 * M and all(r[6] < now for r in got.rows)
+    assert got.covered_until_ms == 100 * M and got.gaps == []
+
+
+def test_repeated_rows_across_pages_are_dropped():
+    class Repeating(FakeSource):
+        def klines(self, symbol, start, end, limit):
+            return super().klines(symbol, max(0, start - M), end, limit)  # one row of overlap
+
+    src = Repeating([t * M for t in range(50)], now=10**12)
+    got = fetch_window(src, "X", 0, 50 * M, src.now, page=10)
+    assert [r[0] for r in got.rows] == [t * M for t in range(50)]
+
+
+def test_off_minute_open_times_are_stored_as_sent():
+    opens = [0, M + 3000, 2 * M, 3 * M]
+    src = FakeSource(opens, now=10**12)
+    got = fetch_window(src, "X", 0, 4 * M, src.now, page=10)
+    assert [r[0] for r in got.rows] == opens and got.gaps == []
+
+
+def test_add_gap_merges_adjacent():
+    gaps = []
+    add_gap(gaps, 0, 10)
+    add_gap(gaps, 10, 20)
+    add_gap(gaps, 30, 30)
+    assert gaps == [[0, 20]]
