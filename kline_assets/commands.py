@@ -22,6 +22,7 @@ from kline_assets.status import all_status, dataset_status, render
 from kline_assets.store import DatasetStore
 from kline_assets.symbols import resolve_pair
 from kline_assets.timezones import ceil_to_local_day, floor_to_local_day, parse_instant
+from kline_assets.verify import quarantine, record, verify
 
 
 def plan_window(args: argparse.Namespace, settings: Settings,
@@ -98,3 +99,41 @@ def cmd_status(args: argparse.Namespace, settings: Settings, spec: DatasetSpec) 
     else:
         print(render(statuses, root))
     return 0
+
+
+def local_window(args: argparse.Namespace, settings: Settings) -> tuple[dt.date | None, dt.date | None]:
+    """Optional [first, last] local days from --start/--end (end exclusive)."""
+    zone = settings.align_tz
+    first = floor_to_local_day(parse_instant(args.start, zone), zone) if args.start else None
+    last = ceil_to_local_day(parse_instant(args.end, zone), zone) - dt.timedelta(days=1) if args.end else None
+    if first and last and last < first:
+        raise BadInput(f"impossible window: --end {args.end} is not after --start {args.start}")
+    return first, last
+
+
+def cmd_verify(args: argparse.Namespace, settings: Settings, spec: DatasetSpec) -> int:
+    first, last = local_window(args, settings)
+    store = DatasetStore(settings.data_root, spec, settings.align_tz, settings.start)
+    if store.read_manifest() is None:
+        print(f"kline-assets: no dataset at {store.paths.dir} (nothing to verify)", file=sys.stderr)
+        return 1
+    setup_logging(settings.log_dir)
+    today = now_utc().astimezone(settings.align_tz.tzinfo).date()
+    report = verify(store, first, last, today)
+    record(store, report)
+    print(report.render(spec.name))
+    if report.ok or not args.repair:
+        return 0 if report.ok else 1
+    settings, spec, store = prepare(args, settings, spec)
+    days = [d for d in report.bad_days() if store.start <= d <= today]
+    quarantine(store, report)
+    if days:
+        print(f"repairing {len(days)} day(s) between {days[0]} and {days[-1]} through Dagster", file=sys.stderr)
+        outcome = materialize_range(settings, spec, days[0].isoformat(), days[-1].isoformat(), dagster_instance(),
+                                    dg.AssetSelection.assets(klines_key(spec)))
+        if not outcome.success:
+            print(f"kline-assets: repair run failed: {outcome.error} (run {outcome.run_id})", file=sys.stderr)
+    report = verify(store, first, last, today)
+    record(store, report)
+    print("after repair: " + report.render(spec.name))
+    return 0 if report.ok else 1

@@ -6,6 +6,7 @@ import dagster as dg
 
 from kline_assets.assets import build_klines_asset
 from kline_assets.io_manager import ChunkIOManager
+from kline_assets.jobs import build_verify_job
 from kline_assets.names import ARCHIVE, CHUNK_IO_MANAGER, EXCHANGE
 from kline_assets.partitions import daily_partitions
 from kline_assets.resources import ArchiveResource, ExchangeResource
@@ -28,7 +29,11 @@ def build_assets(settings: Settings) -> list:
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
-    return dg.Definitions(assets=build_assets(settings), resources=build_resources(settings))
+    return dg.Definitions(
+        assets=build_assets(settings),
+        jobs=[build_verify_job(spec) for spec in settings.pairs],
+        resources=build_resources(settings),
+    )
 
 
 defs = build_definitions(load_settings())

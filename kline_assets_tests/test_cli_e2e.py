@@ -110,3 +110,28 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(sim, tmp_path, args, me
     assert done.returncode == 2
     assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "data").exists() and not (tmp_path / "logs").exists()
+
+
+def test_verify_finds_each_corruption_and_repair_restores_exact_data(sim, tmp_path):
+    env = env_for(sim, tmp_path)
+    assert cli(env, "backfill", "--start", "2021-01-01", "--end", "2021-01-08").returncode == 0
+    chunks = tmp_path / "data" / "binanceusdm" / "BTCUSDT" / "1m" / "chunks"
+    names = sorted(p.name for p in chunks.iterdir())
+    flipped = bytearray((chunks / names[1]).read_bytes())
+    flipped[len(flipped) // 2] ^= 0x01
+    (chunks / names[1]).write_bytes(bytes(flipped))
+    (chunks / names[2]).write_bytes((chunks / names[2]).read_bytes()[:1000])
+    (chunks / names[3]).unlink()
+    (chunks / "chunk_000900_20230618.parquet").write_bytes(b"stray")
+    found = cli(env, "verify")
+    assert found.returncode == 1
+    for kind in ("2 corrupt", "1 missing_file", "1 stray_file"):
+        assert kind in found.stdout, found.stdout
+    repaired = cli(env, "verify", "--repair")
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert "after repair" in repaired.stdout and "all well" in repaired.stdout
+    assert cli(env, "verify").returncode == 0
+    assert not (chunks / "chunk_000900_20230618.parquet").exists()
+    check_days(sim, tmp_path / "data", dt.date(2021, 1, 1), 7)
+    status = json.loads(cli(env, "status", "--json").stdout)["datasets"][0]
+    assert status["last_verify"]["ok"] is True

@@ -2,6 +2,7 @@
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import dagster as dg
 import pyarrow.parquet as pq
@@ -23,7 +24,7 @@ def run(settings, instance, spec, first, last):
 
 
 def manifest(settings, spec):
-    return json.loads(DatasetPaths(__import__("pathlib").Path(settings.data_root), spec).manifest.read_text())
+    return json.loads(DatasetPaths(Path(settings.data_root), spec).manifest.read_text())
 
 
 def test_dst_days_in_zurich_equal_the_exchange_row_by_row(sim, make_settings, instance):
@@ -35,7 +36,7 @@ def test_dst_days_in_zurich_equal_the_exchange_row_by_row(sim, make_settings, in
     by_day = {c["partition"]: c for c in m["chunks"]}
     for day, rows in [("2021-03-27", 1440), ("2021-03-28", 1380), ("2021-10-31", 1500)]:
         entry = by_day[day]
-        path = DatasetPaths(__import__("pathlib").Path(settings.data_root), FUT).resolve(entry["file"])
+        path = DatasetPaths(Path(settings.data_root), FUT).resolve(entry["file"])
         assert entry["rows"] == rows and entry["complete"] and entry["exchange_gaps"] == []
         assert stored_rows(path) == expected_rows(sim.state, FUT, "Europe/Zurich", dt.date.fromisoformat(day))
         table = pq.read_table(path)
@@ -82,3 +83,27 @@ def test_today_is_stored_up_to_the_last_closed_minute_and_incomplete(sim, make_s
     assert not entry["complete"] and entry["rows"] > 0
     assert entry["last_open_time"] + 59_999 < now_ms
     assert entry["last_open_time"] >= now_ms - 2 * 60_000 - now_ms % 60_000
+
+
+def test_checks_run_per_partition_and_a_real_gap_passes_continuity(sim, make_settings, instance):
+    settings = make_settings(start="2020-02-18")
+    result = run(settings, instance, SPOT, "2020-02-18", "2020-02-20")
+    assert result.success
+    evaluations = result.get_asset_check_evaluations()
+    assert {(e.check_name, e.partition) for e in evaluations} == {
+        (c, d) for c in ("continuity", "integrity", "sanity") for d in ("2020-02-18", "2020-02-19", "2020-02-20")}
+    assert all(e.passed for e in evaluations)
+    gap_day = next(e for e in evaluations if e.check_name == "continuity" and e.partition == "2020-02-19")
+    assert gap_day.metadata["exchange_gap_minutes"].value == 355
+
+
+def test_verify_job_fails_on_a_corrupt_chunk(sim, make_settings, instance):
+    from kline_assets.definitions import build_definitions
+
+    settings = make_settings(start="2021-01-01")
+    assert run(settings, instance, FUT, "2021-01-01", "2021-01-02").success
+    job = build_definitions(settings).get_job_def("verify_binanceusdm_BTCUSDT")
+    assert job.execute_in_process(instance=instance).success
+    chunk = DatasetPaths(Path(settings.data_root), FUT).chunks_dir / "chunk_000002_20210102.parquet"
+    chunk.write_bytes(b"broken")
+    assert not job.execute_in_process(instance=instance, raise_on_error=False).success
