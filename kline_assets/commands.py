@@ -14,14 +14,14 @@ import dagster as dg
 from kline_assets.cli import now_utc, print_json
 from kline_assets.errors import BadInput
 from kline_assets.logs import setup_logging
-from kline_assets.names import klines_key
+from kline_assets.names import combined_key, klines_key
 from kline_assets.resources import ExchangeResource
-from kline_assets.runner import dagster_instance, materialize_range
+from kline_assets.runner import dagster_instance, materialize_range, materialize_unpartitioned
 from kline_assets.settings import DatasetSpec, Settings
 from kline_assets.status import all_status, dataset_status, render
 from kline_assets.store import DatasetStore
 from kline_assets.symbols import resolve_pair
-from kline_assets.timezones import ceil_to_local_day, floor_to_local_day, parse_instant
+from kline_assets.timezones import ceil_to_local_day, floor_to_local_day, parse_instant, parse_zone
 from kline_assets.verify import quarantine, record, verify
 
 
@@ -86,6 +86,8 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings, spec: DatasetSpec
               file=sys.stderr)
         return 1
     rows = status["rows"] if status else 0
+    if settings.build_combined_on_backfill:
+        run_combine(settings, spec)
     print(f"done in {elapsed:.1f}s: {(end - first).days} day(s), dataset now {status['chunks'] if status else 0} "
           f"chunks / {rows:,} rows (run {outcome.run_id})", file=sys.stderr)
     return 0
@@ -137,3 +139,36 @@ def cmd_verify(args: argparse.Namespace, settings: Settings, spec: DatasetSpec) 
     record(store, report)
     print("after repair: " + report.render(spec.name))
     return 0 if report.ok else 1
+
+
+def run_combine(settings: Settings, spec: DatasetSpec, from_index: int | None = None, to_index: int | None = None,
+                tz: str | None = None) -> int:
+    config = {"from_index": from_index, "to_index": to_index, "tz": tz}
+    key = combined_key(spec)
+    outcome = materialize_unpartitioned(settings, dagster_instance(), dg.AssetSelection.assets(key),
+                                        run_config={"ops": {key.to_python_identifier(): {"config": config}}})
+    if not outcome.success:
+        print(f"kline-assets: combine failed: {outcome.error} (run {outcome.run_id})", file=sys.stderr)
+        return 1
+    store = DatasetStore(settings.data_root, spec, settings.align_tz, settings.start)
+    path = store.paths.combined_file(parse_zone(tz).file_suffix() if tz else None)
+    print(f"combined {spec.name} into {path} (run {outcome.run_id})", file=sys.stderr)
+    return 0
+
+
+def cmd_combine(args: argparse.Namespace, settings: Settings, spec: DatasetSpec) -> int:
+    for name in ("from_index", "to_index"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise BadInput(f"--{name.replace('_', '-')} {value}: chunk indexes start at 1")
+    if args.from_index is not None and args.to_index is not None and args.from_index > args.to_index:
+        raise BadInput(f"--from-index {args.from_index} is after --to-index {args.to_index}")
+    if args.tz:
+        parse_zone(args.tz)
+    store = DatasetStore(settings.data_root, spec, settings.align_tz, settings.start)
+    existing = store.read_manifest()
+    if existing is None:
+        print(f"kline-assets: no dataset at {store.paths.dir} (nothing to combine)", file=sys.stderr)
+        return 1
+    setup_logging(settings.log_dir)
+    return run_combine(replace(settings, start=existing.start_date), spec, args.from_index, args.to_index, args.tz)

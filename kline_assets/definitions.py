@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from kline_assets.assets import build_klines_asset
+from kline_assets.combined_asset import build_combined_asset
 from kline_assets.io_manager import ChunkIOManager
 from kline_assets.jobs import build_verify_job
 from kline_assets.names import ARCHIVE, CHUNK_IO_MANAGER, EXCHANGE
@@ -25,7 +26,8 @@ def build_resources(settings: Settings) -> dict:
 
 def build_assets(settings: Settings) -> list:
     partitions_def = daily_partitions(settings.align_tz, settings.start)
-    return [build_klines_asset(spec, partitions_def) for spec in settings.pairs]
+    klines = [build_klines_asset(spec, partitions_def) for spec in settings.pairs]
+    return klines + [build_combined_asset(spec) for spec in settings.pairs]
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
