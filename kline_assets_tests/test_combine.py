@@ -58,7 +58,7 @@ def test_a_corrupt_chunk_is_refused(loaded):
 
 
 def test_combined_asset_through_dagster_with_config(loaded, instance):
-    settings, store = loaded
+    settings, _ = loaded
     key = combined_key(FUT)
     result = dg.materialize(build_assets(settings), resources=build_resources(settings), instance=instance,
                             selection=[key], run_config={"ops": {key.to_python_identifier(): {
