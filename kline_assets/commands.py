@@ -13,6 +13,7 @@ import dagster as dg
 
 from kline_assets.cli import now_utc, print_json
 from kline_assets.errors import BadInput
+from kline_assets.live import LIVE_TAG, LIVE_VALUE, StopFlag, live_days, run_loop
 from kline_assets.logs import setup_logging
 from kline_assets.names import combined_key, klines_key
 from kline_assets.resources import ExchangeResource
@@ -21,7 +22,7 @@ from kline_assets.settings import DatasetSpec, Settings
 from kline_assets.status import all_status, dataset_status, render
 from kline_assets.store import DatasetStore
 from kline_assets.symbols import resolve_pair
-from kline_assets.timezones import ceil_to_local_day, floor_to_local_day, parse_instant, parse_zone
+from kline_assets.timezones import ceil_to_local_day, floor_to_local_day, ms_to_iso, parse_instant, parse_zone
 from kline_assets.verify import quarantine, record, verify
 
 
@@ -172,3 +173,36 @@ def cmd_combine(args: argparse.Namespace, settings: Settings, spec: DatasetSpec)
         return 1
     setup_logging(settings.log_dir)
     return run_combine(replace(settings, start=existing.start_date), spec, args.from_index, args.to_index, args.tz)
+
+
+def cmd_live(args: argparse.Namespace, settings: Settings, spec: DatasetSpec) -> int:
+    if args.cycles < 0:
+        raise BadInput(f"--cycles {args.cycles}: use 0 (until stopped) or a positive number")
+    settings, spec, store = prepare(args, settings, spec)
+    setup_logging(settings.log_dir)
+    instance = dagster_instance()
+    client = exchange_for(settings).client(spec.market)
+    stop = StopFlag()
+    stop.install()
+    print(f"live {spec.name}: updating every minute with closed klines; Ctrl-C stops", file=sys.stderr)
+
+    def cycle() -> bool:
+        now_ms = client.sync_time()
+        first, today = live_days(store.read_manifest(), settings.align_tz, now_ms, store.start)
+        outcome = materialize_range(settings, spec, first.isoformat(), today.isoformat(), instance,
+                                    dg.AssetSelection.assets(klines_key(spec)), tags={LIVE_TAG: LIVE_VALUE})
+        entry = store.manifest().entry_for(today)
+        if outcome.interrupted:
+            stop.event.set()
+        if not outcome.success:
+            print(f"{ms_to_iso(now_ms)} cycle failed: {outcome.error}", file=sys.stderr)
+        elif entry is not None:
+            lag = (client.server_time_ms() - (entry.last_open_time + 59_999)) / 1000 if entry.last_open_time else None
+            print(f"{ms_to_iso(now_ms)} {spec.name} {today}: {entry.rows} rows, last closed minute "
+                  f"{ms_to_iso(entry.last_open_time)}" + (f", lag {lag:.0f}s" if lag is not None else ""),
+                  file=sys.stderr)
+        return outcome.success
+
+    failed = run_loop(cycle, client.server_time_ms, stop, args.cycles)
+    print(f"live {spec.name}: stopped", file=sys.stderr)
+    return 0 if failed == 0 else 1

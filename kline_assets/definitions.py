@@ -8,9 +8,10 @@ from kline_assets.assets import build_klines_asset
 from kline_assets.combined_asset import build_combined_asset
 from kline_assets.io_manager import ChunkIOManager
 from kline_assets.jobs import build_verify_job
-from kline_assets.names import ARCHIVE, CHUNK_IO_MANAGER, EXCHANGE
+from kline_assets.names import ARCHIVE, CHUNK_IO_MANAGER, EXCHANGE, klines_key
 from kline_assets.partitions import daily_partitions
 from kline_assets.resources import ArchiveResource, ExchangeResource
+from kline_assets.sensors import build_live_sensor
 from kline_assets.settings import Settings, load_settings
 
 
@@ -30,10 +31,17 @@ def build_assets(settings: Settings) -> list:
     return klines + [build_combined_asset(spec) for spec in settings.pairs]
 
 
+def build_live_job(settings: Settings):
+    return dg.define_asset_job("live_klines", selection=[klines_key(spec) for spec in settings.pairs],
+                               description="Live updates of klines_1m, started by the live sensor.")
+
+
 def build_definitions(settings: Settings) -> dg.Definitions:
+    live_job = build_live_job(settings)
     return dg.Definitions(
         assets=build_assets(settings),
-        jobs=[build_verify_job(spec) for spec in settings.pairs],
+        jobs=[live_job, *(build_verify_job(spec) for spec in settings.pairs)],
+        sensors=[build_live_sensor(settings, live_job)],
         resources=build_resources(settings),
     )
 

@@ -163,14 +163,18 @@ class BinanceClient:
                   "limit": int(limit)}
         return self._call("GetKlines", params, kline_weight(self.market.name, limit))
 
+    def sync_time(self) -> int:
+        """Ask the server for its clock (weight 1) and keep the offset; returns the server time."""
+        server = int(self._call("GetTime", {}, 1)["serverTime"])
+        received = time.time()  # pairing with the receipt, not the send, errs on the early side
+        self._time_sync = (received, server)
+        self.limiter.offset_s = server / 1000 - received
+        return server
+
     def server_time_ms(self) -> int:
         """The server's clock, from a sync at most a minute old; never ahead of the real server time."""
-        now = time.time()
-        if self._time_sync is None or now - self._time_sync[0] > 60:
-            server = int(self._call("GetTime", {}, 1)["serverTime"])
-            received = time.time()  # pairing with the receipt, not the send, errs on the early side
-            self._time_sync = (received, server)
-            self.limiter.offset_s = server / 1000 - received
+        if self._time_sync is None or time.time() - self._time_sync[0] > 60:
+            return self.sync_time()
         received, server = self._time_sync
         return server + int((time.time() - received) * 1000)
 

@@ -22,6 +22,11 @@ class RunOutcome:
     run_id: str
     error: str | None = None
 
+    @property
+    def interrupted(self) -> bool:
+        """Dagster turns SIGINT/SIGTERM during a run into this error; the caller should stop too."""
+        return bool(self.error and "Interrupted" in self.error)
+
 
 def dagster_instance() -> dg.DagsterInstance:
     """DAGSTER_HOME if set, else ./.dagster_home, so CLI runs are kept (Dagster's temp default is not)."""
@@ -44,7 +49,7 @@ def _first_error(result: dg.ExecuteInProcessResult) -> str | None:
 
 def materialize_range(settings: Settings, spec: DatasetSpec, first_key: str, last_key: str,
                       instance: dg.DagsterInstance, selection: dg.AssetSelection,
-                      run_config: dict | None = None) -> RunOutcome:
+                      run_config: dict | None = None, tags: dict | None = None) -> RunOutcome:
     from kline_assets.definitions import build_assets, build_resources
 
     result = dg.materialize(
@@ -53,7 +58,7 @@ def materialize_range(settings: Settings, spec: DatasetSpec, first_key: str, las
         instance=instance,
         selection=selection,
         tags={"dagster/asset_partition_range_start": first_key, "dagster/asset_partition_range_end": last_key,
-              "kline_assets/source": "cli", "kline_assets/dataset": spec.name},
+              "kline_assets/source": "cli", "kline_assets/dataset": spec.name, **(tags or {})},
         run_config={**_QUIET, **(run_config or {})},
         raise_on_error=False,
     )

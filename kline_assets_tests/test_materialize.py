@@ -102,7 +102,7 @@ def test_verify_job_fails_on_a_corrupt_chunk(sim, make_settings, instance):
 
     settings = make_settings(start="2021-01-01")
     assert run(settings, instance, FUT, "2021-01-01", "2021-01-02").success
-    job = build_definitions(settings).get_job_def("verify_binanceusdm_BTCUSDT")
+    job = build_definitions(settings).resolve_job_def("verify_binanceusdm_BTCUSDT")
     assert job.execute_in_process(instance=instance).success
     chunk = DatasetPaths(Path(settings.data_root), FUT).chunks_dir / "chunk_000002_20210102.parquet"
     chunk.write_bytes(b"broken")

@@ -1,0 +1,57 @@
+"""The live sensor: about every minute, one run per dataset that brings today up to the last closed
+minute (and completes or catches up earlier days). It skips while a run of that dataset is still
+going, so live runs never pile up or write a chunk beside a backfill.
+
+No `from __future__ import annotations`: Dagster reads the context annotation at run time.
+"""
+
+import time
+
+import dagster as dg
+
+from kline_assets.live import LIVE_TAG, LIVE_VALUE, live_days
+from kline_assets.names import LIVE_SENSOR, klines_key
+from kline_assets.settings import Settings
+from kline_assets.store import DatasetStore
+
+IN_PROGRESS = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+               dg.DagsterRunStatus.STARTED]
+
+
+def busy_keys(instance: dg.DagsterInstance) -> set[dg.AssetKey]:
+    """Asset keys that a queued or running run (live, backfill, UI, CLI) is writing."""
+    keys: set[dg.AssetKey] = set()
+    for record in instance.get_run_records(dg.RunsFilter(statuses=IN_PROGRESS), limit=200):
+        keys.update(record.dagster_run.asset_selection or ())
+    return keys
+
+
+def build_live_sensor(settings: Settings, job) -> dg.SensorDefinition:
+    @dg.sensor(name=LIVE_SENSOR, job=job, minimum_interval_seconds=15,
+               default_status=dg.DefaultSensorStatus.RUNNING,
+               description="Every minute: today's partition of each dataset up to the last closed minute; "
+                           "completes yesterday after midnight and catches up missed days.")
+    def _live(context: dg.SensorEvaluationContext):
+        now_ms = int(time.time() * 1000)
+        minute = now_ms // 60_000
+        busy = busy_keys(context.instance)
+        requests, skipped = [], []
+        for spec in settings.pairs:
+            key = klines_key(spec)
+            if key in busy:
+                skipped.append(f"{spec.name} has a run in progress")
+                continue
+            store = DatasetStore(settings.data_root, spec, settings.align_tz, settings.start)
+            first, today = live_days(store.read_manifest(), settings.align_tz, now_ms, store.start)
+            requests.append(dg.RunRequest(
+                run_key=f"live:{spec.name}:{minute}",
+                asset_selection=[key],
+                tags={"dagster/asset_partition_range_start": first.isoformat(),
+                      "dagster/asset_partition_range_end": today.isoformat(),
+                      LIVE_TAG: LIVE_VALUE, "kline_assets/dataset": spec.name},
+            ))
+        if not requests:
+            return dg.SkipReason("; ".join(skipped) or "no dataset configured")
+        return requests
+
+    return _live
