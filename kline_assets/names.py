@@ -18,6 +18,7 @@ EXCHANGE = "exchange"
 CHUNK_IO_MANAGER = "chunk_io_manager"
 
 LIVE_SENSOR = "live_klines_sensor"
+COMBINE_SENSOR = "combine_after_backfill_sensor"
 
 
 def klines_key(spec: DatasetSpec) -> dg.AssetKey:

@@ -57,6 +57,11 @@ def log_file(log_dir: str | Path) -> Path:
     return Path(log_dir) / "loader.log"
 
 
+def symbols_cache(data_root: Path) -> Path:
+    """Which (market, symbol) the exchange lists, as learnt from exchangeInfo."""
+    return Path(data_root) / ".kline_assets" / "symbols.json"
+
+
 def find_datasets(data_root: Path) -> list[Path]:
     """Dataset folders under a data root, found by their manifest."""
     if not data_root.is_dir():

@@ -10,7 +10,7 @@ import time
 import dagster as dg
 
 from kline_assets.live import LIVE_TAG, LIVE_VALUE, live_days
-from kline_assets.names import LIVE_SENSOR, klines_key
+from kline_assets.names import COMBINE_SENSOR, LIVE_SENSOR, combined_key, klines_key
 from kline_assets.settings import Settings
 from kline_assets.store import DatasetStore
 
@@ -18,11 +18,16 @@ IN_PROGRESS = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.D
                dg.DagsterRunStatus.STARTED]
 
 
-def busy_keys(instance: dg.DagsterInstance) -> set[dg.AssetKey]:
-    """Asset keys that a queued or running run (live, backfill, UI, CLI) is writing."""
+def busy_keys(instance: dg.DagsterInstance, settings: Settings) -> set[dg.AssetKey]:
+    """Asset keys that a queued or running run (live, backfill, UI, CLI) is writing. In-process runs
+    (the CLI's) record no asset selection, so their dataset tag counts too."""
+    by_name = {spec.name: klines_key(spec) for spec in settings.pairs}
     keys: set[dg.AssetKey] = set()
     for record in instance.get_run_records(dg.RunsFilter(statuses=IN_PROGRESS), limit=200):
-        keys.update(record.dagster_run.asset_selection or ())
+        run = record.dagster_run
+        keys.update(run.asset_selection or ())
+        if run.tags.get("kline_assets/dataset") in by_name:
+            keys.add(by_name[run.tags["kline_assets/dataset"]])
     return keys
 
 
@@ -34,7 +39,7 @@ def build_live_sensor(settings: Settings, job) -> dg.SensorDefinition:
     def _live(context: dg.SensorEvaluationContext):
         now_ms = int(time.time() * 1000)
         minute = now_ms // 60_000
-        busy = busy_keys(context.instance)
+        busy = busy_keys(context.instance, settings)
         requests, skipped = [], []
         for spec in settings.pairs:
             key = klines_key(spec)
@@ -55,3 +60,23 @@ def build_live_sensor(settings: Settings, job) -> dg.SensorDefinition:
         return requests
 
     return _live
+
+
+def build_combine_after_backfill_sensor(settings: Settings, job) -> dg.SensorDefinition:
+    """BUILD_COMBINED_ON_BACKFILL=1: after a successful non-live run of klines_1m, rebuild the combined file."""
+
+    @dg.run_status_sensor(name=COMBINE_SENSOR, run_status=dg.DagsterRunStatus.SUCCESS, request_job=job,
+                          default_status=dg.DefaultSensorStatus.RUNNING,
+                          description="Rebuilds klines_1m_combined after each successful backfill.")
+    def _combine(context: dg.RunStatusSensorContext):
+        run = context.dagster_run
+        if run.tags.get(LIVE_TAG) == LIVE_VALUE:
+            return dg.SkipReason("live runs do not rebuild the combined file")
+        records = context.instance.get_records_for_run(
+            run_id=run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=100_000).records
+        keys = {r.event_log_entry.dagster_event.asset_key for r in records}
+        requests = [dg.RunRequest(run_key=f"combine:{run.run_id}:{spec.name}", asset_selection=[combined_key(spec)])
+                    for spec in settings.pairs if klines_key(spec) in keys]
+        return requests or dg.SkipReason("the run loaded no klines_1m")
+
+    return _combine

@@ -102,3 +102,26 @@ def test_live_loop_across_minutes_and_a_zurich_midnight(sim, tmp_path):
     manifest, now_ms = cycle_at(target + 180_000)  # 00:01:30: the first minute of the day has closed
     assert stored_rows(store.paths.resolve(manifest.entry_for(after).file)) == closed(after, now_ms)
     assert manifest.entry_for(after).rows == 1
+
+
+def test_combine_sensor_follows_backfills_but_not_live_runs(sim, make_settings, instance):
+    import dataclasses
+
+    settings = dataclasses.replace(make_settings(pairs="futures:BTC/USDT"), build_combined_on_backfill=True)
+    defs = build_definitions(settings)
+    sensor = defs.resolve_sensor_def("combine_after_backfill_sensor")
+    assert run(settings, instance, FUT, "2021-01-01", "2021-01-01").success
+    run_ = instance.get_run_records(limit=1)[0].dagster_run
+    success = next(e.dagster_event for e in instance.all_logs(run_.run_id)
+                   if e.dagster_event and e.dagster_event.event_type == dg.DagsterEventType.RUN_SUCCESS)
+    ctx = dg.build_run_status_sensor_context(sensor_name=sensor.name, dagster_event=success,
+                                             dagster_instance=instance, dagster_run=run_)
+    out = sensor(ctx)
+    assert out[0].asset_selection == [dg.AssetKey(["binanceusdm", "BTCUSDT", "klines_1m_combined"])]
+    key = dg.AssetKey(["binanceusdm", "BTCUSDT", "klines_1m"])
+    live_run = instance.create_run_for_job(defs.resolve_job_def("live_klines"), tags={"kline_assets/source": "live"},
+                                           asset_selection=frozenset({key}))
+    ctx = dg.build_run_status_sensor_context(sensor_name=sensor.name, dagster_event=success,
+                                             dagster_instance=instance, dagster_run=live_run)
+    assert isinstance(sensor(ctx), dg.SkipReason)
+    assert "combine_after_backfill_sensor" not in [s.name for s in build_definitions(make_settings()).sensors]
