@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -46,15 +47,22 @@ GAPS = {
 }
 
 
-def _unit(*parts: object) -> float:
-    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64
+def _units(*parts: object) -> tuple[float, ...]:
+    """Four deterministic numbers in [0, 1) from one hash (a row needs a few; hashing is the cost)."""
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=32).digest()
+    return tuple(int.from_bytes(digest[i:i + 8], "big") / 2**64 for i in range(0, 32, 8))
 
 
+@functools.lru_cache(maxsize=64)
+def _base(symbol: str) -> float:
+    return 100.0 + 900.0 * _units(symbol)[0]
+
+
+@functools.lru_cache(maxsize=8192)
 def _price(market: str, symbol: str, t: int) -> float:
-    base = 100.0 + 900.0 * _unit(symbol)
+    base = _base(symbol)
     hours = t / 3_600_000
-    return base * (1 + 0.2 * ((hours / 97) % 1) + 0.01 * _unit(market, symbol, t // MINUTE))
+    return base * (1 + 0.2 * ((hours / 97) % 1) + 0.01 * _units(market, symbol, t // MINUTE)[0])
 
 
 def kline_row(market: str, symbol: str, open_time: int, now_ms: int | None = None) -> list:
@@ -63,11 +71,12 @@ def kline_row(market: str, symbol: str, open_time: int, now_ms: int | None = Non
     progress = 1.0 if now_ms is None else min(1.0, max(0.0, (now_ms - open_time) / MINUTE))
     o = _price(market, symbol, open_time)
     c = o + (_price(market, symbol, open_time + MINUTE) - o) * progress
-    h = max(o, c) * (1 + 0.002 * _unit("h", symbol, open_time))
-    low = min(o, c) * (1 - 0.002 * _unit("l", symbol, open_time))
-    vol = round(50 * _unit("v", symbol, open_time) * progress, 3)
-    taker = round(vol * _unit("t", symbol, open_time), 3)
-    trades = int(2000 * _unit("n", symbol, open_time) * progress)
+    uh, ul, uv, ut = _units("row", symbol, open_time)
+    h = max(o, c) * (1 + 0.002 * uh)
+    low = min(o, c) * (1 - 0.002 * ul)
+    vol = round(50 * uv * progress, 3)
+    taker = round(vol * ut, 3)
+    trades = int(2000 * ((uh + uv) % 1) * progress)
     f = f"{{:.{dec}f}}"
     return [open_time, f.format(o), f.format(h), f.format(low), f.format(c), f"{vol:.3f}",
             open_time + MINUTE - 1, f"{vol * (o + c) / 2:.{dec}f}", trades, f"{taker:.3f}",

@@ -1,0 +1,137 @@
+"""Backfill throughput against the weight budget, through the real CLI (Dagster path), and a plain
+sequential ccxt loop as the reference. Not a test: it takes minutes.
+
+    python bench/backfill.py                          # 50 ms latency, real budgets
+    python bench/backfill.py --latency-ms 0 --futures-days 300 --spot-days 0   # local CPU per day
+    python bench/backfill.py --futures-budget 120 --futures-days 30 --spot-days 0 --no-reference
+
+Prints days/min, requests, 429/418 counts, requests inside a Retry-After window, peak RSS, CPU ms per
+day, and the ratio to the budget limit (futures: 2400/6 = 400 days/min; spot: 6000/4 = 1500 days/min).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import ccxt
+
+BIN = Path(sys.executable).parent
+WEIGHT_PER_DAY = {"futures": 3 * 2, "spot": 2 * 2}  # pages of 499 (weight 2) and 1000 (weight 2)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sim_call(url: str, path: str, body: dict | None = None) -> dict:
+    data = json.dumps(body).encode() if body is not None else None
+    with urllib.request.urlopen(urllib.request.Request(url + path, data=data, method="POST" if data else "GET")) as r:
+        return json.loads(r.read())
+
+
+def summarise(log: list[dict], market: str) -> dict:
+    log = sorted((r for r in log if r["market"] == market), key=lambda r: r["t"])
+    limited = [r for r in log if r["status"] in (429, 418)]
+    inside = sum(1 for hit in limited for r in log if hit["t"] < r["t"] < hit["t"] + (hit["retry_after"] or 0) - 0.05)
+    return {"requests": len(log), "429": sum(r["status"] == 429 for r in log),
+            "418": sum(r["status"] == 418 for r in log), "inside_retry_after": inside}
+
+
+def run_cli(url: str, market: str, days: int, root: str) -> dict:
+    start = dt.date(2021, 1, 1) if market == "futures" else dt.date(2018, 1, 1)
+    env = {**os.environ, "KLINE_SPOT_URL": url, "KLINE_FUTURES_URL": url, "KLINE_DATA_ROOT": root,
+           "KLINE_LOG_DIR": os.path.join(root, "logs"), "DAGSTER_HOME": os.path.join(root, "dh"),
+           "KLINE_START": start.isoformat()}
+    os.makedirs(env["DAGSTER_HOME"], exist_ok=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    subprocess.run([str(BIN / "kline-assets"), "--market", market, "backfill", "--start", start.isoformat(),
+                    "--end", (start + dt.timedelta(days=days)).isoformat()], env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": after.ru_maxrss / 1024}
+
+
+def reference_loop(url: str, market: str, days: int) -> float:
+    """One day at a time, pages of 1500/1000, ccxt's own rate limiter: what a hand-written script does."""
+    cls = ccxt.binanceusdm if market == "futures" else ccxt.binance
+    ex = cls({"enableRateLimit": True, "urls": {"api": {"public": f"{url}/api/v3", "fapiPublic": f"{url}/fapi/v1"}}})
+    call = ex.fapiPublicGetKlines if market == "futures" else ex.publicGetKlines
+    limit = 1500 if market == "futures" else 1000
+    start = int(dt.datetime(2021, 1, 1, tzinfo=dt.timezone.utc).timestamp() * 1000)
+    t = time.perf_counter()
+    for n in range(days):
+        cur, end = start + n * 86_400_000, start + (n + 1) * 86_400_000
+        while cur < end:
+            rows = call({"symbol": "BTCUSDT", "interval": "1m", "startTime": cur, "endTime": end - 1, "limit": limit})
+            if not rows:
+                break
+            cur = rows[-1][0] + 60_000
+    return days / (time.perf_counter() - t) * 60
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--latency-ms", type=float, default=50)
+    p.add_argument("--futures-budget", type=int, default=2400)
+    p.add_argument("--spot-budget", type=int, default=6000)
+    p.add_argument("--futures-days", type=int, default=800)
+    p.add_argument("--spot-days", type=int, default=2500)
+    p.add_argument("--reference-days", type=int, default=60)
+    p.add_argument("--no-reference", action="store_true")
+    a = p.parse_args()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    sim = subprocess.Popen([sys.executable, "-m", "kline_assets.simulator", "--port", str(port),
+                            "--latency-ms", str(a.latency_ms), "--futures-budget", str(a.futures_budget),
+                            "--spot-budget", str(a.spot_budget)], stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                sim_call(url, "/_sim/stats")
+                break
+            except OSError:
+                time.sleep(0.05)
+        budgets = {"futures": a.futures_budget, "spot": a.spot_budget}
+        print(f"latency {a.latency_ms} ms, budgets {budgets}")
+        for market, days in (("futures", a.futures_days), ("spot", a.spot_days)):
+            if not days:
+                continue
+            limit = budgets[market] / WEIGHT_PER_DAY[market]
+            with tempfile.TemporaryDirectory() as root:
+                sim_call(url, "/_sim/reset", {})
+                base = run_cli(url, market, 1, root + "/base")  # start-up cost, subtracted from CPU per day
+                sim_call(url, "/_sim/reset", {})
+                got = run_cli(url, market, days, root + "/run")
+                stats = summarise(sim_call(url, "/_sim/stats")["requests"], market)
+            rate = days / (got["wall_s"] - base["wall_s"]) * 60
+            cpu_ms = (got["cpu_s"] - base["cpu_s"]) / max(1, days - 1) * 1000
+            print(f"{market:8} {days:5} days: {rate:7.0f} days/min (limit {limit:.0f}, {rate / limit:5.1%}), "
+                  f"{stats['requests']} requests, 429s {stats['429']}, 418s {stats['418']}, "
+                  f"inside Retry-After {stats['inside_retry_after']}, peak RSS {got['peak_rss_mb']:.0f} MB, "
+                  f"CPU {cpu_ms:.1f} ms/day (start-up {base['wall_s']:.1f}s excluded)")
+            if not a.no_reference:
+                sim_call(url, "/_sim/reset", {})
+                ref = reference_loop(url, market, a.reference_days)
+                print(f"{'':8} reference sequential ccxt loop: {ref:7.0f} days/min -> kline-assets is {rate / ref:.1f}x")
+    finally:
+        sim.terminate()
+
+
+if __name__ == "__main__":
+    main()
