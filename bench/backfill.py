@@ -128,7 +128,8 @@ def main() -> None:
             if not a.no_reference:
                 sim_call(url, "/_sim/reset", {})
                 ref = reference_loop(url, market, a.reference_days)
-                print(f"{'':8} reference sequential ccxt loop: {ref:7.0f} days/min -> kline-assets is {rate / ref:.1f}x")
+                print(f"{'':8} reference sequential ccxt loop: {ref:7.0f} days/min "
+                      f"-> kline-assets is {rate / ref:.1f}x")
     finally:
         sim.terminate()
 
