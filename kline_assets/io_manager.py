@@ -82,9 +82,10 @@ class ChunkIOManager(dg.ConfigurableIOManager):
         if batch:
             flush()
         self._progress(context, obj, totals)
+        # run-level figures; named apart from the per-day `rows` etc. that each partition carries
         context.add_output_metadata({
-            "days": totals["days"], "days_written": totals["written"], "rows": totals["rows"],
-            "requests": totals["requests"], "dataset": dg.MetadataValue.path(str(store.paths.dir)),
+            "run_days": totals["days"], "run_days_written": totals["written"], "run_rows": totals["rows"],
+            "run_requests": totals["requests"], "dataset": dg.MetadataValue.path(str(store.paths.dir)),
         })
 
     @staticmethod
