@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repair", action="store_true", help="re-collect bad or missing days through Dagster")
     p = verb("status", "what is stored, per dataset")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--plot", metavar="FILE", help="write a coverage calendar PNG (one file per dataset)")
     p = verb("combine", "stream all chunks into one combined Parquet file through Dagster")
     p.add_argument("--from-index", type=int, help="first chunk index (inclusive)")
     p.add_argument("--to-index", type=int, help="last chunk index (inclusive)")

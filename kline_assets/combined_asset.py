@@ -4,9 +4,12 @@ blocking checks of `klines_1m`.
 No `from __future__ import annotations`: Dagster reads the context annotation at run time.
 """
 
+import datetime as dt
+
 import dagster as dg
 
 from kline_assets.combine import combine
+from kline_assets.coverage import day_states, markdown
 from kline_assets.names import ARCHIVE, COMBINED, group_name, klines_key
 from kline_assets.resources import ArchiveResource
 from kline_assets.settings import DatasetSpec
@@ -33,7 +36,8 @@ def build_combined_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
     def _combined(context: dg.AssetExecutionContext, config: CombineConfig) -> dg.MaterializeResult:
         archive: ArchiveResource = getattr(context.resources, ARCHIVE)
         suffix = parse_zone(config.tz).file_suffix() if config.tz else None
-        result = combine(archive.store(spec), config.from_index, config.to_index, suffix)
+        store = archive.store(spec)
+        result = combine(store, config.from_index, config.to_index, suffix)
         context.log.info(f"{result.path}: {result.chunks} chunks, {result.rows} rows"
                          f"{'' if result.rebuilt else ' (unchanged, not rewritten)'}")
         return dg.MaterializeResult(metadata={
@@ -41,6 +45,7 @@ def build_combined_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             "first_open_time": ms_to_iso(result.first_open_time) or "-",
             "last_open_time": ms_to_iso(result.last_open_time) or "-",
             "path": dg.MetadataValue.path(str(result.path)), "rebuilt": result.rebuilt,
+            "coverage": dg.MetadataValue.md(markdown(day_states(store.manifest(), dt.date.today()))),
         })
 
     return _combined

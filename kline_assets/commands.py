@@ -12,10 +12,13 @@ from pathlib import Path
 import dagster as dg
 
 from kline_assets.cli import now_utc, print_json
+from kline_assets.coverage import counts, day_states, write_png
 from kline_assets.errors import BadInput
 from kline_assets.live import LIVE_TAG, LIVE_VALUE, StopFlag, live_days, run_loop
 from kline_assets.logs import setup_logging
+from kline_assets.manifest import Manifest
 from kline_assets.names import combined_key, klines_key
+from kline_assets.paths import find_datasets
 from kline_assets.resources import ExchangeResource
 from kline_assets.runner import dagster_instance, materialize_range, materialize_unpartitioned
 from kline_assets.settings import DatasetSpec, Settings
@@ -94,9 +97,26 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings, spec: DatasetSpec
     return 0
 
 
+def plot_coverage(root: Path, target: Path, datasets: int) -> None:
+    if target.suffix.lower() != ".png":
+        raise BadInput(f"--plot {target}: the coverage picture is a .png file")
+    today = now_utc().date()
+    for folder in find_datasets(root):
+        manifest = Manifest.from_json((folder / "manifest.json").read_bytes(), folder / "manifest.json")
+        path = target if datasets == 1 else target.with_name(
+            f"{target.stem}_{manifest.exchange_id}_{manifest.symbol}{target.suffix}")
+        states = day_states(manifest, today)
+        write_png(states, path)
+        legend = ", ".join(f"{n} {k}" for k, n in counts(states).items())
+        print(f"coverage of {manifest.exchange_id}/{manifest.symbol} -> {path} ({legend}; green complete, "
+              "amber exchange gaps, blue incomplete, grey missing)", file=sys.stderr)
+
+
 def cmd_status(args: argparse.Namespace, settings: Settings, spec: DatasetSpec) -> int:
     root = Path(settings.data_root)
     statuses = all_status(root)
+    if args.plot:
+        plot_coverage(root, Path(args.plot), len(statuses))
     if args.json:
         print_json({"data_root": str(root), "datasets": statuses})
     else:

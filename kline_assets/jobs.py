@@ -7,6 +7,7 @@ import datetime as dt
 
 import dagster as dg
 
+from kline_assets.coverage import day_states, markdown
 from kline_assets.names import ARCHIVE, job_name, klines_key
 from kline_assets.resources import ArchiveResource
 from kline_assets.settings import DatasetSpec
@@ -24,7 +25,8 @@ def build_verify_job(spec: DatasetSpec) -> dg.JobDefinition:
         record(store, report)
         context.log.info(report.render(spec.name))
         md = {"days_checked": report.days_checked, "problems": len(report.problems),
-              "by_kind": dg.MetadataValue.json(report.summary()["problems"])}
+              "by_kind": dg.MetadataValue.json(report.summary()["problems"]),
+              "coverage": dg.MetadataValue.md(markdown(day_states(store.manifest(), today)))}
         context.log_event(dg.AssetObservation(asset_key=klines_key(spec), metadata=md))
         if not report.ok:
             raise dg.Failure(description=report.render(spec.name), metadata=md)

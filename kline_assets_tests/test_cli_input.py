@@ -84,3 +84,11 @@ def test_loader_log_rotates(tmp_path):
     for handler in list(logger.handlers):
         if str(tmp_path) in getattr(handler, "baseFilename", ""):
             logger.removeHandler(handler)
+
+
+def test_status_plot_writes_a_png(sim, tmp_path):
+    env = env_for(sim, tmp_path)
+    assert cli(env, "backfill", "--start", "2021-01-01", "--end", "2021-01-03").returncode == 0
+    done = cli(env, "status", "--plot", str(tmp_path / "coverage.png"))
+    assert done.returncode == 0 and "2 complete" in done.stderr
+    assert (tmp_path / "coverage.png").read_bytes()[:4] == b"\x89PNG"
