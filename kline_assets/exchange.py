@@ -164,8 +164,19 @@ class BinanceClient:
         return self._call("GetKlines", params, kline_weight(self.market.name, limit))
 
     def sync_time(self) -> int:
-        """Ask the server for its clock (weight 1) and keep the offset; returns the server time."""
-        server = int(self._call("GetTime", {}, 1)["serverTime"])
+        """Ask the server for its clock (weight 1) and keep the offset; returns the server time.
+
+        An origin without `/time` (some mirrors) leaves us with our own clock, kept a little behind so
+        that a minute is only taken for closed once it surely is."""
+        try:
+            server = int(self._call("GetTime", {}, 1)["serverTime"])
+        except ExchangeFinal as exc:
+            if isinstance(exc, UnknownSymbol) or "HTTP 4" not in str(exc):
+                raise
+            log.warning("%s has no usable /time (%s): using the local clock minus 2s", self.origin, exc)
+            server = int(time.time() * 1000) - 2000
+        except (KeyError, TypeError, ValueError):
+            server = int(time.time() * 1000) - 2000
         received = time.time()  # pairing with the receipt, not the send, errs on the early side
         self._time_sync = (received, server)
         self.limiter.offset_s = server / 1000 - received

@@ -96,6 +96,7 @@ class SimConfig:
     clock_speed: float = 1.0  # 60 = one simulated minute per real second
     seed: int = 1
     extra_gaps: list = field(default_factory=list)  # [[market, symbol, from_ms, to_ms], ...]
+    missing_endpoints: list = field(default_factory=list)  # e.g. ["time", "exchangeInfo"]: answered 404
 
 
 class SimState:
@@ -191,7 +192,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self._send(200, {"requests": list(st.log), "now_ms": st.now_ms()})
         market = "spot" if url.path.startswith("/api/v3/") else "futures" if url.path.startswith("/fapi/v1/") else None
         endpoint = url.path.rsplit("/", 1)[-1]
-        if market is None or endpoint not in {"ping", "time", "exchangeInfo", "klines"}:
+        known = {"ping", "time", "exchangeInfo", "klines"} - set(st.config.missing_endpoints)
+        if market is None or endpoint not in known:
             return self._send(404, {"code": -1, "msg": f"unknown path {url.path}"})
         if st.config.latency_ms:
             time.sleep(st.config.latency_ms / 1000)

@@ -48,12 +48,21 @@ def _cache_put(root: Path, spec: DatasetSpec, listed: bool) -> None:
 
 
 def is_listed(client: BinanceClient, symbol: str) -> bool:
+    """exchangeInfo first; where an origin does not serve it, one one-row klines request decides."""
     try:
         info = client.exchange_info(symbol)
     except UnknownSymbol:
         return False
+    except ExchangeFinal as exc:
+        log.warning("exchangeInfo unavailable at %s (%s): asking klines instead", client.origin, exc)
+        try:
+            client.klines(symbol, 0, 2**41, 1)
+        except UnknownSymbol:
+            return False
+        return True
     apply_rate_limits(client, info)
-    return symbol in {s.get("symbol") for s in info.get("symbols", [])}
+    symbols = {s.get("symbol") for s in info.get("symbols", [])}
+    return symbol in symbols or not symbols
 
 
 def listed(root: Path, spec: DatasetSpec, client: BinanceClient) -> bool:

@@ -92,3 +92,14 @@ def test_status_plot_writes_a_png(sim, tmp_path):
     done = cli(env, "status", "--plot", str(tmp_path / "coverage.png"))
     assert done.returncode == 0 and "2 complete" in done.stderr
     assert (tmp_path / "coverage.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_an_origin_without_time_and_exchange_info_still_works(sim, tmp_path):
+    sim.state.config.missing_endpoints = ["time", "exchangeInfo"]
+    env = env_for(sim, tmp_path)
+    done = cli(env, "--market", "spot", "--pair", "NOPE/USDT", "backfill", "--start", "2021-01-01", "--end",
+               "2021-01-02")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "using BTC/USDT" in done.stderr
+    status = json.loads(cli(env, "status", "--json").stdout)["datasets"][0]
+    assert (status["dataset"], status["rows"]) == ("binance/BTCUSDT", 1440)
