@@ -99,6 +99,8 @@ def resolve_settings(args: argparse.Namespace) -> tuple[Settings, DatasetSpec]:
 
 def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*(is currently in beta|is currently in preview).*")
+    # the CLI prints what users must see itself; without a handler Python would echo warnings again
+    logging.getLogger("kline_assets").addHandler(logging.NullHandler())
     try:
         args = build_parser().parse_args(argv)
         if args.command is None:
