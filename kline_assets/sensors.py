@@ -32,7 +32,7 @@ def busy_keys(instance: dg.DagsterInstance, settings: Settings) -> set[dg.AssetK
 
 
 def build_live_sensor(settings: Settings, job) -> dg.SensorDefinition:
-    @dg.sensor(name=LIVE_SENSOR, job=job, minimum_interval_seconds=15,
+    @dg.sensor(name=LIVE_SENSOR, job=job, minimum_interval_seconds=5,
                default_status=dg.DefaultSensorStatus.RUNNING,
                description="Every minute: today's partition of each dataset up to the last closed minute; "
                            "completes yesterday after midnight and catches up missed days.")
