@@ -85,6 +85,34 @@ def reference_loop(url: str, market: str, days: int) -> float:
     return days / (time.perf_counter() - t) * 60
 
 
+def local_cost(url: str, days: int) -> dict:
+    """Our own work per day without Dagster's event recording: fetch (ccxt HTTP + JSON), table build,
+    zstd Parquet, sha256, pending file + fsync, batched manifest commits."""
+    from kline_assets.collect import DayStream
+    from kline_assets.exchange import BinanceClient
+    from kline_assets.limiter import WeightLimiter
+    from kline_assets.settings import MARKETS, DatasetSpec
+    from kline_assets.store import DatasetStore
+    from kline_assets.timezones import parse_zone
+
+    with tempfile.TemporaryDirectory() as root:
+        store = DatasetStore(root, DatasetSpec("futures", "BTC/USDT"), parse_zone("UTC"), dt.date(2021, 1, 1))
+        client = BinanceClient(MARKETS["futures"], url, limiter=WeightLimiter(10**9))
+        day_list = [dt.date(2021, 1, 1) + dt.timedelta(n) for n in range(days)]
+        cpu, wall = time.process_time(), time.perf_counter()
+        batch, staging = [], 0.0
+        for data in DayStream(store, client, day_list, page=499, workers=4):
+            t = time.process_time()
+            batch.append(store.stage(data.day, data.table, data.gaps, data.covered_until_ms))
+            if len(batch) == 64:
+                store.commit(batch)
+                batch = []
+            staging += time.process_time() - t
+        store.commit(batch)
+        return {"cpu_ms": (time.process_time() - cpu) / days * 1000, "write_ms": staging / days * 1000,
+                "wall_ms": (time.perf_counter() - wall) / days * 1000}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--latency-ms", type=float, default=50)
@@ -94,6 +122,8 @@ def main() -> None:
     p.add_argument("--spot-days", type=int, default=2500)
     p.add_argument("--reference-days", type=int, default=60)
     p.add_argument("--no-reference", action="store_true")
+    p.add_argument("--local-days", type=int, default=0,
+                   help="also measure our own CPU per day without Dagster (zero budget limit)")
     a = p.parse_args()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -108,6 +138,11 @@ def main() -> None:
             except OSError:
                 time.sleep(0.05)
         budgets = {"futures": a.futures_budget, "spot": a.spot_budget}
+        if a.local_days:
+            cost = local_cost(url, a.local_days)
+            print(f"local cost, no Dagster, {a.local_days} futures days: {cost['cpu_ms']:.1f} ms CPU per day in all "
+                  f"threads (fetch + parse included), of which {cost['write_ms']:.1f} ms table-to-committed-chunk "
+                  f"(zstd, sha256, fsync, manifest); {cost['wall_ms']:.1f} ms wall per day")
         print(f"latency {a.latency_ms} ms, budgets {budgets}")
         for market, days in (("futures", a.futures_days), ("spot", a.spot_days)):
             if not days:
