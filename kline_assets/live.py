@@ -11,6 +11,7 @@ import datetime as dt
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 
 from kline_assets.manifest import Manifest
@@ -25,8 +26,11 @@ AFTER_BOUNDARY_S = 2.0  # the exchange closes a minute a moment after :00; askin
 
 def live_days(manifest: Manifest | None, zone: AlignZone, now_ms: int,
               first_allowed: dt.date) -> tuple[dt.date, dt.date]:
-    """[first, today]: from the last incomplete (or the day after the last complete) day through today."""
-    today = zone.local_date(now_ms)
+    """[first, today]: from the last incomplete (or the day after the last complete) day through today.
+
+    Today is the earlier of the exchange's and this machine's date, so a clock a few seconds ahead at
+    midnight never asks Dagster for a partition it does not have yet."""
+    today = min(zone.local_date(now_ms), zone.local_date(int(time.time() * 1000)))
     entries = sorted(manifest.chunks.values(), key=lambda e: e.index) if manifest else []
     first = today
     if entries:
