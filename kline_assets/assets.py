@@ -50,8 +50,10 @@ def check_evaluations(store: DatasetStore, days: list[dt.date]):
             md = dict(outcome.metadata) if outcome else {}
             if outcome is None or outcome.problem:
                 md["problem"] = outcome.problem if outcome else "no chunk in the manifest"
+            severity = dg.AssetCheckSeverity.WARN if outcome and outcome.severity == "WARN" else \
+                dg.AssetCheckSeverity.ERROR
             yield dg.AssetCheckEvaluation(asset_key=key, check_name=name, passed=passed, metadata=md,
-                                          partition=day.isoformat(), blocking=True)
+                                          partition=day.isoformat(), blocking=True, severity=severity)
 
 
 def build_klines_asset(spec: DatasetSpec, partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:

@@ -26,6 +26,8 @@ class Outcome:
     passed: bool
     metadata: dict = field(default_factory=dict)
     problem: str | None = None  # first problem, in words
+    # WARN: the exchange's own data looks odd (stored as sent, flagged, never blocking); ERROR: ours is wrong
+    severity: str = "ERROR"
 
 
 def _covered(start: int, end: int, gaps: list[list[int]]) -> bool:
@@ -101,7 +103,10 @@ def integrity(path: Path, entry: ChunkEntry) -> tuple[Outcome, pa.Table | None]:
 
 
 def sanity(table: pa.Table, entry: ChunkEntry, fetched_before_ms: int) -> Outcome:
-    """Row-level rules; `fetched_before_ms` bounds close_time (a stored row must have been closed)."""
+    """Row-level rules; `fetched_before_ms` bounds close_time (a stored row must have been closed).
+
+    Unclosed or out-of-window rows would be our fault (ERROR). Odd values (close_time, OHLC order,
+    negative volumes) are what the exchange sent, kept as sent and flagged (WARN)."""
     if table.num_rows == 0:
         return Outcome(True, {"rows": 0})
     col = table.column
@@ -121,7 +126,9 @@ def sanity(table: pa.Table, entry: ChunkEntry, fetched_before_ms: int) -> Outcom
     md = {name: int(pc.sum(mask).as_py() or 0) for name, mask in checks.items()}
     bad = [name for name, n in md.items() if n]
     md["rows"] = table.num_rows
-    return Outcome(not bad, md, f"{', '.join(f'{md[b]} {b}' for b in bad)}" if bad else None)
+    ours = [b for b in bad if b in ("unclosed_rows", "out_of_window_rows")]
+    return Outcome(not bad, md, f"{', '.join(f'{md[b]} {b}' for b in bad)}" if bad else None,
+                   "ERROR" if ours or not bad else "WARN")
 
 
 def written_ms(entry: ChunkEntry) -> int:

@@ -37,25 +37,30 @@ def closed_horizon(now_ms: int) -> int:
 
 def fetch_window(source: KlineSource, symbol: str, start_ms: int, end_ms: int, now_ms: int,
                  page: int) -> Fetched:
-    """Closed klines with open_time in [start_ms, min(end_ms, horizon)); `now_ms` is the server clock."""
+    """Closed klines with open_time in [start_ms, min(end_ms, horizon)); `now_ms` is the server clock.
+
+    The next page asks from the last open_time + 1 ms rather than + 1 minute: for aligned data it is the
+    same request, and an off-minute row at the end of a page (early Binance data) cannot hide the next."""
     stop = min(end_ms, closed_horizon(now_ms))
     out = Fetched(covered_until_ms=max(start_ms, stop))
-    cur, last_open = start_ms, None
-    while cur < stop:
-        raw = source.klines(symbol, cur, stop - 1, page)
+    expected, ask, last_open = start_ms, start_ms, None
+    while ask < stop:
+        raw = source.klines(symbol, ask, stop - 1, page)
         out.requests += 1
         unclosed = [r[0] for r in raw if r[6] >= now_ms]
         if unclosed:  # only odd, off-minute rows can get here: never store them, never call them gaps
-            stop = out.covered_until_ms = max(cur, min(unclosed))
-        rows = [r for r in raw if cur <= r[0] < stop]
+            stop = out.covered_until_ms = max(ask, min(unclosed))
+        rows = [r for r in raw if ask <= r[0] < stop and (last_open is None or r[0] > last_open)]
         if not rows:
-            add_gap(out.gaps, cur, stop)
+            if raw and not unclosed and any(r[0] < ask for r in raw):
+                out.covered_until_ms = expected  # the server went backwards: claim nothing beyond
+                break
+            add_gap(out.gaps, expected, stop)
             break
         for row in rows:
-            if last_open is not None and row[0] <= last_open:
-                continue  # a row we already have
-            if row[0] - cur >= MINUTE_MS:
-                add_gap(out.gaps, cur, row[0])
+            if row[0] - expected >= MINUTE_MS:
+                add_gap(out.gaps, expected, row[0])
             out.rows.append(row)
-            last_open, cur = row[0], row[0] + MINUTE_MS
+            last_open, expected = row[0], row[0] + MINUTE_MS
+        ask = last_open + 1
     return out

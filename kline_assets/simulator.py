@@ -97,6 +97,8 @@ class SimConfig:
     seed: int = 1
     extra_gaps: list = field(default_factory=list)  # [[market, symbol, from_ms, to_ms], ...]
     missing_endpoints: list = field(default_factory=list)  # e.g. ["time", "exchangeInfo"]: answered 404
+    odd_minutes: list = field(default_factory=list)  # open times served as early Binance data looks:
+    # 3 s off the minute, high below open (stored as sent, flagged by the checks)
 
 
 class SimState:
@@ -119,6 +121,13 @@ class SimState:
         extra = [(a, b) for m, s, a, b in self.config.extra_gaps if m == market and s == symbol]
         return (GAPS[market] if symbol == "BTCUSDT" else []) + extra
 
+    def row(self, market: str, symbol: str, t: int, now_ms: int | None = None) -> list:
+        row = kline_row(market, symbol, t, now_ms)
+        if t in self.config.odd_minutes:
+            row[0], row[6] = t + 3000, t + 3000 + MINUTE - 1
+            row[2] = row[3]  # high = low, below open
+        return row
+
     def klines(self, market: str, symbol: str, start: int | None, end: int | None, limit: int) -> list:
         now = self.now_ms()
         first = LISTINGS[market][symbol]
@@ -132,7 +141,7 @@ class SimState:
             if gap:
                 t = gap[1]
                 continue
-            rows.append(kline_row(market, symbol, t, now if t == current else None))
+            rows.append(self.row(market, symbol, t, now if t == current else None))
             t += MINUTE
         if start is None and end is not None:
             rows = rows[-limit:]

@@ -28,6 +28,7 @@ class Report:
     last_day: dt.date | None = None
     days_checked: int = 0
     problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)  # the exchange's odd values, stored as sent
 
     @property
     def ok(self) -> bool:
@@ -41,8 +42,9 @@ class Report:
         if self.days_checked == 0 and self.ok:
             return f"{name}: nothing stored in the window"
         head = f"{name}: {self.days_checked} day(s) checked, {self.first_day} .. {self.last_day}: "
+        notes = [f"  note {w.day}: the exchange sent {w.detail} (stored as sent)" for w in self.warnings[:5]]
         if self.ok:
-            return head + "all well"
+            return "\n".join([head + "all well", *notes])
         kinds = Counter(p.kind for p in self.problems)
         lines = [head + f"{len(self.problems)} problem(s): " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))]
         lines += [f"  {p.day or '-'} {p.kind}: {p.detail}" for p in self.problems[:8]]
@@ -82,8 +84,11 @@ def verify(store: DatasetStore, first: dt.date | None, last: dt.date | None, tod
                 # a file that fails integrity is reported once: its other checks would say nothing new
                 names = [INTEGRITY] if not outcomes[INTEGRITY].passed else [CONTINUITY, SANITY]
                 for name in names:
-                    if not outcomes[name].passed:
-                        report.problems.append(Problem(KIND_OF[name], entry.partition, outcomes[name].problem or name))
+                    outcome = outcomes[name]
+                    if outcome.passed:
+                        continue
+                    found = Problem(KIND_OF[name], entry.partition, outcome.problem or name)
+                    (report.warnings if outcome.severity == "WARN" else report.problems).append(found)
             if not entry.complete and day < today:
                 report.problems.append(Problem("incomplete", entry.partition, "the day is over but not complete"))
         prev = entry

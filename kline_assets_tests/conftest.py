@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from kline_assets.settings import DatasetSpec, load_settings
-from kline_assets.simulator import LISTINGS, RunningSimulator, SimConfig, SimState, kline_row
+from kline_assets.simulator import LISTINGS, RunningSimulator, SimConfig, SimState
 from kline_assets.timezones import parse_zone
 
 FUT = DatasetSpec("futures", "BTC/USDT")
@@ -50,7 +50,7 @@ def expected_rows(state: SimState, spec: DatasetSpec, tz: str, day: dt.date) -> 
     for t in range(max(start, first - first % 60_000), end, 60_000):
         if t < first or any(a <= t < b for a, b in gaps):
             continue
-        r = kline_row(spec.market, symbol, t)
+        r = state.row(spec.market, symbol, t)
         out.append([r[0], *map(float, r[1:6]), r[6], float(r[7]), r[8], float(r[9]), float(r[10]), r[11]])
     return out
 

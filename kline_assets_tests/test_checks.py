@@ -83,3 +83,11 @@ def test_sanity_flags_each_kind_of_bad_row():
     for kind, (tbl, fetched) in cases.items():
         got = sanity(tbl, entry(60), fetched_before_ms=fetched)
         assert not got.passed and got.metadata[kind] >= 1, kind
+
+
+def test_odd_exchange_values_warn_and_our_faults_error():
+    base = table(FULL[:60])
+    odd = sanity(_with(base, "high", 4, 0.5), entry(60), fetched_before_ms=START + DAY)
+    assert not odd.passed and odd.severity == "WARN"
+    ours = sanity(base, entry(60), fetched_before_ms=START + 30 * M)
+    assert not ours.passed and ours.severity == "ERROR"

@@ -68,3 +68,21 @@ def test_add_gap_merges_adjacent():
     add_gap(gaps, 10, 20)
     add_gap(gaps, 30, 30)
     assert gaps == [[0, 20]]
+
+
+def test_off_minute_row_at_a_page_end_does_not_hide_the_next():
+    opens = [0, M, 2 * M + 3000, 3 * M, 4 * M]
+    src = FakeSource(opens, now=10**12)
+    got = fetch_window(src, "X", 0, 5 * M, src.now, page=3)
+    assert [r[0] for r in got.rows] == opens and got.gaps == []
+
+
+def test_a_server_that_does_not_advance_is_not_taken_for_a_gap():
+    class Stuck(FakeSource):
+        def klines(self, symbol, start, end, limit):
+            return super().klines(symbol, 0, end, limit)  # ignores startTime
+
+    src = Stuck([t * M for t in range(20)], now=10**12)
+    got = fetch_window(src, "X", 0, 20 * M, src.now, page=5)
+    assert [r[0] for r in got.rows] == [t * M for t in range(5)]
+    assert got.gaps == [] and got.covered_until_ms == 5 * M

@@ -107,3 +107,19 @@ def test_verify_job_fails_on_a_corrupt_chunk(sim, make_settings, instance):
     chunk = DatasetPaths(Path(settings.data_root), FUT).chunks_dir / "chunk_000002_20210102.parquet"
     chunk.write_bytes(b"broken")
     assert not job.execute_in_process(instance=instance, raise_on_error=False).success
+
+
+def test_odd_exchange_rows_are_stored_as_sent_and_only_warned(sim, make_settings, instance):
+    settings = make_settings(start="2021-01-01")
+    odd = 1609459200000 + 600 * 60_000  # 2021-01-01T10:00Z
+    sim.state.config.odd_minutes = [odd]
+    result = run(settings, instance, FUT, "2021-01-01", "2021-01-01")
+    assert result.success
+    entry = manifest(settings, FUT)["chunks"][0]
+    path = DatasetPaths(Path(settings.data_root), FUT).resolve(entry["file"])
+    rows = stored_rows(path)
+    assert rows == expected_rows(sim.state, FUT, "UTC", dt.date(2021, 1, 1)) and rows[600][0] == odd + 3000
+    sanity_ = next(e for e in result.get_asset_check_evaluations() if e.check_name == "sanity")
+    assert not sanity_.passed and sanity_.severity.value == "WARN"
+    continuity_ = next(e for e in result.get_asset_check_evaluations() if e.check_name == "continuity")
+    assert continuity_.passed and continuity_.metadata["off_minute_rows"].value == 1
