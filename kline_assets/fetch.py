@@ -44,7 +44,7 @@ def fetch_window(source: KlineSource, symbol: str, start_ms: int, end_ms: int, n
     stop = min(end_ms, closed_horizon(now_ms))
     out = Fetched(covered_until_ms=max(start_ms, stop))
     expected, ask, last_open = start_ms, start_ms, None
-    while ask < stop:
+    while ask < stop and expected < stop:  # the next minute must still be inside the window
         raw = source.klines(symbol, ask, stop - 1, page)
         out.requests += 1
         unclosed = [r[0] for r in raw if r[6] >= now_ms]
