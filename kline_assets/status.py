@@ -56,6 +56,16 @@ def _few(items: list[str], n: int = 5) -> str:
     return ", ".join(items[:n]) + more
 
 
+def human_lag(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86_400:.0f} days"
+
+
 def render(statuses: list[dict], data_root: Path) -> str:
     if not statuses:
         return f"no datasets yet under {data_root}"
@@ -68,7 +78,7 @@ def render(statuses: list[dict], data_root: Path) -> str:
             f"  chunks {s['chunks']}: {s['first_day']} .. {s['last_day']}, {s['rows']:,} rows, "
             f"{s['disk_bytes'] / 1e6:.1f} MB",
             f"  last stored minute {s['last_stored_minute'] or '-'}"
-            + (f", lag {s['lag_seconds']:.0f}s" if s["lag_seconds"] is not None else ""),
+            + (f", lag {human_lag(s['lag_seconds'])}" if s["lag_seconds"] is not None else ""),
             f"  incomplete days: {_few(s['incomplete_days'])}",
             f"  missing days: {_few(s['missing_days'])}",
             f"  confirmed exchange gaps: {s['exchange_gaps']} ({s['exchange_gap_minutes']} minutes)",
