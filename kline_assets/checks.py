@@ -14,11 +14,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from kline_assets.manifest import ChunkEntry
+from kline_assets.names import CHECK_CONTINUITY, CHECK_INTEGRITY, CHECK_SANITY
 from kline_assets.schema import schema_problem
 from kline_assets.store import sha256_file
 from kline_assets.timezones import MINUTE_MS, ms_to_iso
 
-CONTINUITY, INTEGRITY, SANITY = "continuity", "integrity", "sanity"
+CONTINUITY, INTEGRITY, SANITY = CHECK_CONTINUITY, CHECK_INTEGRITY, CHECK_SANITY
 
 
 @dataclass

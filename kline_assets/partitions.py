@@ -15,7 +15,3 @@ def daily_partitions(zone: AlignZone, start: dt.date) -> dg.DailyPartitionsDefin
 
 def key_to_day(key: str) -> dt.date:
     return dt.date.fromisoformat(key)
-
-
-def day_to_key(day: dt.date) -> str:
-    return day.isoformat()
