@@ -69,11 +69,13 @@ def prepare(args: argparse.Namespace, settings: Settings,
 def cmd_backfill(args: argparse.Namespace, settings: Settings, spec: DatasetSpec) -> int:
     if args.chunk_size.strip() != "1440":
         raise BadInput(f"--chunk-size {args.chunk_size}: chunks are local days, so only 1440 (minutes) is accepted")
-    DatasetStore(settings.data_root, spec, settings.align_tz, settings.start)  # alignment guard, no writes
-    probe = DatasetStore(settings.data_root, spec, settings.align_tz, settings.start).read_manifest()
-    first, end = plan_window(args, settings, probe.start_date if probe else None)
-    settings, spec, store = prepare(args, settings, spec)
+    manifest = DatasetStore(settings.data_root, spec, settings.align_tz, settings.start).read_manifest()
+    first, end = plan_window(args, settings, manifest.start_date if manifest else None)  # input checks first
+    settings, resolved, store = prepare(args, settings, spec)
     existing = store.read_manifest()
+    if resolved != spec:  # the fallback dataset may already exist with its own first day
+        first, end = plan_window(args, settings, existing.start_date if existing else None)
+    spec = resolved
     if existing is None and first < settings.start:
         settings = replace(settings, start=first)
     setup_logging(settings.log_dir)
