@@ -193,6 +193,9 @@ def cmd_combine(args: argparse.Namespace, settings: Settings, spec: DatasetSpec)
     if existing is None:
         print(f"kline-assets: no dataset at {store.paths.dir} (nothing to combine)", file=sys.stderr)
         return 1
+    if args.tz and parse_zone(args.tz).name != existing.align_tz:
+        print(f"note: {spec.name} is aligned to {existing.align_tz}; --tz {args.tz} only names the file",
+              file=sys.stderr)
     setup_logging(settings.log_dir)
     return run_combine(replace(settings, start=existing.start_date), spec, args.from_index, args.to_index, args.tz)
 
