@@ -100,6 +100,10 @@ class BinanceClient:
         method = getattr(self._ccxt(), self._prefix + endpoint)
         attempt = 0
         while True:
+            banned = self.limiter.blocked_until - time.time()
+            if banned > MAX_RETRY_AFTER_S:  # e.g. a ban another process on this machine received
+                raise ExchangeFinal(f"{self.origin} asked this IP to wait {banned:.0f}s more (Retry-After); "
+                                    "try again after that")
             self.limiter.acquire(weight)
             inst = self._ccxt()
             inst.last_status, inst.last_response_headers = None, None
@@ -136,7 +140,7 @@ class BinanceClient:
             wait = float(raw) if raw is not None else 60.0
         except ValueError:
             wait = 60.0
-        self.limiter.block(wait)
+        self.limiter.block(wait, self.origin)
         if wait > MAX_RETRY_AFTER_S:
             kind = "banned this IP (HTTP 418)" if status == 418 else "rate-limited this IP (HTTP 429)"
             raise ExchangeFinal(f"{self.origin} {kind} for {wait:.0f}s; try again after that")

@@ -8,9 +8,13 @@ ccxt's own limiter is not used: its sync variant has no lock and assumes half th
 
 from __future__ import annotations
 
+import json
+import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 SAFETY = 0.97  # share of the budget we plan to use; the rest absorbs clock skew and foreign traffic
 
@@ -37,10 +41,10 @@ class WeightLimiter:
         weight = min(weight, self.cap)
         with self._cond:
             while True:
-                now = self._now()
-                if now < self.blocked_until:
-                    self._sleep(self.blocked_until - now)
+                if self._clock() < self.blocked_until:  # Retry-After is a duration: our clock will do
+                    self._sleep(self.blocked_until - self._clock())
                     continue
+                now = self._now()
                 minute = int(now // 60)
                 if minute != self._minute:
                     self._minute, self._used = minute, 0
@@ -61,20 +65,54 @@ class WeightLimiter:
             if int(self._now() // 60) == self._minute:
                 self._used = max(self._used, used_weight)
 
-    def block(self, seconds: float) -> None:
-        """Nothing goes to the origin until `seconds` from now have passed."""
+    def block(self, seconds: float, origin: str | None = None) -> None:
+        """Nothing goes to the origin until `seconds` from now have passed (in this process, and in the
+        next ones on this machine when `origin` is given: limits and bans are per IP)."""
         with self._cond:
-            self.blocked_until = max(self.blocked_until, self._now() + seconds)
+            self.blocked_until = max(self.blocked_until, self._clock() + seconds)
             self._cond.notify_all()
+        if origin:
+            remember_block(origin, time.time() + seconds)
 
 
 _LIMITERS: dict[str, WeightLimiter] = {}
 _LOCK = threading.Lock()
 
 
+def _blocks_file() -> Path:
+    return Path(os.environ.get("KLINE_STATE_DIR") or tempfile.gettempdir()) / "kline_assets_retry_after.json"
+
+
+def remember_block(origin: str, until: float) -> None:
+    """Machine-wide: a process started during a ban must not send (repeated violations extend bans)."""
+    path = _blocks_file()
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        known = {}
+    known = {o: t for o, t in known.items() if t > time.time()}
+    known[origin] = max(until, known.get(origin, 0))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(known))
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def remembered_block(origin: str) -> float:
+    try:
+        return float(json.loads(_blocks_file().read_text()).get(origin, 0))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return 0.0
+
+
 def limiter_for(origin: str, budget: int) -> WeightLimiter:
-    """One limiter per origin and process, whatever the number of clients."""
+    """One limiter per origin and process, whatever the number of clients; it starts blocked while a
+    Retry-After that another process received is still running."""
     with _LOCK:
         if origin not in _LIMITERS:
-            _LIMITERS[origin] = WeightLimiter(budget)
+            limiter = WeightLimiter(budget)
+            limiter.blocked_until = max(0.0, remembered_block(origin))
+            _LIMITERS[origin] = limiter
         return _LIMITERS[origin]

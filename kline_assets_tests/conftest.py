@@ -17,6 +17,13 @@ FUT = DatasetSpec("futures", "BTC/USDT")
 SPOT = DatasetSpec("spot", "BTC/USDT")
 
 
+@pytest.fixture(autouse=True)
+def state_dir(tmp_path, monkeypatch):
+    """Retry-After windows are remembered machine-wide; each test gets its own memory."""
+    monkeypatch.setenv("KLINE_STATE_DIR", str(tmp_path / "state"))
+    (tmp_path / "state").mkdir()
+
+
 @pytest.fixture
 def sim():
     with RunningSimulator(SimConfig()) as running:

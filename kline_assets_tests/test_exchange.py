@@ -80,3 +80,19 @@ def test_gap_day_is_recorded_and_ends():
         rows, got = fetch_day(c, dt.date(2020, 2, 19), page=1000)
         assert rows == expected_rows(sim.state, SPOT, "UTC", dt.date(2020, 2, 19))
         assert got.gaps == [[1582112100000, 1582133400000]] and len(rows) == 1440 - 355
+
+
+def test_a_ban_is_remembered_for_the_next_process_on_this_machine():
+    from kline_assets.limiter import limiter_for, remembered_block
+
+    with RunningSimulator(SimConfig()) as sim:
+        sim.state.banned_until["futures"] = 10**12
+        with pytest.raises(ExchangeFinal, match="418"):
+            client(sim).klines("BTCUSDT", 0, 10**12, 10)
+        assert remembered_block(sim.url) > 10**9
+        fresh = BinanceClient(MARKETS["futures"], sim.url, limiter=None)  # as a new process would start
+        assert fresh.limiter is limiter_for(sim.url, 2400)
+        before = len(sim_requests(sim.state))
+        with pytest.raises(ExchangeFinal, match="wait"):
+            fresh.klines("BTCUSDT", 0, 10**12, 10)
+        assert len(sim_requests(sim.state)) == before  # nothing sent during the ban
