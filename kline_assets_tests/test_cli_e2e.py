@@ -135,3 +135,17 @@ def test_verify_finds_each_corruption_and_repair_restores_exact_data(sim, tmp_pa
     check_days(sim, tmp_path / "data", dt.date(2021, 1, 1), 7)
     status = json.loads(cli(env, "status", "--json").stdout)["datasets"][0]
     assert status["last_verify"]["ok"] is True
+
+
+def test_combine_cli_and_build_combined_on_backfill(sim, tmp_path):
+    import pyarrow.parquet as pq
+
+    env = env_for(sim, tmp_path, BUILD_COMBINED_ON_BACKFILL="1")
+    assert cli(env, "backfill", "--start", "2021-01-01", "--end", "2021-01-04").returncode == 0
+    combined = tmp_path / "data" / "binanceusdm" / "BTCUSDT" / "1m" / "combined"
+    assert pq.read_table(combined / "BTCUSDT_1m_all.parquet").num_rows == 3 * 1440
+    env.pop("BUILD_COMBINED_ON_BACKFILL")
+    done = cli(env, "combine", "--from-index", "2", "--to-index", "3", "--tz", "+02:00")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "only names the file" in done.stderr
+    assert pq.read_table(combined / "BTCUSDT_1m_all_UTC+0200.parquet").num_rows == 2 * 1440
