@@ -15,3 +15,7 @@ class UnknownSymbol(ExchangeFinal):
 
 class ExchangeTransient(RuntimeError):
     """Retries ran out on failures that are normally transient (5xx, resets, time-outs, bad bodies)."""
+
+
+class Banned(ExchangeFinal):
+    """429/418 with a Retry-After too long to wait out inside a run."""

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import ccxt
 
-from kline_assets.errors import ExchangeFinal, ExchangeTransient, UnknownSymbol
+from kline_assets.errors import Banned, ExchangeFinal, ExchangeTransient, UnknownSymbol
 from kline_assets.limiter import WeightLimiter, limiter_for
 from kline_assets.settings import Market
 
@@ -85,6 +85,8 @@ class BinanceClient:
         self._local = threading.local()
         self._prefix = "public" if market.name == "spot" else "fapiPublic"
         self._time_sync: tuple[float, int] | None = None
+        self._limits_known = threading.Event()
+        self._limits_lock = threading.Lock()
 
     def _ccxt(self) -> Any:
         inst = getattr(self._local, "ccxt", None)
@@ -102,8 +104,8 @@ class BinanceClient:
         while True:
             banned = self.limiter.blocked_until - time.time()
             if banned > MAX_RETRY_AFTER_S:  # e.g. a ban another process on this machine received
-                raise ExchangeFinal(f"{self.origin} asked this IP to wait {banned:.0f}s more (Retry-After); "
-                                    "try again after that")
+                raise Banned(f"{self.origin} asked this IP to wait {banned:.0f}s more (Retry-After after an "
+                             "HTTP 418/429); try again after that")
             self.limiter.acquire(weight)
             inst = self._ccxt()
             inst.last_status, inst.last_response_headers = None, None
@@ -143,7 +145,7 @@ class BinanceClient:
         self.limiter.block(wait, self.origin)
         if wait > MAX_RETRY_AFTER_S:
             kind = "banned this IP (HTTP 418)" if status == 418 else "rate-limited this IP (HTTP 429)"
-            raise ExchangeFinal(f"{self.origin} {kind} for {wait:.0f}s; try again after that")
+            raise Banned(f"{self.origin} {kind} for {wait:.0f}s; try again after that")
         log.warning("HTTP %d from %s: sending nothing for %.0fs (Retry-After)", status, self.origin, wait)
 
     def _final(self, status: int, body: str | None, params: dict) -> ExchangeFinal:
@@ -163,9 +165,34 @@ class BinanceClient:
 
     # --- the interface -------------------------------------------------------------------------
     def klines(self, symbol: str, start_ms: int, end_ms: int, limit: int) -> list[list]:
+        self.load_rate_limits(symbol)
         params = {"symbol": symbol, "interval": "1m", "startTime": int(start_ms), "endTime": int(end_ms),
                   "limit": int(limit)}
         return self._call("GetKlines", params, kline_weight(self.market.name, limit))
+
+    def load_rate_limits(self, symbol: str | None = None) -> None:
+        """Once per client: the REQUEST_WEIGHT budget in force can be lower than the default (shared or
+        throttled IPs); an origin without exchangeInfo keeps the default and the used-weight header."""
+        if self._limits_known.is_set():
+            return
+        with self._limits_lock:
+            if self._limits_known.is_set():
+                return
+            try:
+                self.apply_rate_limits(self.exchange_info(symbol))
+            except Banned:
+                raise
+            except (ExchangeFinal, ExchangeTransient) as exc:
+                log.info("no rate limits from %s exchangeInfo (%s): budget %d assumed", self.origin, exc,
+                         self.limiter.budget)
+            self._limits_known.set()
+
+    def apply_rate_limits(self, info: dict) -> None:
+        for limit in info.get("rateLimits", []) if isinstance(info, dict) else []:
+            kind = (limit.get("rateLimitType"), limit.get("interval"), limit.get("intervalNum", 1))
+            if kind == ("REQUEST_WEIGHT", "MINUTE", 1) and int(limit.get("limit", 0)) > 0:
+                self.limiter.set_budget(int(limit["limit"]))
+        self._limits_known.set()
 
     def sync_time(self) -> int:
         """Ask the server for its clock (weight 1) and keep the offset; returns the server time.
@@ -175,7 +202,7 @@ class BinanceClient:
         try:
             server = int(self._call("GetTime", {}, 1)["serverTime"])
         except ExchangeFinal as exc:
-            if isinstance(exc, UnknownSymbol) or "HTTP 4" not in str(exc):
+            if isinstance(exc, (UnknownSymbol, Banned)) or "HTTP 4" not in str(exc):
                 raise
             log.warning("%s has no usable /time (%s): using the local clock minus 2s", self.origin, exc)
             server = int(time.time() * 1000) - 2000

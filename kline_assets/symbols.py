@@ -21,13 +21,6 @@ from kline_assets.settings import DEFAULT_PAIR, DatasetSpec
 log = logging.getLogger("kline_assets")
 
 
-def apply_rate_limits(client: BinanceClient, info: dict) -> None:
-    for limit in info.get("rateLimits", []):
-        if (limit.get("rateLimitType"), limit.get("interval"), limit.get("intervalNum", 1)) == (
-                "REQUEST_WEIGHT", "MINUTE", 1):
-            client.limiter.set_budget(int(limit["limit"]))
-
-
 def _cache_get(root: Path, spec: DatasetSpec) -> bool | None:
     try:
         return json.loads(symbols_cache(root).read_text()).get(f"{spec.market}:{spec.symbol}")
@@ -55,14 +48,20 @@ def is_listed(client: BinanceClient, symbol: str) -> bool:
         return False
     except ExchangeFinal as exc:
         log.warning("exchangeInfo unavailable at %s (%s): asking klines instead", client.origin, exc)
-        try:
-            client.klines(symbol, 0, 2**41, 1)
-        except UnknownSymbol:
-            return False
-        return True
-    apply_rate_limits(client, info)
-    symbols = {s.get("symbol") for s in info.get("symbols", [])}
-    return symbol in symbols or not symbols
+        return _klines_know(client, symbol)
+    client.apply_rate_limits(info)
+    symbols = {s.get("symbol") for s in info.get("symbols", []) if isinstance(s, dict)}
+    if symbols:
+        return symbol in symbols
+    return _klines_know(client, symbol)  # an answer that lists nothing decides nothing
+
+
+def _klines_know(client: BinanceClient, symbol: str) -> bool:
+    try:
+        client.klines(symbol, 0, 2**41, 1)
+    except UnknownSymbol:
+        return False
+    return True
 
 
 def listed(root: Path, spec: DatasetSpec, client: BinanceClient) -> bool:

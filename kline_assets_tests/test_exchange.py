@@ -40,8 +40,9 @@ def test_rows_equal_the_exchange_through_ten_percent_faults(spec):
 
 
 def test_429_retry_after_is_honoured_and_nothing_is_sent_meanwhile():
-    with RunningSimulator(SimConfig(futures_budget=12, clock_speed=20)) as sim:
-        c = client(sim)  # believes in 2400/min: the server's 429s must hold it back
+    # no exchangeInfo: the client believes in 2400/min, so the server's 429s must hold it back
+    with RunningSimulator(SimConfig(futures_budget=12, clock_speed=20, missing_endpoints=["exchangeInfo"])) as sim:
+        c = client(sim)
         for n in range(4):
             day = dt.date(2021, 5, 1) + dt.timedelta(n)
             rows, _ = fetch_day(c, day)
@@ -96,3 +97,13 @@ def test_a_ban_is_remembered_for_the_next_process_on_this_machine():
         with pytest.raises(ExchangeFinal, match="wait"):
             fresh.klines("BTCUSDT", 0, 10**12, 10)
         assert len(sim_requests(sim.state)) == before  # nothing sent during the ban
+
+
+def test_the_budget_in_force_comes_from_exchange_info():
+    with RunningSimulator(SimConfig(futures_budget=600)) as sim:
+        c = client(sim)
+        c.klines("BTCUSDT", 0, 10**12, 10)
+        assert (c.limiter.budget, c.limiter.cap) == (600, 582)
+        assert len(sim_requests(sim.state, "exchangeInfo")) == 1
+        c.klines("BTCUSDT", 0, 10**12, 10)
+        assert len(sim_requests(sim.state, "exchangeInfo")) == 1
