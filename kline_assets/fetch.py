@@ -42,6 +42,7 @@ def fetch_window(source: KlineSource, symbol: str, start_ms: int, end_ms: int, n
     The next page asks from the last open_time + 1 ms rather than + 1 minute: for aligned data it is the
     same request, and an off-minute row at the end of a page (early Binance data) cannot hide the next."""
     stop = min(end_ms, closed_horizon(now_ms))
+    settled = now_ms >= end_ms + MINUTE_MS  # a trailing silence is only a gap once the window is well over
     out = Fetched(covered_until_ms=max(start_ms, stop))
     expected, ask, last_open = start_ms, start_ms, None
     while ask < stop and expected < stop:  # the next minute must still be inside the window
@@ -52,8 +53,11 @@ def fetch_window(source: KlineSource, symbol: str, start_ms: int, end_ms: int, n
             stop = out.covered_until_ms = max(ask, min(unclosed))
         rows = [r for r in raw if ask <= r[0] < stop and (last_open is None or r[0] > last_open)]
         if not rows:
-            if raw and not unclosed and any(r[0] < ask for r in raw):
-                out.covered_until_ms = expected  # the server went backwards: claim nothing beyond
+            backwards = raw and not unclosed and any(r[0] < ask for r in raw)
+            if backwards or not settled:
+                # a server that went backwards confirms nothing; nor does silence at the live edge (the
+                # exchange may still deliver): claim nothing beyond, the next run asks again
+                out.covered_until_ms = expected
                 break
             add_gap(out.gaps, expected, stop)
             break

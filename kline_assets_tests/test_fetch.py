@@ -86,3 +86,14 @@ def test_a_server_that_does_not_advance_is_not_taken_for_a_gap():
     got = fetch_window(src, "X", 0, 20 * M, src.now, page=5)
     assert [r[0] for r in got.rows] == [t * M for t in range(5)]
     assert got.gaps == [] and got.covered_until_ms == 5 * M
+
+
+def test_silence_at_the_live_edge_is_not_a_gap_until_the_window_is_over():
+    opens = [t * M for t in range(50)]  # the exchange has nothing after minute 49 yet
+    live = FakeSource(opens, now=60 * M + 5000)
+    got = fetch_window(live, "X", 0, 1440 * M, live.now, page=1000)
+    assert got.gaps == [] and got.covered_until_ms == 50 * M
+    just_over = fetch_window(live, "X", 0, 60 * M, 60 * M + 5000, page=1000)
+    assert just_over.gaps == [] and just_over.covered_until_ms == 50 * M
+    settled = fetch_window(live, "X", 0, 60 * M, 61 * M + 1, page=1000)
+    assert settled.gaps == [[50 * M, 60 * M]] and settled.covered_until_ms == 60 * M
