@@ -25,7 +25,7 @@ class RunOutcome:
     @property
     def interrupted(self) -> bool:
         """Dagster turns SIGINT/SIGTERM during a run into this error; the caller should stop too."""
-        return bool(self.error and "Interrupted" in self.error)
+        return bool(self.error and self.error.startswith("interrupted"))
 
 
 def dagster_instance() -> dg.DagsterInstance:
@@ -41,9 +41,12 @@ def _first_error(result: dg.ExecuteInProcessResult) -> str | None:
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
             err = event.step_failure_data.error
-            while err.cause is not None and err.cls_name in ("DagsterExecutionStepExecutionError",):
-                err = err.cause
-            return f"{err.cls_name}: {err.message.strip().splitlines()[0] if err.message else ''}"
+            while err.cause is not None and err.cls_name.startswith("DagsterExecution"):
+                err = err.cause  # Dagster's wrappers: the user-facing reason is the cause
+            line = err.message.strip().splitlines()[0] if err.message else err.cls_name
+            head, sep, rest = line.partition(": ")
+            text = rest if sep and head.endswith(err.cls_name) else line
+            return text if "Interrupt" not in err.cls_name else f"interrupted ({err.cls_name})"
     return None if result.success else "the run failed (see the Dagster UI for its events)"
 
 

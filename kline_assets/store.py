@@ -132,7 +132,8 @@ class DatasetStore:
                 accepted.append(item)
             replace_atomic(self.paths.manifest, manifest.to_json())
             for item in accepted:
-                os.replace(item.pending, self.paths.resolve(item.entry.file))
+                if item.pending.exists():  # else a roll-forward already put these very bytes in place
+                    os.replace(item.pending, self.paths.resolve(item.entry.file))
             if accepted:
                 fsync_dir(self.paths.chunks_dir)
         return [item.entry for item in accepted]
