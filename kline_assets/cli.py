@@ -77,9 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to-index", type=int, help="last chunk index (inclusive)")
     p.add_argument("--tz", help="zone named in the file name suffix (default: none)")
     p = verb("simulate", "run the bundled Binance-compatible simulator (offline demos)")
+    p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8099)
-    p.add_argument("--latency-ms", type=float, default=0.0)
-    p.add_argument("--fault-rate", type=float, default=0.0)
+    p.add_argument("--latency-ms", type=float, default=0.0, help="added to every response")
+    p.add_argument("--fault-rate", type=float, default=0.0, help="share of kline responses that fail")
+    p.add_argument("--spot-budget", type=int, default=6000, help="REQUEST_WEIGHT per minute")
+    p.add_argument("--futures-budget", type=int, default=2400, help="REQUEST_WEIGHT per minute")
     return parser
 
 
@@ -109,8 +112,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "simulate":
             from kline_assets import simulator
 
-            return simulator.main(["--port", str(args.port), "--latency-ms", str(args.latency_ms),
-                                   "--fault-rate", str(args.fault_rate)])
+            return simulator.main([
+                "--host", args.host, "--port", str(args.port), "--latency-ms", str(args.latency_ms),
+                "--fault-rate", str(args.fault_rate), "--spot-budget", str(args.spot_budget),
+                "--futures-budget", str(args.futures_budget)])
         settings, spec = resolve_settings(args)
         from kline_assets import commands
 
