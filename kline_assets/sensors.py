@@ -26,8 +26,9 @@ def busy_keys(instance: dg.DagsterInstance, settings: Settings) -> set[dg.AssetK
     for record in instance.get_run_records(dg.RunsFilter(statuses=IN_PROGRESS), limit=200):
         run = record.dagster_run
         keys.update(run.asset_selection or ())
-        if run.tags.get("kline_assets/dataset") in by_name:
-            keys.add(by_name[run.tags["kline_assets/dataset"]])
+        for name in run.tags.get("kline_assets/dataset", "").split(","):
+            if name in by_name:
+                keys.add(by_name[name])
     return keys
 
 
@@ -40,21 +41,24 @@ def build_live_sensor(settings: Settings, job) -> dg.SensorDefinition:
         now_ms = int(time.time() * 1000)
         minute = now_ms // 60_000
         busy = busy_keys(context.instance, settings)
-        requests, skipped = [], []
+        groups: dict[tuple, list] = {}  # datasets with the same day range share one run (one start-up)
+        skipped = []
         for spec in settings.pairs:
-            key = klines_key(spec)
-            if key in busy:
+            if klines_key(spec) in busy:
                 skipped.append(f"{spec.name} has a run in progress")
                 continue
             store = DatasetStore(settings.data_root, spec, settings.align_tz, settings.start)
-            first, today = live_days(store.read_manifest(), settings.align_tz, now_ms, store.start)
-            requests.append(dg.RunRequest(
-                run_key=f"live:{spec.name}:{minute}",
-                asset_selection=[key],
+            groups.setdefault(live_days(store.read_manifest(), settings.align_tz, now_ms, store.start), []).append(spec)
+        requests = [
+            dg.RunRequest(
+                run_key=f"live:{','.join(s.name for s in specs)}:{minute}",
+                asset_selection=[klines_key(s) for s in specs],
                 tags={"dagster/asset_partition_range_start": first.isoformat(),
                       "dagster/asset_partition_range_end": today.isoformat(),
-                      LIVE_TAG: LIVE_VALUE, "kline_assets/dataset": spec.name},
-            ))
+                      LIVE_TAG: LIVE_VALUE, "kline_assets/dataset": ",".join(s.name for s in specs)},
+            )
+            for (first, today), specs in groups.items()
+        ]
         if not requests:
             return dg.SkipReason("; ".join(skipped) or "no dataset configured")
         return requests

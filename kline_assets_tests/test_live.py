@@ -28,11 +28,12 @@ def test_sensor_requests_today_for_each_dataset(sim, make_settings, instance):
     settings = make_settings()
     _, result = sensor_requests(settings, instance)
     today = dt.datetime.now(dt.timezone.utc).date().isoformat()
-    assert len(result.run_requests) == 2
-    for request in result.run_requests:
-        assert request.tags["dagster/asset_partition_range_start"] == today
-        assert request.tags["dagster/asset_partition_range_end"] == today
-        assert request.run_key.startswith("live:") and request.tags["kline_assets/source"] == "live"
+    (request,) = result.run_requests  # both datasets need today only: one run for both
+    assert set(request.asset_selection) == {dg.AssetKey(["binanceusdm", "BTCUSDT", "klines_1m"]),
+                                            dg.AssetKey(["binance", "BTCUSDT", "klines_1m"])}
+    assert request.tags["dagster/asset_partition_range_start"] == today
+    assert request.tags["dagster/asset_partition_range_end"] == today
+    assert request.run_key.startswith("live:") and request.tags["kline_assets/source"] == "live"
 
 
 def test_sensor_catches_up_from_the_last_incomplete_day(sim, make_settings, instance):
