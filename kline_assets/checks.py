@@ -6,6 +6,7 @@ Early Binance data has open times off the minute; those are stored as sent and f
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -133,8 +134,6 @@ def sanity(table: pa.Table, entry: ChunkEntry, fetched_before_ms: int) -> Outcom
 
 
 def written_ms(entry: ChunkEntry) -> int:
-    import datetime as dt
-
     return int(dt.datetime.fromisoformat(entry.written_at.replace("Z", "+00:00")).timestamp() * 1000)
 
 

@@ -91,6 +91,13 @@ class DatasetStore:
         except FileNotFoundError:
             return False
 
+    def unlisted_files(self, manifest: Manifest) -> list[Path]:
+        """Visible files in chunks/ that the manifest does not name (hidden ones belong to `_recover`)."""
+        if not self.paths.chunks_dir.is_dir():
+            return []
+        listed = {Path(e.file).name for e in manifest.chunks.values()}
+        return sorted(p for p in self.paths.chunks_dir.iterdir() if not p.name.startswith(".") and p.name not in listed)
+
     def read_table(self, entry: ChunkEntry) -> pa.Table:
         return pq.read_table(self.paths.resolve(entry.file))
 

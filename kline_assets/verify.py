@@ -70,9 +70,7 @@ def verify(store: DatasetStore, first: dt.date | None, last: dt.date | None, tod
     if lo is None or hi < lo:
         return report
     prev = None
-    listed = set()
     for entry in entries:
-        listed.add(entry.file.split("/")[-1])
         day = dt.date.fromisoformat(entry.partition)
         if lo <= day <= hi:
             report.days_checked += 1
@@ -97,12 +95,10 @@ def verify(store: DatasetStore, first: dt.date | None, last: dt.date | None, tod
         day = lo + dt.timedelta(n)
         if day not in stored and day >= store.start:
             report.problems.append(Problem("missing_day", day.isoformat(), "no chunk for this day"))
-    if store.paths.chunks_dir.is_dir():
-        for path in sorted(store.paths.chunks_dir.iterdir()):
-            if not path.name.startswith(".") and path.name not in listed:
-                match = CHUNK_RE.match(path.name)
-                day = dt.datetime.strptime(match.group(2), "%Y%m%d").date().isoformat() if match else None
-                report.problems.append(Problem("stray_file", day, f"{path.name} is not in the manifest"))
+    for path in store.unlisted_files(manifest):
+        match = CHUNK_RE.match(path.name)
+        day = dt.datetime.strptime(match.group(2), "%Y%m%d").date().isoformat() if match else None
+        report.problems.append(Problem("stray_file", day, f"{path.name} is not in the manifest"))
     report.problems.sort(key=lambda p: (p.day or "", p.kind))
     return report
 
@@ -126,8 +122,5 @@ def quarantine(store: DatasetStore, report: Report) -> None:
             if entry.partition in bad:
                 del manifest.chunks[index]
         replace_atomic(store.paths.manifest, manifest.to_json())
-        listed = {e.file.split("/")[-1] for e in manifest.chunks.values()}
-        if store.paths.chunks_dir.is_dir():
-            for path in store.paths.chunks_dir.iterdir():
-                if not path.name.startswith(".") and path.name not in listed:
-                    path.unlink()
+        for path in store.unlisted_files(manifest):
+            path.unlink()
