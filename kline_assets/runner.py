@@ -10,6 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from kline_assets.atomic import replace_atomic
 from kline_assets.settings import DatasetSpec, Settings
 
 DEFAULT_DAGSTER_HOME = ".dagster_home"
@@ -28,11 +29,25 @@ class RunOutcome:
         return bool(self.error and self.error.startswith("interrupted"))
 
 
+def ensure_instance_yaml(home: Path) -> None:
+    """A missing or empty dagster.yaml (Dagster's defaults) gets our faster event-log storage, which
+    keeps Dagster's files; a dagster.yaml with any content is the user's and is left alone."""
+    path = home / "dagster.yaml"
+    try:
+        if path.stat().st_size:
+            return
+    except FileNotFoundError:
+        pass
+    from kline_assets.instance_storage import INSTANCE_YAML
+
+    replace_atomic(path, INSTANCE_YAML.encode())
+
+
 def dagster_instance() -> dg.DagsterInstance:
     """DAGSTER_HOME if set, else ./.dagster_home, so CLI runs are kept (Dagster's temp default is not)."""
     home = Path(os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME).resolve()
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").touch()  # an empty file means Dagster's defaults (SQLite under home)
+    ensure_instance_yaml(home)
     os.environ["DAGSTER_HOME"] = str(home)
     return dg.DagsterInstance.get()
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from kline_assets.instance_storage import INSTANCE_YAML
 from kline_assets_tests.conftest import SPOT, expected_rows, stored_rows
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
@@ -34,7 +35,8 @@ def dagster_dev(sim, tmp_path):
     port = free_port()
     home = tmp_path / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    # the instance the CLI writes (webserver, daemon and run workers share its storage class)
+    (home / "dagster.yaml").write_text(INSTANCE_YAML + "telemetry:\n  enabled: false\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KLINE_", "DAGSTER_"))}
     env.update(DAGSTER_HOME=str(home), KLINE_SPOT_URL=sim.url, KLINE_FUTURES_URL=sim.url,
                KLINE_DATA_ROOT=str(tmp_path / "data"), KLINE_LOG_DIR=str(tmp_path / "logs"),
