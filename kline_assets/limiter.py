@@ -1,13 +1,16 @@
 """A request-weight limiter shared by every thread that talks to one origin.
 
 Binance counts weight per IP in fixed windows of one server-clock minute and reports the count in
-`X-MBX-USED-WEIGHT-1M`. We reserve weight before each request, take the header as a floor after it
-(other processes on the IP count too), and stop everyone when a 429/418 says `Retry-After`.
+`X-MBX-USED-WEIGHT-1M`. We reserve weight before each request, in this process and in a count that all
+processes of the machine share, take the header as a floor after it (other machines on the IP count
+too), and stop everyone when a 429/418 says `Retry-After`.
 ccxt's own limiter is not used: its sync variant has no lock and assumes half the futures budget.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
 import tempfile
@@ -19,8 +22,50 @@ from pathlib import Path
 SAFETY = 0.97  # share of the budget we plan to use; the rest absorbs clock skew and foreign traffic
 
 
+class SharedWindow:
+    """The weight every process of this machine has reserved with one origin in the current minute,
+    kept in a tiny file under flock, so a UI backfill, the live sensor's runs and a CLI command plan
+    from one count instead of meeting only in the exchange's header (which arrives after the fact)."""
+
+    def __init__(self, origin: str) -> None:
+        digest = hashlib.sha1(origin.encode()).hexdigest()[:16]
+        self.path = _state_dir() / f"kline_assets_weight_{digest}"
+
+    def reserve(self, minute: int, weight: int, cap: int, floor: int = 0) -> bool:
+        """Add `weight` to `minute`'s count if it stays within `cap` (weight 0: only raise to `floor`)."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError:
+            return True  # no shared state possible: the process's own count still applies
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            stored, used = _parse(os.pread(fd, 64, 0))
+            if stored > minute:  # another process is already in the next minute (clock skew of ms)
+                minute = stored
+            used = used if stored == minute else 0
+            used = max(used, floor)
+            ok = used + weight <= cap or weight == 0
+            if ok:
+                used += weight
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{minute} {used}".encode(), 0)
+            return ok
+        finally:
+            os.close(fd)  # releases the lock
+
+
+def _parse(raw: bytes) -> tuple[int, int]:
+    try:
+        minute, used = raw.split()
+        return int(minute), int(used)
+    except ValueError:
+        return -1, 0
+
+
 class WeightLimiter:
-    def __init__(self, budget: int, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, budget: int, clock: Callable[[], float] = time.time,
+                 shared: SharedWindow | None = None) -> None:
+        self._shared = shared
         self._cond = threading.Condition()
         self._clock = clock
         self.offset_s = 0.0  # server clock minus ours, so windows follow the server's minute
@@ -48,7 +93,8 @@ class WeightLimiter:
                 minute = int(now // 60)
                 if minute != self._minute:
                     self._minute, self._used = minute, 0
-                if self._used + weight <= self.cap:
+                if self._used + weight <= self.cap and (
+                        self._shared is None or self._shared.reserve(minute, weight, self.cap)):
                     self._used += weight
                     return
                 self._sleep((minute + 1) * 60 - now + 0.01)
@@ -64,6 +110,8 @@ class WeightLimiter:
         with self._cond:
             if int(self._now() // 60) == self._minute:
                 self._used = max(self._used, used_weight)
+                if self._shared is not None:
+                    self._shared.reserve(self._minute, 0, self.cap, floor=used_weight)
 
     def block(self, seconds: float, origin: str | None = None) -> None:
         """Nothing goes to the origin until `seconds` from now have passed (in this process, and in the
@@ -79,8 +127,12 @@ _LIMITERS: dict[str, WeightLimiter] = {}
 _LOCK = threading.Lock()
 
 
+def _state_dir() -> Path:
+    return Path(os.environ.get("KLINE_STATE_DIR") or tempfile.gettempdir())
+
+
 def _blocks_file() -> Path:
-    return Path(os.environ.get("KLINE_STATE_DIR") or tempfile.gettempdir()) / "kline_assets_retry_after.json"
+    return _state_dir() / "kline_assets_retry_after.json"
 
 
 def remember_block(origin: str, until: float) -> None:
@@ -108,11 +160,11 @@ def remembered_block(origin: str) -> float:
 
 
 def limiter_for(origin: str, budget: int) -> WeightLimiter:
-    """One limiter per origin and process, whatever the number of clients; it starts blocked while a
-    Retry-After that another process received is still running."""
+    """One limiter per origin and process, whatever the number of clients, sharing its minute's count
+    with the other processes; it starts blocked while another process's Retry-After still runs."""
     with _LOCK:
         if origin not in _LIMITERS:
-            limiter = WeightLimiter(budget)
+            limiter = WeightLimiter(budget, shared=SharedWindow(origin))
             limiter.blocked_until = max(0.0, remembered_block(origin))
             _LIMITERS[origin] = limiter
         return _LIMITERS[origin]

@@ -107,3 +107,28 @@ def test_the_budget_in_force_comes_from_exchange_info():
         assert len(sim_requests(sim.state, "exchangeInfo")) == 1
         c.klines("BTCUSDT", 0, 10**12, 10)
         assert len(sim_requests(sim.state, "exchangeInfo")) == 1
+
+
+def test_processes_on_one_machine_plan_from_one_shared_minute_count():
+    """Two limiters on one origin stand for two processes (a UI backfill and the live sensor's run):
+    together they never reserve more than the cap in a minute; the header floor is shared too."""
+    import math
+    import time
+
+    from kline_assets.limiter import SharedWindow
+
+    start = time.time()
+    delta = math.ceil(start / 60) * 60 + 59.4 - start  # 0.6 s before a minute ends, whatever now is
+    clock = lambda: time.time() + delta  # noqa: E731
+    a = WeightLimiter(100, clock=clock, shared=SharedWindow("http://one.example"))
+    b = WeightLimiter(100, clock=clock, shared=SharedWindow("http://one.example"))
+    minute = int(clock() // 60)
+    a.acquire(60)
+    b.acquire(37)  # cap 97 reached between the two
+    b.acquire(10)  # waits for the next minute although b alone used only 37
+    assert int(clock() // 60) == minute + 1
+    assert not SharedWindow("http://one.example").reserve(minute + 1, 88, 97)  # 10 + 88 > 97
+    a.acquire(1)
+    a.observe(95)  # after a's request the exchange says 95 are used (other machines on the IP): a floor for both
+    assert not SharedWindow("http://one.example").reserve(minute + 1, 3, 97)
+    assert SharedWindow("http://other.example").reserve(minute + 1, 97, 97)  # per origin
