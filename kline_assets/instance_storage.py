@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import dagster as dg
+import yaml
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
     SQLITE_BUSY_TIMEOUT_SECONDS,
     SqliteEventLogStorage,
@@ -29,7 +30,8 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection, Engine
 
 MAX_OPEN_SHARDS = 8  # the index shard plus the runs being written or read right now
-CLASS_PATH = (__name__, "KlineSqliteStorage")
+# the `storage:` entry of dagster.yaml (and of `instance_for_test(overrides=...)`)
+STORAGE = {"custom": {"module": __name__, "class": "KlineSqliteStorage", "config": {}}}
 
 
 class PooledSqliteEventLogStorage(SqliteEventLogStorage):
@@ -44,7 +46,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
             if engine is None:
                 # Dagster serialises statements per storage with `_db_lock`, so one connection
                 # suffices; it may be used from the thread that next holds that lock
-                engine = create_engine(conn_string, pool_size=1, max_overflow=2, pool_pre_ping=False,
+                engine = create_engine(conn_string, pool_size=1, max_overflow=2,
                                        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS,
                                                      "check_same_thread": False})
             self._engines[conn_string] = engine
@@ -71,10 +73,6 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         self._dispose_engines()  # the run shard files are about to be unlinked
         super().wipe()
 
-    def delete_events(self, run_id: str) -> None:
-        super().delete_events(run_id)
-        self._dispose_engines()
-
     def dispose(self) -> None:
         self._dispose_engines()
         super().dispose()
@@ -98,13 +96,8 @@ class KlineSqliteStorage(DagsterSqliteStorage):
         return cls.from_local(base_dir, inst_data=inst_data)
 
 
-INSTANCE_YAML = f"""\
+INSTANCE_YAML = """\
 # Written by kline-assets. Dagster's default SQLite storage (the same files: history/, schedules/)
 # with the event log's connections kept open, as range runs record ~4 events per day. Empty this
 # file to get Dagster's stock class back; nothing else changes.
-storage:
-  custom:
-    module: {CLASS_PATH[0]}
-    class: {CLASS_PATH[1]}
-    config: {{}}
-"""
+""" + yaml.safe_dump({"storage": STORAGE}, sort_keys=False)

@@ -22,6 +22,9 @@ from pathlib import Path
 SAFETY = 0.97  # share of the budget we plan to use; the rest absorbs clock skew and foreign traffic
 
 
+RECORD = 32  # bytes of "<minute> <used>", space-padded
+
+
 class SharedWindow:
     """The weight every process of this machine has reserved with one origin in the current minute,
     kept in a tiny file under flock, so a UI backfill, the live sensor's runs and a CLI command plan
@@ -39,7 +42,7 @@ class SharedWindow:
             return True  # no shared state possible: the process's own count still applies
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            stored, used = _parse(os.pread(fd, 64, 0))
+            stored, used = _parse(os.pread(fd, RECORD, 0))
             if stored > minute:  # another process is already in the next minute (clock skew of ms)
                 minute = stored
             used = used if stored == minute else 0
@@ -47,8 +50,7 @@ class SharedWindow:
             ok = used + weight <= cap or weight == 0
             if ok:
                 used += weight
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{minute} {used}".encode(), 0)
+            os.pwrite(fd, f"{minute} {used}".ljust(RECORD).encode(), 0)  # fixed width: no truncation
             return ok
         finally:
             os.close(fd)  # releases the lock
@@ -108,9 +110,9 @@ class WeightLimiter:
         if used_weight is None:
             return
         with self._cond:
-            if int(self._now() // 60) == self._minute:
-                self._used = max(self._used, used_weight)
-                if self._shared is not None:
+            if int(self._now() // 60) == self._minute and used_weight > self._used:
+                self._used = used_weight
+                if self._shared is not None:  # the shared count holds ours, so only a higher header moves it
                     self._shared.reserve(self._minute, 0, self.cap, floor=used_weight)
 
     def block(self, seconds: float, origin: str | None = None) -> None:

@@ -9,7 +9,7 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
-from kline_assets.instance_storage import CLASS_PATH
+from kline_assets.instance_storage import STORAGE
 from kline_assets.settings import DatasetSpec, load_settings
 from kline_assets.simulator import LISTINGS, RunningSimulator, SimConfig, SimState
 from kline_assets.timezones import parse_zone
@@ -45,8 +45,7 @@ def make_settings(sim, tmp_path):
 @pytest.fixture
 def instance():
     """The storage kline-assets writes into a fresh DAGSTER_HOME, so every in-process run uses it."""
-    storage = {"custom": {"module": CLASS_PATH[0], "class": CLASS_PATH[1], "config": {}}}
-    with dg.instance_for_test(overrides={"storage": storage}) as inst:
+    with dg.instance_for_test(overrides={"storage": STORAGE}) as inst:
         yield inst
 
 
