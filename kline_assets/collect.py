@@ -2,25 +2,42 @@
 
 Days come out in order whatever order they finish in, so memory holds at most `2 * workers` days
 and the IO manager can commit in day order.
+
+A process may name a fetch gate (a lock file): its streams then fetch only while holding it, so runs
+of one command-line backfill take the weight budget in turn (see `segments`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from kline_assets.atomic import locked
 from kline_assets.exchange import BinanceClient
 from kline_assets.fetch import add_gap, fetch_window
 from kline_assets.manifest import ChunkEntry, Manifest
 from kline_assets.schema import rows_to_table
 from kline_assets.store import DatasetStore
+
+_fetch_gate: Path | None = None
+
+
+def use_fetch_gate(path: Path | None) -> None:
+    global _fetch_gate
+    _fetch_gate = path
+
+
+def _fetching() -> contextlib.AbstractContextManager:
+    return locked(_fetch_gate) if _fetch_gate is not None else contextlib.nullcontext()
 
 
 @dataclass
@@ -48,22 +65,24 @@ class DayStream:
         return len(self.days)
 
     def __iter__(self) -> Iterator[DayData]:
-        pool = ThreadPoolExecutor(self.workers, thread_name_prefix="klines")
-        queue: deque[Future[DayData]] = deque()
-        todo = iter(self.days)
-        try:
-            for day in todo:
-                queue.append(pool.submit(self.collect, day))
-                if len(queue) >= 2 * self.workers:
-                    break
-            while queue:
-                result = queue.popleft().result()
-                nxt = next(todo, None)
-                if nxt is not None:
-                    queue.append(pool.submit(self.collect, nxt))
-                yield result
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        with _fetching():
+            self.started = time.monotonic()  # a gated stream starts when it gets the gate
+            pool = ThreadPoolExecutor(self.workers, thread_name_prefix="klines")
+            queue: deque[Future[DayData]] = deque()
+            todo = iter(self.days)
+            try:
+                for day in todo:
+                    queue.append(pool.submit(self.collect, day))
+                    if len(queue) >= 2 * self.workers:
+                        break
+                while queue:
+                    result = queue.popleft().result()
+                    nxt = next(todo, None)
+                    if nxt is not None:
+                        queue.append(pool.submit(self.collect, nxt))
+                    yield result
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
 
     def collect(self, day: dt.date) -> DayData:
         entry = self.snapshot.chunks.get(self.store.index_of(day))

@@ -20,7 +20,8 @@ from kline_assets.manifest import Manifest
 from kline_assets.names import combined_key, klines_key
 from kline_assets.paths import find_datasets
 from kline_assets.resources import ExchangeResource
-from kline_assets.runner import dagster_instance, materialize_range, materialize_unpartitioned
+from kline_assets.runner import RunOutcome, dagster_instance, materialize_range, materialize_unpartitioned
+from kline_assets.segments import SEGMENT_DAYS, run_segments, split
 from kline_assets.settings import DatasetSpec, Settings
 from kline_assets.status import all_status, dataset_status, render
 from kline_assets.store import DatasetStore
@@ -83,19 +84,29 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings, spec: DatasetSpec
     print(f"backfill {spec.name} ({spec.market} {spec.pair}): {first} .. {last}, "
           f"{(end - first).days} day(s) in {settings.align_tz.name}, data in {store.paths.dir}", file=sys.stderr)
     began = time.monotonic()
-    outcome = materialize_range(settings, spec, first.isoformat(), last.isoformat(), dagster_instance(),
-                                dg.AssetSelection.assets(klines_key(spec)))
+    parts = split(first, end)
+    if len(parts) == 1:
+        outcomes = [materialize_range(settings, spec, first.isoformat(), last.isoformat(), dagster_instance(),
+                                      dg.AssetSelection.assets(klines_key(spec)))]
+    else:
+        print(f"{len(parts)} Dagster runs of up to {SEGMENT_DAYS} days, two at a time", file=sys.stderr)
+        try:
+            outcomes = run_segments(settings, spec, parts, lambda line: print(line, file=sys.stderr))
+        except KeyboardInterrupt:  # the workers' runs ended as interrupted, like a single run's
+            outcomes = [RunOutcome(False, "-", "interrupted (Ctrl-C)")]
     elapsed = time.monotonic() - began
     status = dataset_status(store.paths.dir) if store.paths.manifest.exists() else None
-    if not outcome.success:
-        print(f"kline-assets: backfill failed after {elapsed:.1f}s: {outcome.error} (run {outcome.run_id})",
-              file=sys.stderr)
+    runs = outcomes[-1].run_id if len(outcomes) == 1 else f"{len(outcomes)} runs"
+    failed = [o for o in outcomes if not o.success]
+    if failed or len(outcomes) < len(parts):
+        error, run_id = (failed[0].error, failed[0].run_id) if failed else ("not every run was started", "-")
+        print(f"kline-assets: backfill failed after {elapsed:.1f}s: {error} (run {run_id})", file=sys.stderr)
         return 1
     rows = status["rows"] if status else 0
     if settings.build_combined_on_backfill:
         run_combine(settings, spec)
     print(f"done in {elapsed:.1f}s: {(end - first).days} day(s), dataset now {status['chunks'] if status else 0} "
-          f"chunks / {rows:,} rows (run {outcome.run_id})", file=sys.stderr)
+          f"chunks / {rows:,} rows ({'run ' if len(outcomes) == 1 else ''}{runs})", file=sys.stderr)
     return 0
 
 

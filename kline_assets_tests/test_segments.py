@@ -1,0 +1,86 @@
+"""Long command-line backfills as several Dagster runs: the split, the fetch gate, a real segmented run."""
+
+import datetime as dt
+import itertools
+import threading
+
+import dagster as dg
+import pytest
+
+from kline_assets import segments
+from kline_assets.cli import main
+from kline_assets.collect import DayStream, use_fetch_gate
+from kline_assets.exchange import BinanceClient
+from kline_assets.names import klines_key
+from kline_assets.settings import MARKETS
+from kline_assets.store import DatasetStore
+from kline_assets.timezones import parse_zone
+from kline_assets_tests.conftest import FUT
+from kline_assets_tests.test_cli_e2e import check_days
+
+D = dt.date(2021, 1, 1)
+
+
+def sizes(days: int) -> list[int]:
+    parts = segments.split(D, D + dt.timedelta(days))
+    assert parts[0][0] == D and parts[-1][1] == D + dt.timedelta(days - 1)
+    assert all(b[0] == a[1] + dt.timedelta(1) for a, b in itertools.pairwise(parts))  # no hole, no overlap
+    return [(last - first).days + 1 for first, last in parts]
+
+
+def test_split_one_run_when_it_fits_then_full_runs_with_a_halving_tail():
+    assert sizes(1) == [1] and sizes(200) == [200]
+    assert sizes(201) == [101, 50, 25, 25]
+    assert sizes(2500) == [200] * 11 + [150, 75, 38, 25, 12]
+    assert max(sizes(5000)) == 200 and sum(sizes(5000)) == 5000
+
+
+@pytest.fixture
+def gate(tmp_path):
+    use_fetch_gate(tmp_path / "fetch.lock")
+    yield
+    use_fetch_gate(None)
+
+
+def test_a_gated_stream_waits_until_the_other_has_fetched_everything(sim, tmp_path, gate):
+    client = BinanceClient(MARKETS["futures"], sim.url)
+
+    def stream(root: str) -> DayStream:
+        store = DatasetStore(tmp_path / root, FUT, parse_zone("UTC"), D)
+        return DayStream(store, client, [D, D + dt.timedelta(1)], page=499, workers=1)
+
+    first = iter(stream("a"))
+    next(first)  # holds the gate from here
+    got_second = threading.Event()
+    worker = threading.Thread(target=lambda: (next(iter(stream("b"))), got_second.set()))
+    worker.start()
+    assert not got_second.wait(1.0)
+    next(first)  # the last day is out, the gate goes only when the stream is asked for more
+    assert not got_second.wait(0.5)
+    assert next(first, None) is None
+    assert got_second.wait(10)
+    worker.join()
+
+
+def test_a_long_backfill_runs_as_consecutive_runs_two_at_a_time(sim, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(segments, "SEGMENT_DAYS", 4)
+    monkeypatch.setattr(segments, "SMALLEST", 2)
+    for name, value in {"KLINE_SPOT_URL": sim.url, "KLINE_FUTURES_URL": sim.url, "KLINE_START": "2021-01-01",
+                        "KLINE_DATA_ROOT": str(tmp_path / "data"), "KLINE_LOG_DIR": str(tmp_path / "logs"),
+                        "DAGSTER_HOME": str(tmp_path / "dagster_home"), "KLINE_PAIRS": "futures:BTC/USDT"}.items():
+        monkeypatch.setenv(name, value)
+    assert main(["backfill", "--start", "2021-01-01", "--end", "2021-01-11"]) == 0
+    err = capsys.readouterr().err
+    assert "4 Dagster runs" in err and "(4 runs)" in err
+    check_days(sim, tmp_path / "data", D, 10)
+
+    with dg.DagsterInstance.from_config(str(tmp_path / "dagster_home")) as instance:
+        runs = instance.get_runs()
+        assert sorted(r.tags[segments.SEGMENT_TAG] for r in runs) == ["1/4", "2/4", "3/4", "4/4"]
+        assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+        key = klines_key(FUT)
+        days = sorted(e.partition_key for e in instance.fetch_materializations(key, limit=100).records)
+        assert days == [(D + dt.timedelta(n)).isoformat() for n in range(10)]  # each day exactly once
+        checks = instance.get_event_records(dg.EventRecordsFilter(dg.DagsterEventType.ASSET_CHECK_EVALUATION))
+        evaluations = [e.event_log_entry.dagster_event.event_specific_data for e in checks]
+        assert len(evaluations) == 30 and all(e.passed for e in evaluations)
