@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import datetime as dt
 import multiprocessing
+import os
 import signal
 import tempfile
+import threading
+import time
 import warnings
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -51,20 +54,39 @@ def split(first: dt.date, end: dt.date) -> list[tuple[dt.date, dt.date]]:
     return out
 
 
+_running = threading.Event()
+
+
+def _watch_parent(parent: int) -> None:
+    """Without this a worker outlives a killed command (it would wait for work forever): interrupt the
+    run in progress as Ctrl-C would, give Dagster a moment to record that, then leave."""
+    while os.getppid() == parent:
+        time.sleep(1)
+    if _running.is_set():
+        os.kill(os.getpid(), signal.SIGINT)
+        deadline = time.monotonic() + 30
+        while _running.is_set() and time.monotonic() < deadline:
+            time.sleep(0.2)
+    os._exit(1)
+
+
 def _init_worker(gate: str) -> None:
     # an idle worker ignores Ctrl-C (the parent stops handing out runs); a running one gets it back
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     warnings.filterwarnings("ignore", message=".*(is currently in beta|is currently in preview).*")
     use_fetch_gate(Path(gate))
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True, name="watch-parent").start()
 
 
 def _run_segment(settings: Settings, spec: DatasetSpec, first: dt.date, last: dt.date, label: str) -> RunOutcome:
     setup_logging(settings.log_dir)
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    _running.set()
     try:
         return materialize_range(settings, spec, first.isoformat(), last.isoformat(), dagster_instance(),
                                  dg.AssetSelection.assets(klines_key(spec)), tags={SEGMENT_TAG: label})
     finally:
+        _running.clear()
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
