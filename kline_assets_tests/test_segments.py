@@ -2,7 +2,12 @@
 
 import datetime as dt
 import itertools
+import json
+import subprocess
+import sys
 import threading
+import time
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -16,7 +21,7 @@ from kline_assets.settings import MARKETS
 from kline_assets.store import DatasetStore
 from kline_assets.timezones import parse_zone
 from kline_assets_tests.conftest import FUT
-from kline_assets_tests.test_cli_e2e import check_days
+from kline_assets_tests.test_cli_e2e import check_days, cli, env_for
 
 D = dt.date(2021, 1, 1)
 
@@ -84,3 +89,46 @@ def test_a_long_backfill_runs_as_consecutive_runs_two_at_a_time(sim, tmp_path, m
         checks = instance.get_event_records(dg.EventRecordsFilter(dg.DagsterEventType.ASSET_CHECK_EVALUATION))
         evaluations = [e.event_log_entry.dagster_event.event_specific_data for e in checks]
         assert len(evaluations) == 30 and all(e.passed for e in evaluations)
+
+
+def children_of(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.e2e
+def test_killing_the_command_ends_its_workers_and_a_rerun_completes(sim, tmp_path, monkeypatch):
+    sim.state.config.latency_ms = 80
+    env = env_for(sim, tmp_path)
+    monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])  # our dagster.yaml's storage reads it
+    small = ("import sys; from kline_assets import segments; segments.SEGMENT_DAYS = 4; segments.SMALLEST = 2; "
+             "from kline_assets.cli import main; sys.exit(main(sys.argv[1:]))")
+    proc = subprocess.Popen([sys.executable, "-c", small, "backfill", "--start", "2021-01-01", "--end", "2021-01-21"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    manifest = tmp_path / "data" / "binanceusdm" / "BTCUSDT" / "1m" / "manifest.json"
+    deadline = time.monotonic() + 60
+    while not manifest.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = children_of(proc.pid)
+    proc.kill()
+    proc.wait()
+    assert workers, "the command had no worker processes"
+    assert len(json.loads(manifest.read_text())["chunks"]) < 20, "the kill came after the work was done"
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers), "workers outlived the killed command"
+    with dg.DagsterInstance.from_config(str(tmp_path / "dagster_home")) as instance:
+        assert all(r.status in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE)
+                   for r in instance.get_runs())  # none left looking as if it still ran
+    sim.state.config.latency_ms = 0
+    done = cli(env, "backfill", "--start", "2021-01-01", "--end", "2021-01-21")
+    assert done.returncode == 0, done.stderr
+    check_days(sim, tmp_path / "data", D, 20)
