@@ -100,8 +100,13 @@ def resolve_settings(args: argparse.Namespace) -> tuple[Settings, DatasetSpec]:
     return replace(settings, pairs=(spec,)), spec
 
 
-def main(argv: list[str] | None = None) -> int:
+def quiet_warnings() -> None:
+    """Dagster's beta/preview notices are for developers of this package, not for its users."""
     warnings.filterwarnings("ignore", message=".*(is currently in beta|is currently in preview).*")
+
+
+def main(argv: list[str] | None = None) -> int:
+    quiet_warnings()
     # the CLI prints what users must see itself; without a handler Python would echo warnings again
     logging.getLogger("kline_assets").addHandler(logging.NullHandler())
     try:

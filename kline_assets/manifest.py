@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kline_assets.errors import BadInput
@@ -78,7 +78,8 @@ class Manifest:
             "align_tz": self.align_tz,
             "start": self.start,
             "updated_at": utc_now_iso(),
-            "chunks": [asdict(self.chunks[i]) for i in sorted(self.chunks)],
+            # the entries' own dicts: `asdict` deep-copies, ~20x slower over thousands of entries
+            "chunks": [vars(self.chunks[i]) for i in sorted(self.chunks)],
         }
         return (json.dumps(doc, separators=(",", ":")) + "\n").encode()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import islice
+
 import pyarrow as pa
 
 COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
@@ -36,7 +38,9 @@ def _column(values: tuple, typ: pa.DataType) -> pa.Array:
 def rows_to_table(rows: list[list]) -> pa.Table:
     if not rows:
         return SCHEMA.empty_table()
-    columns = list(zip(*(r[:12] for r in rows), strict=True))
+    columns = list(islice(zip(*rows, strict=False), 12))  # rows may carry more than the 12 fields
+    if len(columns) < 12:
+        raise ValueError(f"a kline row has {len(columns)} fields, not 12")
     return pa.Table.from_arrays([_column(c, t) for c, (_, t) in zip(columns, COLUMNS, strict=True)], schema=SCHEMA)
 
 

@@ -19,7 +19,6 @@ import signal
 import tempfile
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from kline_assets.cli import quiet_warnings
 from kline_assets.collect import use_fetch_gate
 from kline_assets.logs import setup_logging
 from kline_assets.names import klines_key
@@ -73,7 +73,7 @@ def _watch_parent(parent: int) -> None:
 def _init_worker(gate: str) -> None:
     # an idle worker ignores Ctrl-C (the parent stops handing out runs); a running one gets it back
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    warnings.filterwarnings("ignore", message=".*(is currently in beta|is currently in preview).*")
+    quiet_warnings()
     use_fetch_gate(Path(gate))
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True, name="watch-parent").start()
 
