@@ -27,7 +27,7 @@ class ExchangeResource(dg.ConfigurableResource):
     futures_url: str = MARKETS["futures"].default_origin
     timeout_ms: int = 10_000
     max_attempts: int = 8
-    workers: int = 4
+    workers: int = 8  # days fetched at once: spot's budget needs ~5 requests in flight at 100 ms latency
     spot_page: int = DEFAULT_PAGE["spot"]
     futures_page: int = DEFAULT_PAGE["futures"]
 
