@@ -44,8 +44,10 @@ def sha256_file(path: Path) -> str:
 
 
 def table_to_parquet(table: pa.Table) -> bytes:
+    """Dictionary encoding only for `ignore`: on prices and volumes (nearly all distinct) it costs CPU and
+    bytes (a realistic day: 1.6 ms and 96 kB with it, 0.9 ms and 75 kB without)."""
     buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd", compression_level=3)
+    pq.write_table(table, buf, compression="zstd", compression_level=3, use_dictionary=["ignore"])
     return buf.getvalue()
 
 
