@@ -52,7 +52,7 @@ def dagster_dev(sim, tmp_path):
                 break
             except OSError:
                 time.sleep(0.5)
-        yield url, tmp_path / "data"
+        yield url, tmp_path / "data", home
     finally:
         os.killpg(proc.pid, 15)
         try:
@@ -62,10 +62,26 @@ def dagster_dev(sim, tmp_path):
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine (apt-get install chromium)")
-def test_backfill_three_days_from_the_ui(sim, dagster_dev):
+def wait_for_runs_to_finish(home: Path, monkeypatch) -> None:
+    """The chunks are on disk before the run has recorded its events; the pages below need those."""
+    import dagster as dg
+
+    monkeypatch.setenv("DAGSTER_HOME", str(home))  # the storage in our dagster.yaml reads it
+    done = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+    deadline = time.monotonic() + 120
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        while time.monotonic() < deadline:
+            runs = instance.get_runs()
+            if runs and all(r.status in done for r in runs):
+                return
+            time.sleep(1)
+    raise AssertionError(f"runs still going after 120 s: {[(r.run_id, r.status) for r in runs]}")
+
+
+def test_backfill_three_days_from_the_ui(sim, dagster_dev, monkeypatch):
     from playwright.sync_api import sync_playwright
 
-    url, data = dagster_dev
+    url, data, home = dagster_dev
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     today = dt.datetime.now(dt.timezone.utc).date()
     days = [today - dt.timedelta(n) for n in (4, 3, 2)]
@@ -98,7 +114,7 @@ def test_backfill_three_days_from_the_ui(sim, dagster_dev):
                     break
             time.sleep(1)
         assert {d.isoformat() for d in days} <= done, f"backfill did not finish: {sorted(done)}"
-        page.wait_for_timeout(4000)  # the run records its checks after the chunks
+        wait_for_runs_to_finish(home, monkeypatch)
         page.goto(url + "/assets/binance/BTCUSDT/klines_1m?view=partitions")
         page.get_by_text("Materialized (").first.wait_for(timeout=30_000)
         assert "Failed (0)" in page.inner_text("body")
