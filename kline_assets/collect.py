@@ -3,8 +3,9 @@
 Days come out in order whatever order they finish in, so memory holds at most `2 * workers` days
 and the IO manager can commit in day order.
 
-A process may name a fetch gate (a lock file): its streams then fetch only while holding it, so runs
-of one command-line backfill take the weight budget in turn (see `segments`).
+A process may name a fetch gate (a lock file that also holds whose turn it is): its streams then fetch
+only on their turn and while holding the lock, so the runs of one command-line backfill take the weight
+budget one after the other, in day order (see `segments`).
 """
 
 from __future__ import annotations
@@ -28,16 +29,42 @@ from kline_assets.manifest import ChunkEntry, Manifest
 from kline_assets.schema import rows_to_table
 from kline_assets.store import DatasetStore
 
-_fetch_gate: Path | None = None
+_fetch_gate: tuple[Path, int] | None = None
+TURN_POLL_S = 0.05
 
 
-def use_fetch_gate(path: Path | None) -> None:
+def use_fetch_gate(path: Path | None, turn: int = 0) -> None:
+    """Streams created from now on wait for turn `turn` (0, 1, 2, ...) of the gate at `path`."""
     global _fetch_gate
-    _fetch_gate = path
+    _fetch_gate = (path, turn) if path is not None else None
 
 
-def _fetching() -> contextlib.AbstractContextManager:
-    return locked(_fetch_gate) if _fetch_gate is not None else contextlib.nullcontext()
+def _turn_now(path: Path) -> int:
+    return int(path.read_text() or 0)
+
+
+@contextlib.contextmanager
+def _fetching(gate: tuple[Path, int] | None) -> Iterator[None]:
+    if gate is None:
+        yield
+        return
+    path, turn = gate
+    while True:
+        with locked(path):
+            if _turn_now(path) >= turn:
+                try:
+                    yield
+                finally:
+                    path.write_text(str(max(_turn_now(path), turn + 1)))
+                return
+        time.sleep(TURN_POLL_S)
+
+
+def pass_turn(path: Path, turn: int) -> None:
+    """A run that ended without fetching (failed early) must not hold up the next one."""
+    with locked(path):
+        if _turn_now(path) == turn:
+            path.write_text(str(turn + 1))
 
 
 @dataclass
@@ -60,12 +87,13 @@ class DayStream:
         self.workers = max(1, workers)
         self.snapshot: Manifest = store.manifest()
         self.started = time.monotonic()
+        self.gate = _fetch_gate
 
     def __len__(self) -> int:
         return len(self.days)
 
     def __iter__(self) -> Iterator[DayData]:
-        with _fetching():
+        with _fetching(self.gate):
             self.started = time.monotonic()  # a gated stream starts when it gets the gate
             pool = ThreadPoolExecutor(self.workers, thread_name_prefix="klines")
             queue: deque[Future[DayData]] = deque()

@@ -4,8 +4,8 @@ Dagster records a range run's events (one materialization and three check evalua
 of CPU per day) only after the IO manager has fetched and written the whole range, so in one run that
 bookkeeping adds to the fetching: a quarter of a spot backfill at the exchange's weight budget. Here
 the range becomes runs of at most `SEGMENT_DAYS` days, taken in order by two worker processes; a lock
-file (the fetch gate) lets one run fetch at a time, so while a run records its events the next one
-already fetches with the whole budget. The last runs halve in size, so the final bookkeeping that
+file (the fetch gate) lets one run fetch at a time, in day order, so while a run records its events the
+next one already fetches with the whole budget. The last runs halve in size, so the final bookkeeping that
 nothing overlaps stays short. Every run is an ordinary Dagster run (tagged with its segment); a
 failed or interrupted one stops the rest, and what was committed stays committed.
 """
@@ -27,7 +27,7 @@ from pathlib import Path
 import dagster as dg
 
 from kline_assets.cli import quiet_warnings
-from kline_assets.collect import use_fetch_gate
+from kline_assets.collect import pass_turn, use_fetch_gate
 from kline_assets.logs import setup_logging
 from kline_assets.names import klines_key
 from kline_assets.runner import RunOutcome, dagster_instance, materialize_range
@@ -41,14 +41,14 @@ SEGMENT_TAG = "kline_assets/segment"
 
 def split(first: dt.date, end: dt.date) -> list[tuple[dt.date, dt.date]]:
     """[first, end) as (first, last) pairs: one if it fits in `SEGMENT_DAYS` days, else runs of that
-    size, then halving down to `SMALLEST` days."""
+    size, then halving while at least `SMALLEST` days remain for each half."""
     size, smallest = SEGMENT_DAYS, SMALLEST
     if (end - first).days <= size:
         return [(first, end - dt.timedelta(days=1))]
     out, day = [], first
     while day < end:
         remaining = (end - day).days
-        n = remaining if remaining <= smallest else min(size, max(smallest, -(-remaining // 2)))
+        n = remaining if remaining < 2 * smallest else min(size, -(-remaining // 2))
         out.append((day, day + dt.timedelta(days=n - 1)))
         day += dt.timedelta(days=n)
     return out
@@ -70,24 +70,26 @@ def _watch_parent(parent: int) -> None:
     os._exit(1)
 
 
-def _init_worker(gate: str) -> None:
+def _init_worker() -> None:
     # an idle worker ignores Ctrl-C (the parent stops handing out runs); a running one gets it back
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     quiet_warnings()
-    use_fetch_gate(Path(gate))
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True, name="watch-parent").start()
 
 
-def _run_segment(settings: Settings, spec: DatasetSpec, first: dt.date, last: dt.date, label: str) -> RunOutcome:
+def _run_segment(settings: Settings, spec: DatasetSpec, first: dt.date, last: dt.date, n: int, count: int,
+                 gate: str) -> RunOutcome:
     setup_logging(settings.log_dir)
+    use_fetch_gate(Path(gate), turn=n - 1)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     _running.set()
     try:
         return materialize_range(settings, spec, first.isoformat(), last.isoformat(), dagster_instance(),
-                                 dg.AssetSelection.assets(klines_key(spec)), tags={SEGMENT_TAG: label})
+                                 dg.AssetSelection.assets(klines_key(spec)), tags={SEGMENT_TAG: f"{n}/{count}"})
     finally:
         _running.clear()
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        pass_turn(Path(gate), n - 1)
 
 
 def _outcome(future: Future[RunOutcome]) -> RunOutcome:
@@ -109,16 +111,15 @@ def _run_all(settings: Settings, spec: DatasetSpec, segments: list[tuple[dt.date
              report: Callable[[str], None]) -> list[RunOutcome]:
     outcomes: list[RunOutcome] = []
     context = multiprocessing.get_context("spawn")  # never fork a process that has threads
-    with ProcessPoolExecutor(WORKERS, mp_context=context, initializer=_init_worker, initargs=(str(gate),)) as pool:
+    with ProcessPoolExecutor(WORKERS, mp_context=context, initializer=_init_worker) as pool:
         running: dict[Future[RunOutcome], str] = {}
         todo = list(enumerate(segments, 1))
         try:
             while todo or running:
                 while todo and len(running) < WORKERS and all(o.success for o in outcomes):
                     n, (first, last) = todo.pop(0)
-                    label = f"{n}/{len(segments)}"
-                    running[pool.submit(_run_segment, settings, spec, first, last, label)] = \
-                        f"run {label} {first}..{last}"
+                    future = pool.submit(_run_segment, settings, spec, first, last, n, len(segments), str(gate))
+                    running[future] = f"run {n}/{len(segments)} {first}..{last}"
                 if not running:
                     break
                 done, _ = wait(running, return_when=FIRST_COMPLETED)

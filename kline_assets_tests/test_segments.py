@@ -14,7 +14,7 @@ import pytest
 
 from kline_assets import segments
 from kline_assets.cli import main
-from kline_assets.collect import DayStream, use_fetch_gate
+from kline_assets.collect import DayStream, pass_turn, use_fetch_gate
 from kline_assets.exchange import BinanceClient
 from kline_assets.names import klines_key
 from kline_assets.settings import MARKETS
@@ -36,35 +36,48 @@ def sizes(days: int) -> list[int]:
 def test_split_one_run_when_it_fits_then_full_runs_with_a_halving_tail():
     assert sizes(1) == [1] and sizes(200) == [200]
     assert sizes(201) == [101, 50, 25, 25]
-    assert sizes(2500) == [200] * 11 + [150, 75, 38, 25, 12]
+    assert sizes(2500) == [200] * 11 + [150, 75, 38, 37]
+    assert all(min(sizes(n)) >= segments.SMALLEST for n in range(201, 900))  # no run of a day or two
     assert max(sizes(5000)) == 200 and sum(sizes(5000)) == 5000
 
 
 @pytest.fixture
-def gate(tmp_path):
-    use_fetch_gate(tmp_path / "fetch.lock")
-    yield
-    use_fetch_gate(None)
-
-
-def test_a_gated_stream_waits_until_the_other_has_fetched_everything(sim, tmp_path, gate):
+def gated(sim, tmp_path):
+    """Streams on one gate; `gated(root, turn)` makes the stream of that turn."""
     client = BinanceClient(MARKETS["futures"], sim.url)
 
-    def stream(root: str) -> DayStream:
+    def make(root: str, turn: int) -> DayStream:
+        use_fetch_gate(tmp_path / "fetch.lock", turn)
         store = DatasetStore(tmp_path / root, FUT, parse_zone("UTC"), D)
         return DayStream(store, client, [D, D + dt.timedelta(1)], page=499, workers=1)
 
-    first = iter(stream("a"))
-    next(first)  # holds the gate from here
+    yield make
+    use_fetch_gate(None)
+
+
+def test_gated_streams_fetch_one_at_a_time_in_turn_order(gated):
+    first, second = gated("a", 0), gated("b", 1)
     got_second = threading.Event()
-    worker = threading.Thread(target=lambda: (next(iter(stream("b"))), got_second.set()))
-    worker.start()
+    worker = threading.Thread(target=lambda: (next(iter(second)), got_second.set()))
+    worker.start()  # turn 1 asks first, the gate is free, and still it waits for turn 0
     assert not got_second.wait(1.0)
-    next(first)  # the last day is out, the gate goes only when the stream is asked for more
+    days = iter(first)
+    next(days)
+    next(days)  # the last day is out; the gate goes only when the stream is asked for more
     assert not got_second.wait(0.5)
-    assert next(first, None) is None
+    assert next(days, None) is None
     assert got_second.wait(10)
     worker.join()
+
+
+def test_a_run_that_never_fetched_passes_its_turn(gated, tmp_path):
+    gated("a", 0)  # made, never iterated: its run failed before fetching
+    pass_turn(tmp_path / "fetch.lock", 0)
+    second, got = gated("b", 1), []
+    worker = threading.Thread(target=lambda: got.append(next(iter(second)).day), daemon=True)
+    worker.start()
+    worker.join(10)
+    assert got == [D]
 
 
 def test_a_long_backfill_runs_as_consecutive_runs_two_at_a_time(sim, tmp_path, monkeypatch, capsys):
@@ -76,12 +89,12 @@ def test_a_long_backfill_runs_as_consecutive_runs_two_at_a_time(sim, tmp_path, m
         monkeypatch.setenv(name, value)
     assert main(["backfill", "--start", "2021-01-01", "--end", "2021-01-11"]) == 0
     err = capsys.readouterr().err
-    assert "4 Dagster runs" in err and "(4 runs)" in err
+    assert "3 Dagster runs" in err and "(3 runs)" in err
     check_days(sim, tmp_path / "data", D, 10)
 
     with dg.DagsterInstance.from_config(str(tmp_path / "dagster_home")) as instance:
         runs = instance.get_runs()
-        assert sorted(r.tags[segments.SEGMENT_TAG] for r in runs) == ["1/4", "2/4", "3/4", "4/4"]
+        assert sorted(r.tags[segments.SEGMENT_TAG] for r in runs) == ["1/3", "2/3", "3/3"]  # 4, 3, 3 days
         assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
         key = klines_key(FUT)
         days = sorted(e.partition_key for e in instance.fetch_materializations(key, limit=100).records)
