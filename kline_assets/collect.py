@@ -43,6 +43,12 @@ def _turn_now(path: Path) -> int:
     return int(path.read_text() or 0)
 
 
+def _end_turn(path: Path, turn: int) -> None:
+    """Under the gate's lock: the next turn may go, unless a later one is already under way."""
+    if _turn_now(path) == turn:
+        path.write_text(str(turn + 1))
+
+
 @contextlib.contextmanager
 def _fetching(gate: tuple[Path, int] | None) -> Iterator[None]:
     if gate is None:
@@ -55,7 +61,7 @@ def _fetching(gate: tuple[Path, int] | None) -> Iterator[None]:
                 try:
                     yield
                 finally:
-                    path.write_text(str(max(_turn_now(path), turn + 1)))
+                    _end_turn(path, turn)
                 return
         time.sleep(TURN_POLL_S)
 
@@ -63,8 +69,7 @@ def _fetching(gate: tuple[Path, int] | None) -> Iterator[None]:
 def pass_turn(path: Path, turn: int) -> None:
     """A run that ended without fetching (failed early) must not hold up the next one."""
     with locked(path):
-        if _turn_now(path) == turn:
-            path.write_text(str(turn + 1))
+        _end_turn(path, turn)
 
 
 @dataclass

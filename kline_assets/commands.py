@@ -96,17 +96,17 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings, spec: DatasetSpec
             outcomes = [RunOutcome(False, "-", "interrupted (Ctrl-C)")]
     elapsed = time.monotonic() - began
     status = dataset_status(store.paths.dir) if store.paths.manifest.exists() else None
-    runs = outcomes[-1].run_id if len(outcomes) == 1 else f"{len(outcomes)} runs"
-    failed = [o for o in outcomes if not o.success]
-    if failed or len(outcomes) < len(parts):
-        error, run_id = (failed[0].error, failed[0].run_id) if failed else ("not every run was started", "-")
-        print(f"kline-assets: backfill failed after {elapsed:.1f}s: {error} (run {run_id})", file=sys.stderr)
+    failed = [o for o in outcomes if not o.success]  # run_segments stops handing out runs at the first
+    if failed:
+        print(f"kline-assets: backfill failed after {elapsed:.1f}s: {failed[0].error} (run {failed[0].run_id})",
+              file=sys.stderr)
         return 1
+    runs = f"run {outcomes[0].run_id}" if len(outcomes) == 1 else f"{len(outcomes)} runs"
     rows = status["rows"] if status else 0
     if settings.build_combined_on_backfill:
         run_combine(settings, spec)
     print(f"done in {elapsed:.1f}s: {(end - first).days} day(s), dataset now {status['chunks'] if status else 0} "
-          f"chunks / {rows:,} rows ({'run ' if len(outcomes) == 1 else ''}{runs})", file=sys.stderr)
+          f"chunks / {rows:,} rows ({runs})", file=sys.stderr)
     return 0
 
 

@@ -83,10 +83,9 @@ def test_a_run_that_never_fetched_passes_its_turn(gated, tmp_path):
 def test_a_long_backfill_runs_as_consecutive_runs_two_at_a_time(sim, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(segments, "SEGMENT_DAYS", 4)
     monkeypatch.setattr(segments, "SMALLEST", 2)
-    for name, value in {"KLINE_SPOT_URL": sim.url, "KLINE_FUTURES_URL": sim.url, "KLINE_START": "2021-01-01",
-                        "KLINE_DATA_ROOT": str(tmp_path / "data"), "KLINE_LOG_DIR": str(tmp_path / "logs"),
-                        "DAGSTER_HOME": str(tmp_path / "dagster_home"), "KLINE_PAIRS": "futures:BTC/USDT"}.items():
-        monkeypatch.setenv(name, value)
+    for name, value in env_for(sim, tmp_path).items():
+        if name.startswith(("KLINE_", "DAGSTER_")):
+            monkeypatch.setenv(name, value)
     assert main(["backfill", "--start", "2021-01-01", "--end", "2021-01-11"]) == 0
     err = capsys.readouterr().err
     assert "3 Dagster runs" in err and "(3 runs)" in err
