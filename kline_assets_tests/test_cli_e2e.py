@@ -59,7 +59,7 @@ def test_backfill_then_status(sim, tmp_path):
 
 
 def test_kill_minus_nine_then_rerun_completes_exactly(sim, tmp_path):
-    sim.state.config.latency_ms = 80
+    sim.state.config.latency_ms = 200  # 45 days must outlast a 2 s manifest commit with 8 fetch threads
     env = env_for(sim, tmp_path)
     root = tmp_path / "data"
     manifest = root / "binanceusdm" / "BTCUSDT" / "1m" / "manifest.json"
