@@ -114,11 +114,11 @@ def reference_loop(url: str, market: str, days: int) -> float:
 def local_cost(url: str, days: int) -> dict:
     """Our own work per day without Dagster's event recording: fetch (ccxt HTTP + JSON), table build,
     zstd Parquet, sha256, pending file + fsync, batched manifest commits."""
-    from kline_assets.collect import DayStream
-    from kline_assets.exchange import BinanceClient
-    from kline_assets.limiter import WeightLimiter
+    from kline_assets.archive.store import DatasetStore
+    from kline_assets.binance.client import BinanceClient
+    from kline_assets.binance.days import DayStream
+    from kline_assets.binance.limiter import WeightLimiter
     from kline_assets.settings import MARKETS, DatasetSpec
-    from kline_assets.store import DatasetStore
     from kline_assets.timezones import parse_zone
 
     with tempfile.TemporaryDirectory() as root:
@@ -153,7 +153,7 @@ def main() -> None:
     a = p.parse_args()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    sim = subprocess.Popen([sys.executable, "-m", "kline_assets.simulator", "--port", str(port),
+    sim = subprocess.Popen([sys.executable, "-m", "kline_assets.sim.server", "--port", str(port),
                             "--latency-ms", str(a.latency_ms), "--futures-budget", str(a.futures_budget),
                             "--spot-budget", str(a.spot_budget)], stdout=subprocess.DEVNULL)
     try:

@@ -1,3 +1,3 @@
-from kline_assets.cli import main
+from kline_assets.cli.main import main
 
 raise SystemExit(main())

@@ -10,7 +10,7 @@ import time
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
-from kline_assets.paths import log_file
+from kline_assets.archive.paths import log_file
 
 MAX_BYTES = 10 * 1024 * 1024
 BACKUPS = 5

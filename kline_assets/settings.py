@@ -1,4 +1,4 @@
-"""Configuration from the environment (SPEC "Configuration"); CLI flags override it.
+"""Configuration from the environment (docs/contract.md, "Configuration"); CLI flags override it.
 
 Everything user-facing that can be wrong is validated here, once, so that a bad value is reported as
 one clear line before anything touches the disk or the network.

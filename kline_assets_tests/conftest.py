@@ -1,21 +1,14 @@
-"""Shared fixtures: a simulator per test on a free loopback port, settings pointing at it."""
+"""Shared fixtures: a simulator per test on a free loopback port, settings pointing at it, an instance.
+Shared helpers are in `helpers.py`."""
 
 from __future__ import annotations
 
-import datetime as dt
-from pathlib import Path
-
 import dagster as dg
-import pyarrow.parquet as pq
 import pytest
 
-from kline_assets.instance_storage import STORAGE
-from kline_assets.settings import DatasetSpec, load_settings
-from kline_assets.simulator import LISTINGS, RunningSimulator, SimConfig, SimState
-from kline_assets.timezones import parse_zone
-
-FUT = DatasetSpec("futures", "BTC/USDT")
-SPOT = DatasetSpec("spot", "BTC/USDT")
+from kline_assets.defs.storage import STORAGE
+from kline_assets.settings import load_settings
+from kline_assets.sim.server import RunningSimulator, SimConfig
 
 
 @pytest.fixture(autouse=True)
@@ -49,25 +42,3 @@ def instance():
         yield inst
 
 
-def expected_rows(state: SimState, spec: DatasetSpec, tz: str, day: dt.date) -> list[list]:
-    """What the exchange serves for a closed local day, converted as SPEC's schema says."""
-    start, end = parse_zone(tz).day_window_ms(day)
-    symbol = spec.symbol
-    first = LISTINGS[spec.market][symbol]
-    gaps = state.gaps(spec.market, symbol)
-    out = []
-    for t in range(max(start, first - first % 60_000), end, 60_000):
-        if t < first or any(a <= t < b for a, b in gaps):
-            continue
-        r = state.row(spec.market, symbol, t)
-        out.append([r[0], *map(float, r[1:6]), r[6], float(r[7]), r[8], float(r[9]), float(r[10]), r[11]])
-    return out
-
-
-def stored_rows(path: Path) -> list[list]:
-    return [list(row.values()) for row in pq.read_table(path).to_pylist()]
-
-
-def sim_requests(state: SimState, endpoint: str = "klines") -> list[dict]:
-    with state.lock:
-        return [r for r in state.log if r["endpoint"] == endpoint]

@@ -1,0 +1,86 @@
+"""One combined Parquet file per dataset, streamed chunk by chunk (one row group per chunk).
+
+Memory stays at about one chunk whatever the number of days. Parquet cannot be appended in place (the
+footer closes the file), so "incremental" here means: the file records the sha256 of every chunk it was
+built from, and a combine whose inputs are unchanged writes nothing; otherwise it is rebuilt, which
+streams at disk speed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from kline_assets.archive.atomic import fsync_dir
+from kline_assets.archive.schema import SCHEMA
+from kline_assets.archive.store import DatasetStore
+from kline_assets.errors import BadInput
+
+SOURCES_KEY = b"kline_assets.sources"
+
+
+class CombineRefused(RuntimeError):
+    """A chunk does not match the manifest: combining it would spread bad data."""
+
+
+@dataclass
+class Combined:
+    path: Path
+    chunks: int
+    rows: int
+    bytes: int
+    first_open_time: int | None
+    last_open_time: int | None
+    rebuilt: bool
+
+
+def _sources(path: Path) -> list | None:
+    try:
+        meta = pq.read_schema(path).metadata or {}
+        return json.loads(meta[SOURCES_KEY]) if SOURCES_KEY in meta else None
+    except (OSError, pa.ArrowInvalid, ValueError):
+        return None
+
+
+def combine(store: DatasetStore, from_index: int | None = None, to_index: int | None = None,
+            tz_suffix: str | None = None) -> Combined:
+    if from_index is not None and to_index is not None and from_index > to_index:
+        raise BadInput(f"--from-index {from_index} is after --to-index {to_index}")
+    store.recover()
+    manifest = store.manifest()
+    entries = [e for i, e in sorted(manifest.chunks.items())
+               if (from_index is None or i >= from_index) and (to_index is None or i <= to_index)]
+    target = store.paths.combined_file(tz_suffix)
+    sources = [[e.index, e.sha256] for e in entries]
+    firsts = [e.first_open_time for e in entries if e.first_open_time is not None]
+    lasts = [e.last_open_time for e in entries if e.last_open_time is not None]
+    summary = dict(chunks=len(entries), rows=sum(e.rows for e in entries),
+                   first_open_time=min(firsts, default=None), last_open_time=max(lasts, default=None))
+    if target.exists() and _sources(target) == sources:
+        return Combined(target, bytes=target.stat().st_size, rebuilt=False, **summary)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    schema = SCHEMA.with_metadata({SOURCES_KEY: json.dumps(sources).encode()})
+    try:
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            for entry in entries:
+                data = store.paths.resolve(entry.file).read_bytes() if store.paths.resolve(entry.file).exists() else b""
+                if hashlib.sha256(data).hexdigest() != entry.sha256:
+                    raise CombineRefused(f"{entry.file} ({entry.partition}) does not match its manifest sha256; "
+                                         "run `kline-assets verify --repair` first")
+                table = pq.read_table(pa.BufferReader(data))
+                if table.num_rows:
+                    writer.write_table(table.replace_schema_metadata(schema.metadata))
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+        fsync_dir(target.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return Combined(target, bytes=target.stat().st_size, rebuilt=True, **summary)

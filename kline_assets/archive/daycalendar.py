@@ -1,0 +1,96 @@
+"""A coverage calendar of a dataset: one square per local day, a row per weekday, a column per week,
+a block per year. As PNG (a few lines of zlib, no plotting library) or as Markdown for asset metadata.
+
+Colours: complete green, complete with exchange gaps amber, incomplete (today, or interrupted) blue,
+no chunk grey, before the first stored day nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import struct
+import zlib
+from pathlib import Path
+
+from kline_assets.archive.manifest import Manifest
+
+COMPLETE, GAPS, PARTIAL, MISSING = "complete", "gaps", "partial", "missing"
+COLOURS = {COMPLETE: (46, 160, 67), GAPS: (227, 160, 8), PARTIAL: (56, 120, 220), MISSING: (205, 205, 205)}
+EMOJI = {COMPLETE: "🟩", GAPS: "🟨", PARTIAL: "🟦", MISSING: "⬜"}
+CELL, PAD, LEFT = 11, 2, 24
+DIGITS = {  # 3x5 pixel digits for the year labels
+    "0": "111101101101111", "1": "010110010010111", "2": "111001111100111", "3": "111001111001111",
+    "4": "101101111001001", "5": "111100111001111", "6": "111100111101111", "7": "111001001001001",
+    "8": "111101111101111", "9": "111101111001111",
+}
+
+
+def day_states(manifest: Manifest, today: dt.date) -> dict[dt.date, str]:
+    entries = {dt.date.fromisoformat(e.partition): e for e in manifest.chunks.values()}
+    if not entries:
+        return {}
+    first, last = min(entries), max(max(entries), min(today, max(entries)))
+    states = {}
+    for n in range((last - first).days + 1):
+        day = first + dt.timedelta(n)
+        e = entries.get(day)
+        states[day] = MISSING if e is None else PARTIAL if not e.complete else GAPS if e.exchange_gaps else COMPLETE
+    return states
+
+
+def counts(states: dict[dt.date, str]) -> dict[str, int]:
+    return {k: sum(1 for s in states.values() if s == k) for k in COLOURS}
+
+
+def markdown(states: dict[dt.date, str], max_months: int = 36) -> str:
+    """One line per month (the latest `max_months`), one square per day."""
+    months: dict[str, list[str]] = {}
+    for day in sorted(states):
+        months.setdefault(f"{day:%Y-%m}", []).append(EMOJI[states[day]])
+    c = counts(states)
+    legend = " ".join(f"{EMOJI[k]} {k} {c[k]}" for k in COLOURS)
+    lines = [f"`{m}` {''.join(v)}" for m, v in list(months.items())[-max_months:]]
+    return legend + "\n\n" + "  \n".join(lines)
+
+
+def _png(width: int, height: int, pixels: list[bytearray]) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    raw = b"".join(b"\x00" + bytes(row) for row in pixels)
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
+
+
+def png(states: dict[dt.date, str]) -> bytes:
+    years = sorted({d.year for d in states}) or [dt.date.today().year]
+    width = LEFT + 54 * CELL + PAD
+    block = 7 * CELL + 3 * PAD
+    height = len(years) * block + PAD
+    pixels = [bytearray(b"\xff" * (width * 3)) for _ in range(height)]
+
+    def fill(x: int, y: int, w: int, h: int, rgb: tuple[int, int, int]) -> None:
+        for yy in range(y, min(y + h, height)):
+            row = pixels[yy]
+            for xx in range(x, min(x + w, width)):
+                row[3 * xx:3 * xx + 3] = bytes(rgb)
+
+    for i, year in enumerate(years):
+        top = PAD + i * block
+        for j, ch in enumerate(str(year)[-2:]):  # "24" for 2024, drawn at 2x
+            for k, bit in enumerate(DIGITS[ch]):
+                if bit == "1":
+                    fill(2 + j * 8 + (k % 3) * 2, top + 2 + (k // 3) * 2, 2, 2, (60, 60, 60))
+        monday = dt.date(year, 1, 1) - dt.timedelta(days=dt.date(year, 1, 1).weekday())
+        for day, state in states.items():
+            if day.year != year:
+                continue
+            week = (day - monday).days // 7
+            fill(LEFT + week * CELL, top + day.weekday() * CELL, CELL - 2, CELL - 2, COLOURS[state])
+    return _png(width, height, pixels)
+
+
+def write_png(states: dict[dt.date, str], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(png(states))
+    return path

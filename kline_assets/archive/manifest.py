@@ -1,0 +1,116 @@
+"""manifest.json: the dataset's commit point (docs/contract.md, "manifest.json").
+
+A chunk file belongs to the dataset if and only if an entry here names it with a matching sha256.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kline_assets.errors import BadInput
+from kline_assets.settings import DatasetSpec
+
+MANIFEST_VERSION = 1
+
+
+@dataclass
+class ChunkEntry:
+    index: int
+    partition: str  # local date, YYYY-MM-DD
+    file: str  # relative to the dataset folder
+    start_ms: int
+    end_ms: int
+    rows: int
+    first_open_time: int | None
+    last_open_time: int | None
+    sha256: str
+    bytes: int
+    complete: bool
+    exchange_gaps: list[list[int]]
+    written_at: str
+    # Everything before this instant is either stored or a confirmed gap; live runs resume here.
+    covered_until_ms: int = 0
+
+    @property
+    def gap_minutes(self) -> int:
+        return sum((b - a) // 60_000 for a, b in self.exchange_gaps)
+
+
+@dataclass
+class Manifest:
+    exchange_id: str
+    market: str
+    symbol: str
+    pair: str
+    align_tz: str
+    start: str
+    interval: str = "1m"
+    version: int = MANIFEST_VERSION
+    chunks: dict[int, ChunkEntry] = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # fields added by later versions or other tools, kept as is
+
+    @classmethod
+    def new(cls, spec: DatasetSpec, align_tz: str, start: dt.date) -> Manifest:
+        return cls(spec.exchange_id, spec.market, spec.symbol, spec.pair, align_tz, start.isoformat())
+
+    @property
+    def start_date(self) -> dt.date:
+        return dt.date.fromisoformat(self.start)
+
+    def entry_for(self, day: dt.date) -> ChunkEntry | None:
+        return self.chunks.get(self.index_of(day))
+
+    def index_of(self, day: dt.date) -> int:
+        return (day - self.start_date).days + 1
+
+    def to_json(self) -> bytes:
+        doc = {
+            **self.extra,
+            "version": self.version,
+            "exchange_id": self.exchange_id,
+            "market": self.market,
+            "symbol": self.symbol,
+            "pair": self.pair,
+            "interval": self.interval,
+            "align_tz": self.align_tz,
+            "start": self.start,
+            "updated_at": utc_now_iso(),
+            # the entries' own dicts: `asdict` deep-copies, ~20x slower over thousands of entries
+            "chunks": [vars(self.chunks[i]) for i in sorted(self.chunks)],
+        }
+        return (json.dumps(doc, separators=(",", ":")) + "\n").encode()
+
+    @classmethod
+    def load(cls, path: Path) -> Manifest:
+        return cls.from_json(path.read_bytes(), path)
+
+    @classmethod
+    def from_json(cls, data: bytes, where: Path) -> Manifest:
+        try:
+            doc = json.loads(data)
+            known = set(ChunkEntry.__dataclass_fields__)
+            chunks = {
+                int(c["index"]): ChunkEntry(**{k: v for k, v in c.items() if k in known}) for c in doc["chunks"]
+            }
+            core = {"version", "exchange_id", "market", "symbol", "pair", "interval", "align_tz", "start", "chunks"}
+            return cls(
+                exchange_id=doc["exchange_id"],
+                market=doc["market"],
+                symbol=doc["symbol"],
+                pair=doc["pair"],
+                align_tz=doc["align_tz"],
+                start=doc["start"],
+                interval=doc.get("interval", "1m"),
+                version=int(doc.get("version", MANIFEST_VERSION)),
+                chunks=chunks,
+                extra={k: v for k, v in doc.items() if k not in core | {"updated_at"}},
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BadInput(f"{where} is not a kline-assets manifest ({exc})") from None
+
+
+def utc_now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

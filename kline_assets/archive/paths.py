@@ -1,0 +1,74 @@
+"""Every path of the data layout (docs/contract.md, "Data layout") is computed here and nowhere else."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from kline_assets.settings import DatasetSpec
+
+INTERVAL = "1m"
+MANIFEST = "manifest.json"
+CHUNK_RE = re.compile(r"^chunk_(\d{6})_(\d{8})\.parquet$")
+
+
+@dataclass(frozen=True)
+class DatasetPaths:
+    data_root: Path
+    spec: DatasetSpec
+
+    @property
+    def dir(self) -> Path:
+        return self.data_root / self.spec.exchange_id / self.spec.symbol / INTERVAL
+
+    @property
+    def chunks_dir(self) -> Path:
+        return self.dir / "chunks"
+
+    @property
+    def manifest(self) -> Path:
+        return manifest_file(self.dir)
+
+    @property
+    def lock(self) -> Path:
+        return self.dir / ".manifest.lock"
+
+    @property
+    def combined_dir(self) -> Path:
+        return self.dir / "combined"
+
+    def combined_file(self, tz_suffix: str | None) -> Path:
+        tail = f"_{tz_suffix}" if tz_suffix else ""
+        return self.combined_dir / f"{self.spec.symbol}_{INTERVAL}_all{tail}.parquet"
+
+    @staticmethod
+    def chunk_name(index: int, day: dt.date) -> str:
+        return f"chunk_{index:06d}_{day:%Y%m%d}.parquet"
+
+    def chunk_relpath(self, index: int, day: dt.date) -> str:
+        return f"chunks/{self.chunk_name(index, day)}"
+
+    def resolve(self, relpath: str) -> Path:
+        return self.dir / relpath
+
+
+def manifest_file(dataset_dir: Path) -> Path:
+    return Path(dataset_dir) / MANIFEST
+
+
+def log_file(log_dir: str | Path) -> Path:
+    return Path(log_dir) / "loader.log"
+
+
+def symbols_cache(data_root: Path) -> Path:
+    """Which (market, symbol) the exchange lists, as learnt from exchangeInfo."""
+    return Path(data_root) / ".kline_assets" / "symbols.json"
+
+
+def find_datasets(data_root: Path) -> list[Path]:
+    """Dataset folders under a data root, found by their manifest."""
+    if not data_root.is_dir():
+        return []
+    return sorted(p.parent for p in data_root.glob(f"*/*/{INTERVAL}/{MANIFEST}"))

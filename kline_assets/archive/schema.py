@@ -1,0 +1,51 @@
+"""The chunk schema (docs/contract.md, "Schema") and the one conversion from the exchange's raw rows to it."""
+
+from __future__ import annotations
+
+from itertools import islice
+
+import pyarrow as pa
+
+COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
+    ("open_time", pa.int64()),
+    ("open", pa.float64()),
+    ("high", pa.float64()),
+    ("low", pa.float64()),
+    ("close", pa.float64()),
+    ("volume", pa.float64()),
+    ("close_time", pa.int64()),
+    ("quote_volume", pa.float64()),
+    ("trades", pa.int64()),
+    ("taker_base_volume", pa.float64()),
+    ("taker_quote_volume", pa.float64()),
+    ("ignore", pa.string()),
+)
+SCHEMA = pa.schema([pa.field(name, typ) for name, typ in COLUMNS])
+COLUMN_NAMES = [name for name, _ in COLUMNS]
+
+
+def _column(values: tuple, typ: pa.DataType) -> pa.Array:
+    """Binance sends prices as decimal strings; Arrow's cast parses them exactly like float()."""
+    if typ == pa.string():
+        return pa.array([v if isinstance(v, str) else str(v) for v in values], pa.string())
+    try:
+        return pa.array(values).cast(typ)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        convert = int if pa.types.is_integer(typ) else float
+        return pa.array([convert(v) for v in values], typ)
+
+
+def rows_to_table(rows: list[list]) -> pa.Table:
+    if not rows:
+        return SCHEMA.empty_table()
+    columns = list(islice(zip(*rows, strict=False), 12))  # rows may carry more than the 12 fields
+    if len(columns) < 12:
+        raise ValueError(f"a kline row has {len(columns)} fields, not 12")
+    return pa.Table.from_arrays([_column(c, t) for c, (_, t) in zip(columns, COLUMNS, strict=True)], schema=SCHEMA)
+
+
+def schema_problem(schema: pa.Schema) -> str | None:
+    """None when `schema` has the contract's names, order and types."""
+    got = [(f.name, str(f.type)) for f in schema]
+    want = [(n, str(t)) for n, t in COLUMNS]
+    return None if got == want else f"schema {got} differs from {want}"

@@ -1,0 +1,87 @@
+"""What is on disk, per dataset, for `kline-assets status` and the UI's metadata."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+
+from kline_assets.archive.manifest import Manifest
+from kline_assets.archive.paths import find_datasets, manifest_file
+from kline_assets.timezones import ms_to_iso
+
+
+def dataset_status(folder: Path, now_ms: int | None = None) -> dict:
+    manifest = Manifest.load(manifest_file(folder))
+    now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+    entries = [manifest.chunks[i] for i in sorted(manifest.chunks)]
+    days = {dt.date.fromisoformat(e.partition) for e in entries}
+    first, last = (min(days), max(days)) if days else (None, None)
+    missing = [] if not days else [
+        (first + dt.timedelta(n)).isoformat() for n in range((last - first).days + 1)
+        if first + dt.timedelta(n) not in days
+    ]
+    last_open = max((e.last_open_time for e in entries if e.last_open_time is not None), default=None)
+    disk = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    return {
+        "dataset": f"{manifest.exchange_id}/{manifest.symbol}",
+        "market": manifest.market,
+        "pair": manifest.pair,
+        "align_tz": manifest.align_tz,
+        "start": manifest.start,
+        "path": str(folder),
+        "chunks": len(entries),
+        "first_day": first.isoformat() if first else None,
+        "last_day": last.isoformat() if last else None,
+        "rows": sum(e.rows for e in entries),
+        "last_stored_minute": ms_to_iso(last_open),
+        "lag_seconds": round((now_ms - (last_open + 59_999)) / 1000, 1) if last_open is not None else None,
+        "incomplete_days": [e.partition for e in entries if not e.complete],
+        "exchange_gaps": sum(len(e.exchange_gaps) for e in entries),
+        "exchange_gap_minutes": sum(e.gap_minutes for e in entries),
+        "missing_days": missing,
+        "last_verify": manifest.extra.get("last_verify"),
+        "disk_bytes": disk,
+    }
+
+
+def all_status(data_root: Path) -> list[dict]:
+    return [dataset_status(folder) for folder in find_datasets(data_root)]
+
+
+def _few(items: list[str], n: int = 5) -> str:
+    if not items:
+        return "none"
+    more = f" (+{len(items) - n} more)" if len(items) > n else ""
+    return ", ".join(items[:n]) + more
+
+
+def human_lag(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86_400:.0f} days"
+
+
+def render(statuses: list[dict], data_root: Path) -> str:
+    if not statuses:
+        return f"no datasets yet under {data_root}"
+    lines = []
+    for s in statuses:
+        verify = s["last_verify"]
+        verified = f"{'ok' if verify['ok'] else 'PROBLEMS'} at {verify['at']}" if verify else "never"
+        lines += [
+            f"{s['dataset']}  ({s['market']} {s['pair']}, days in {s['align_tz']}, start {s['start']})",
+            f"  chunks {s['chunks']}: {s['first_day']} .. {s['last_day']}, {s['rows']:,} rows, "
+            f"{s['disk_bytes'] / 1e6:.1f} MB",
+            f"  last stored minute {s['last_stored_minute'] or '-'}"
+            + (f", lag {human_lag(s['lag_seconds'])}" if s["lag_seconds"] is not None else ""),
+            f"  incomplete days: {_few(s['incomplete_days'])}",
+            f"  missing days: {_few(s['missing_days'])}",
+            f"  confirmed exchange gaps: {s['exchange_gaps']} ({s['exchange_gap_minutes']} minutes)",
+            f"  last verify: {verified}",
+        ]
+    return "\n".join(lines)

@@ -1,0 +1,126 @@
+"""Whole-dataset verification (`kline-assets verify`, the verify job) and the set of days to repair."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from dataclasses import dataclass, field
+
+from kline_assets.archive.atomic import locked, replace_atomic
+from kline_assets.archive.checks import CONTINUITY, INTEGRITY, SANITY, evaluate
+from kline_assets.archive.manifest import utc_now_iso
+from kline_assets.archive.paths import CHUNK_RE
+from kline_assets.archive.store import DatasetStore
+
+KIND_OF = {INTEGRITY: "corrupt", CONTINUITY: "discontinuous", SANITY: "insane"}
+
+
+@dataclass
+class Problem:
+    kind: str  # missing_file | corrupt | discontinuous | insane | incomplete | missing_day | stray_file
+    day: str | None
+    detail: str
+
+
+@dataclass
+class Report:
+    first_day: dt.date | None = None
+    last_day: dt.date | None = None
+    days_checked: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)  # the exchange's odd values, stored as sent
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def bad_days(self) -> list[dt.date]:
+        """Days to re-collect; a stray file is only deleted, it names no day of ours."""
+        return sorted({dt.date.fromisoformat(p.day) for p in self.problems if p.day and p.kind != "stray_file"})
+
+    def render(self, name: str) -> str:
+        if self.days_checked == 0 and self.ok:
+            return f"{name}: nothing stored in the window"
+        head = f"{name}: {self.days_checked} day(s) checked, {self.first_day} .. {self.last_day}: "
+        notes = [f"  note {w.day}: the exchange sent {w.detail} (stored as sent)" for w in self.warnings[:5]]
+        if self.ok:
+            return "\n".join([head + "all well", *notes])
+        kinds = Counter(p.kind for p in self.problems)
+        lines = [head + f"{len(self.problems)} problem(s): " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))]
+        lines += [f"  {p.day or '-'} {p.kind}: {p.detail}" for p in self.problems[:8]]
+        if len(self.problems) > 8:
+            lines.append(f"  ... and {len(self.problems) - 8} more")
+        return "\n".join(lines)
+
+    def summary(self) -> dict:
+        return {"at": utc_now_iso(), "ok": self.ok, "days_checked": self.days_checked,
+                "first_day": str(self.first_day), "last_day": str(self.last_day),
+                "problems": dict(Counter(p.kind for p in self.problems))}
+
+
+def verify(store: DatasetStore, first: dt.date | None, last: dt.date | None, today: dt.date) -> Report:
+    """Check every stored day in [first, last] (default: first to last stored day); never writes data."""
+    store.recover()
+    manifest = store.manifest()
+    entries = sorted(manifest.chunks.values(), key=lambda e: e.index)
+    days = [dt.date.fromisoformat(e.partition) for e in entries]
+    lo = first or (min(days) if days else None)
+    hi = min(last or (max(days) if days else today), today)
+    report = Report(lo, hi)
+    if lo is None or hi < lo:
+        return report
+    prev = None
+    for entry in entries:
+        day = dt.date.fromisoformat(entry.partition)
+        if lo <= day <= hi:
+            report.days_checked += 1
+            path = store.paths.resolve(entry.file)
+            if not path.exists():
+                report.problems.append(Problem("missing_file", entry.partition, f"{entry.file} is listed but absent"))
+            else:
+                outcomes = evaluate(path, entry, prev)
+                # a file that fails integrity is reported once: its other checks would say nothing new
+                names = [INTEGRITY] if not outcomes[INTEGRITY].passed else [CONTINUITY, SANITY]
+                for name in names:
+                    outcome = outcomes[name]
+                    if outcome.passed:
+                        continue
+                    found = Problem(KIND_OF[name], entry.partition, outcome.problem or name)
+                    (report.warnings if outcome.severity == "WARN" else report.problems).append(found)
+            if not entry.complete and day < today:
+                report.problems.append(Problem("incomplete", entry.partition, "the day is over but not complete"))
+        prev = entry
+    stored = set(days)
+    for n in range((hi - lo).days + 1):
+        day = lo + dt.timedelta(n)
+        if day not in stored and day >= store.start:
+            report.problems.append(Problem("missing_day", day.isoformat(), "no chunk for this day"))
+    for path in store.unlisted_files(manifest):
+        match = CHUNK_RE.match(path.name)
+        day = dt.datetime.strptime(match.group(2), "%Y%m%d").date().isoformat() if match else None
+        report.problems.append(Problem("stray_file", day, f"{path.name} is not in the manifest"))
+    report.problems.sort(key=lambda p: (p.day or "", p.kind))
+    return report
+
+
+def record(store: DatasetStore, report: Report) -> None:
+    """Remember the last verify result in the manifest (shown by `status`)."""
+    if not store.paths.manifest.exists():
+        return
+    with locked(store.paths.lock):
+        manifest = store.manifest()
+        manifest.extra["last_verify"] = report.summary()
+        replace_atomic(store.paths.manifest, manifest.to_json())
+
+
+def quarantine(store: DatasetStore, report: Report) -> None:
+    """Before a repair: bad days leave the manifest and their files go, so nothing bad is served."""
+    bad = {p.day for p in report.problems if p.kind not in ("missing_day", "stray_file")}
+    with locked(store.paths.lock):
+        manifest = store.manifest()
+        for index, entry in list(manifest.chunks.items()):
+            if entry.partition in bad:
+                del manifest.chunks[index]
+        replace_atomic(store.paths.manifest, manifest.to_json())
+        for path in store.unlisted_files(manifest):
+            path.unlink()

@@ -1,0 +1,234 @@
+"""The exchange behind a small interface: raw kline pages, server time, exchangeInfo, through ccxt.
+
+ccxt maps HTTP failures to exception classes by host name, which tells a 451 from a 503 only on
+binance.com. We record each response's status and headers ourselves (`on_rest_response`) and decide
+retry or final from those, so the same rules hold against any Binance-compatible origin.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import ccxt
+
+from kline_assets.binance.limiter import WeightLimiter, limiter_for
+from kline_assets.errors import Banned, ExchangeFinal, ExchangeTransient, UnknownSymbol
+from kline_assets.settings import Market
+
+log = logging.getLogger("kline_assets")
+
+MAX_RETRY_AFTER_S = 900  # a longer ban (418s can last days) fails the run instead of hanging it
+
+
+class KlineSource(Protocol):
+    market: Market
+
+    def klines(self, symbol: str, start_ms: int, end_ms: int, limit: int) -> list[list]: ...
+
+    def server_time_ms(self) -> int: ...
+
+
+def kline_weight(market: str, limit: int) -> int:
+    """Binance's published weights: spot 2 per page; USD-M by `limit`."""
+    if market == "spot":
+        return 2
+    return 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10
+
+
+def _recording(cls: type) -> type:
+    class Recording(cls):  # type: ignore[misc, valid-type]
+        last_status: int | None = None
+
+        def on_rest_response(self, code, reason, url, method, headers, body, req_headers, req_body):
+            self.last_status = int(code)
+            self.last_response_headers = headers
+            return super().on_rest_response(code, reason, url, method, headers, body, req_headers, req_body)
+
+    return Recording
+
+
+_CCXT = {"binance": _recording(ccxt.binance), "binanceusdm": _recording(ccxt.binanceusdm)}
+
+
+@dataclass
+class RequestStats:
+    requests: int = 0
+    weight: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **kw: int) -> None:
+        with self.lock:
+            for k, v in kw.items():
+                setattr(self, k, getattr(self, k) + v)
+
+
+class BinanceClient:
+    """Thread-safe: one ccxt instance per thread, one weight limiter per origin."""
+
+    def __init__(self, market: Market, origin: str, *, timeout_ms: int = 10_000, max_attempts: int = 8,
+                 backoff_s: float = 0.25, limiter: WeightLimiter | None = None) -> None:
+        self.market = market
+        self.origin = origin.rstrip("/")
+        self.timeout_ms = timeout_ms
+        self.max_attempts = max_attempts
+        self.backoff_s = backoff_s
+        self.limiter = limiter or limiter_for(self.origin, market.default_budget)
+        self.stats = RequestStats()
+        self._local = threading.local()
+        self._prefix = "public" if market.name == "spot" else "fapiPublic"
+        self._time_sync: tuple[float, int] | None = None
+        self._limits_known = threading.Event()
+        self._limits_lock = threading.Lock()
+
+    def _ccxt(self) -> Any:
+        inst = getattr(self._local, "ccxt", None)
+        if inst is None:
+            urls = {"public": f"{self.origin}/api/v3", "fapiPublic": f"{self.origin}/fapi/v1"}
+            inst = _CCXT[self.market.exchange_id]({
+                "enableRateLimit": False, "timeout": self.timeout_ms, "urls": {"api": urls},
+            })
+            self._local.ccxt = inst
+        return inst
+
+    def _call(self, endpoint: str, params: dict, weight: int) -> Any:
+        method = getattr(self._ccxt(), self._prefix + endpoint)
+        attempt = 0
+        while True:
+            banned = self.limiter.blocked_until - time.time()
+            if banned > MAX_RETRY_AFTER_S:  # e.g. a ban another process on this machine received
+                raise Banned(f"{self.origin} asked this IP to wait {banned:.0f}s more (Retry-After after an "
+                             "HTTP 418/429); try again after that")
+            self.limiter.acquire(weight)
+            inst = self._ccxt()
+            inst.last_status, inst.last_response_headers = None, None
+            try:
+                result = method(params)
+                error = None
+            except ccxt.BaseError as exc:
+                result, error = None, exc
+            status, headers = inst.last_status, inst.last_response_headers or {}
+            self.stats.add(requests=1, weight=weight)
+            used = headers.get("X-MBX-USED-WEIGHT-1M") or headers.get("x-mbx-used-weight-1m")
+            self.limiter.observe(int(used) if used and str(used).isdigit() else None)
+            if error is None and _well_formed(endpoint, result):
+                return result
+            if status in (418, 429):
+                self._rate_limited(status, headers)
+                continue
+            if status is not None and 400 <= status < 500:
+                raise self._final(status, inst.last_http_response, params)
+            attempt += 1
+            self.stats.add(retries=1)
+            what = f"HTTP {status}" if status else type(error).__name__ if error else "malformed body"
+            if attempt >= self.max_attempts:
+                raise ExchangeTransient(f"{self.origin}: {endpoint} failed {attempt} times, last: {what}")
+            delay = min(30.0, self.backoff_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
+            log.warning("transient failure (%s) on %s %s, retry %d in %.2fs", what, self.origin, endpoint,
+                        attempt, delay)
+            time.sleep(delay)
+
+    def _rate_limited(self, status: int, headers: Any) -> None:
+        self.stats.add(rate_limited=1)
+        raw = headers.get("Retry-After") or headers.get("retry-after")
+        try:
+            wait = float(raw) if raw is not None else 60.0
+        except ValueError:
+            wait = 60.0
+        self.limiter.block(wait, self.origin)
+        if wait > MAX_RETRY_AFTER_S:
+            kind = "banned this IP (HTTP 418)" if status == 418 else "rate-limited this IP (HTTP 429)"
+            raise Banned(f"{self.origin} {kind} for {wait:.0f}s; try again after that")
+        log.warning("HTTP %d from %s: sending nothing for %.0fs (Retry-After)", status, self.origin, wait)
+
+    def _final(self, status: int, body: str | None, params: dict) -> ExchangeFinal:
+        code, msg = None, body
+        try:
+            doc = json.loads(body or "")
+            code, msg = doc.get("code"), doc.get("msg")
+        except (ValueError, AttributeError):
+            pass
+        if code == -1121:
+            return UnknownSymbol(f"{self.market.name} market does not list {params.get('symbol')}")
+        if status == 451:
+            return ExchangeFinal(f"{self.origin} refuses service from this location (HTTP 451)")
+        if status == 403:
+            return ExchangeFinal(f"{self.origin} blocked the request (HTTP 403, firewall)")
+        return ExchangeFinal(f"{self.origin} answered HTTP {status}: {msg}")
+
+    # --- the interface -------------------------------------------------------------------------
+    def klines(self, symbol: str, start_ms: int, end_ms: int, limit: int) -> list[list]:
+        self.load_rate_limits(symbol)
+        params = {"symbol": symbol, "interval": "1m", "startTime": int(start_ms), "endTime": int(end_ms),
+                  "limit": int(limit)}
+        return self._call("GetKlines", params, kline_weight(self.market.name, limit))
+
+    def load_rate_limits(self, symbol: str | None = None) -> None:
+        """Once per client: the REQUEST_WEIGHT budget in force can be lower than the default (shared or
+        throttled IPs); an origin without exchangeInfo keeps the default and the used-weight header."""
+        if self._limits_known.is_set():
+            return
+        with self._limits_lock:
+            if self._limits_known.is_set():
+                return
+            try:
+                self.apply_rate_limits(self.exchange_info(symbol))
+            except Banned:
+                raise
+            except (ExchangeFinal, ExchangeTransient) as exc:
+                log.info("no rate limits from %s exchangeInfo (%s): budget %d assumed", self.origin, exc,
+                         self.limiter.budget)
+            self._limits_known.set()
+
+    def apply_rate_limits(self, info: dict) -> None:
+        for limit in info.get("rateLimits", []) if isinstance(info, dict) else []:
+            kind = (limit.get("rateLimitType"), limit.get("interval"), limit.get("intervalNum", 1))
+            if kind == ("REQUEST_WEIGHT", "MINUTE", 1) and int(limit.get("limit", 0)) > 0:
+                self.limiter.set_budget(int(limit["limit"]))
+        self._limits_known.set()
+
+    def sync_time(self) -> int:
+        """Ask the server for its clock (weight 1) and keep the offset; returns the server time.
+
+        An origin without `/time` (some mirrors) leaves us with our own clock, kept a little behind so
+        that a minute is only taken for closed once it surely is."""
+        try:
+            server = int(self._call("GetTime", {}, 1)["serverTime"])
+        except ExchangeFinal as exc:
+            if isinstance(exc, (UnknownSymbol, Banned)) or "HTTP 4" not in str(exc):
+                raise
+            log.warning("%s has no usable /time (%s): using the local clock minus 2s", self.origin, exc)
+            server = int(time.time() * 1000) - 2000
+        except (KeyError, TypeError, ValueError):
+            server = int(time.time() * 1000) - 2000
+        received = time.time()  # pairing with the receipt, not the send, errs on the early side
+        self._time_sync = (received, server)
+        self.limiter.offset_s = server / 1000 - received
+        return server
+
+    def server_time_ms(self) -> int:
+        """The server's clock, from a sync at most a minute old; never ahead of the real server time."""
+        if self._time_sync is None or time.time() - self._time_sync[0] > 60:
+            return self.sync_time()
+        received, server = self._time_sync
+        return server + int((time.time() - received) * 1000)
+
+    def exchange_info(self, symbol: str | None = None) -> dict:
+        params = {"symbol": symbol} if symbol and self.market.name == "spot" else {}
+        weight = 1 if self.market.name == "futures" else (2 if symbol else 20)
+        return self._call("GetExchangeInfo", params, weight)
+
+
+def _well_formed(endpoint: str, result: Any) -> bool:
+    if endpoint == "GetKlines":
+        return isinstance(result, list) and all(
+            isinstance(r, list) and len(r) >= 12 and isinstance(r[0], int) for r in result
+        )
+    return isinstance(result, dict)

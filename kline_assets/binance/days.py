@@ -1,0 +1,100 @@
+"""Turning a list of days into closed, exact day tables, a few days ahead in a bounded pool.
+
+Days come out in order whatever order they finish in, so memory holds at most `2 * workers` days
+and the writer can commit in day order. While the next day is still being fetched (a slow day being
+retried), the stream yields `None` every `TICK_S`, so its consumer can commit what it already has.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from kline_assets.archive.manifest import ChunkEntry, Manifest
+from kline_assets.archive.schema import rows_to_table
+from kline_assets.archive.store import DatasetStore
+from kline_assets.binance.client import BinanceClient
+from kline_assets.binance.paging import add_gap, fetch_window
+
+TICK_S = 0.5
+
+
+@dataclass
+class DayData:
+    day: dt.date
+    table: pa.Table | None  # None: nothing new, the stored chunk stands
+    gaps: list[list[int]] = field(default_factory=list)
+    covered_until_ms: int = 0
+    requests: int = 0
+    entry: ChunkEntry | None = None  # the stored entry when nothing is new
+
+
+class DayStream:
+    """Lazily fetched days of one dataset, written by the chunk IO manager's `write_days`."""
+
+    def __init__(self, store: DatasetStore, client: BinanceClient, days: list[dt.date], page: int,
+                 workers: int = 4) -> None:
+        self.store, self.client, self.days, self.page = store, client, days, page
+        self.workers = max(1, workers)
+        self.snapshot: Manifest = store.manifest()
+        self.started = time.monotonic()
+
+    def __len__(self) -> int:
+        return len(self.days)
+
+    def __iter__(self) -> Iterator[DayData | None]:
+        """Each day in order; `None` while the next one is not ready yet (at most every `TICK_S`)."""
+        self.started = time.monotonic()
+        pool = ThreadPoolExecutor(self.workers, thread_name_prefix="klines")
+        queue: deque[Future[DayData]] = deque()
+        todo = iter(self.days)
+        try:
+            for day in todo:
+                queue.append(pool.submit(self.collect, day))
+                if len(queue) >= 2 * self.workers:
+                    break
+            while queue:
+                try:
+                    result = queue[0].result(timeout=TICK_S)
+                except FutureTimeout:
+                    yield None
+                    continue
+                queue.popleft()
+                nxt = next(todo, None)
+                if nxt is not None:
+                    queue.append(pool.submit(self.collect, nxt))
+                yield result
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def collect(self, day: dt.date) -> DayData:
+        entry = self.snapshot.chunks.get(self.store.index_of(day))
+        intact = entry is not None and self.store.entry_intact(entry)
+        if entry is not None and intact and entry.complete:
+            return DayData(day, None, entry.exchange_gaps, entry.covered_until_ms, entry=entry)
+        start_ms, end_ms = self.store.zone.day_window_ms(day)
+        old, gaps, from_ms = None, [], start_ms
+        if entry is not None and intact and (entry.start_ms, entry.end_ms) == (start_ms, end_ms):
+            old, from_ms = self.store.read_table(entry), entry.covered_until_ms
+            gaps = [list(g) for g in entry.exchange_gaps]
+        fetched = fetch_window(self.client, self.store.spec.symbol, from_ms, end_ms,
+                               self.client.server_time_ms(), self.page)
+        for gap in fetched.gaps:
+            add_gap(gaps, *gap)
+        covered = max(from_ms, fetched.covered_until_ms)
+        table = rows_to_table(fetched.rows)
+        if old is not None:
+            if not fetched.rows and covered == entry.covered_until_ms:
+                return DayData(day, None, gaps, covered, fetched.requests, entry=entry)
+            if old.num_rows:
+                table = table.filter(pc.greater(table["open_time"], old["open_time"][-1]))
+            table = pa.concat_tables([old, table])
+        return DayData(day, table, gaps, covered, fetched.requests)

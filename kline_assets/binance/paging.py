@@ -1,0 +1,70 @@
+"""Paging one window of 1m klines out of the exchange, recording what it confirms is empty.
+
+Pages continue from the last open_time + 1 minute. An empty page, or a jump of more than a minute
+between rows the exchange sent, is the exchange saying it has no kline there: a confirmed gap.
+The loop always advances, so a window ends after at most rows/limit + gaps requests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kline_assets.binance.client import KlineSource
+from kline_assets.timezones import MINUTE_MS
+
+
+@dataclass
+class Fetched:
+    rows: list[list] = field(default_factory=list)
+    gaps: list[list[int]] = field(default_factory=list)
+    covered_until_ms: int = 0
+    requests: int = 0
+
+
+def add_gap(gaps: list[list[int]], start: int, end: int) -> None:
+    if end <= start:
+        return
+    if gaps and gaps[-1][1] >= start:
+        gaps[-1][1] = max(gaps[-1][1], end)
+    else:
+        gaps.append([start, end])
+
+
+def closed_horizon(now_ms: int) -> int:
+    """Klines opening before this instant have closed (close_time = open + 59999 < now)."""
+    return (now_ms // MINUTE_MS) * MINUTE_MS
+
+
+def fetch_window(source: KlineSource, symbol: str, start_ms: int, end_ms: int, now_ms: int,
+                 page: int) -> Fetched:
+    """Closed klines with open_time in [start_ms, min(end_ms, horizon)); `now_ms` is the server clock.
+
+    The next page asks from the last open_time + 1 ms rather than + 1 minute: for aligned data it is the
+    same request, and an off-minute row at the end of a page (early Binance data) cannot hide the next."""
+    stop = min(end_ms, closed_horizon(now_ms))
+    settled = now_ms >= end_ms + MINUTE_MS  # a trailing silence is only a gap once the window is well over
+    out = Fetched(covered_until_ms=max(start_ms, stop))
+    expected, ask, last_open = start_ms, start_ms, None
+    while ask < stop and expected < stop:  # the next minute must still be inside the window
+        raw = source.klines(symbol, ask, stop - 1, page)
+        out.requests += 1
+        unclosed = [r[0] for r in raw if r[6] >= now_ms]
+        if unclosed:  # only odd, off-minute rows can get here: never store them, never call them gaps
+            stop = out.covered_until_ms = max(ask, min(unclosed))
+        rows = [r for r in raw if ask <= r[0] < stop and (last_open is None or r[0] > last_open)]
+        if not rows:
+            backwards = raw and not unclosed and any(r[0] < ask for r in raw)
+            if backwards or not settled:
+                # a server that went backwards confirms nothing; nor does silence at the live edge (the
+                # exchange may still deliver): claim nothing beyond, the next run asks again
+                out.covered_until_ms = expected
+                break
+            add_gap(out.gaps, expected, stop)
+            break
+        for row in rows:
+            if row[0] - expected >= MINUTE_MS:
+                add_gap(out.gaps, expected, row[0])
+            out.rows.append(row)
+            last_open, expected = row[0], row[0] + MINUTE_MS
+        ask = last_open + 1
+    return out

@@ -1,0 +1,109 @@
+"""Is the pair listed? One `exchangeInfo` request per (market, symbol), remembered in the data root.
+
+The CLI falls back to BTC/USDT for an unlisted pair (docs/contract.md), and so does the code location, which asks
+with a short time-out at load and keeps the configured pair when the exchange does not answer in time
+(the run itself then fails on an unknown symbol, before anything is written). The answer also tells the
+weight budget in force (`rateLimits`), which can be lower than the default.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from kline_assets.archive.atomic import locked, replace_atomic
+from kline_assets.archive.paths import DatasetPaths, symbols_cache
+from kline_assets.binance.client import BinanceClient
+from kline_assets.errors import BadInput, ExchangeFinal, ExchangeTransient, UnknownSymbol
+from kline_assets.settings import DEFAULT_PAIR, DatasetSpec
+
+log = logging.getLogger("kline_assets")
+
+
+def _cache_get(root: Path, spec: DatasetSpec) -> bool | None:
+    try:
+        return json.loads(symbols_cache(root).read_text()).get(f"{spec.market}:{spec.symbol}")
+    except (OSError, ValueError):
+        return None
+
+
+def _cache_put(root: Path, spec: DatasetSpec, listed: bool) -> None:
+    path = symbols_cache(root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with locked(path.with_name(path.name + ".lock")):
+        try:
+            known = json.loads(path.read_text())
+        except (OSError, ValueError):
+            known = {}
+        known[f"{spec.market}:{spec.symbol}"] = listed
+        replace_atomic(path, json.dumps(known, indent=1, sort_keys=True).encode())
+
+
+def is_listed(client: BinanceClient, symbol: str) -> bool:
+    """exchangeInfo first; where an origin does not serve it, one one-row klines request decides."""
+    try:
+        info = client.exchange_info(symbol)
+    except UnknownSymbol:
+        return False
+    except ExchangeFinal as exc:
+        log.warning("exchangeInfo unavailable at %s (%s): asking klines instead", client.origin, exc)
+        return _klines_know(client, symbol)
+    client.apply_rate_limits(info)
+    symbols = {s.get("symbol") for s in info.get("symbols", []) if isinstance(s, dict)}
+    if symbols:
+        return symbol in symbols
+    return _klines_know(client, symbol)  # an answer that lists nothing decides nothing
+
+
+def _klines_know(client: BinanceClient, symbol: str) -> bool:
+    try:
+        client.klines(symbol, 0, 2**41, 1)
+    except UnknownSymbol:
+        return False
+    return True
+
+
+def listed(root: Path, spec: DatasetSpec, client: BinanceClient) -> bool:
+    """From an existing dataset, the cache, or one request (whose answer is cached)."""
+    if DatasetPaths(root, spec).manifest.exists():
+        return True
+    cached = _cache_get(root, spec)
+    if cached is not None:
+        return cached
+    answer = is_listed(client, spec.symbol)
+    _cache_put(root, spec, answer)
+    return answer
+
+
+def fallback_message(spec: DatasetSpec) -> str:
+    return (f"warning: the {spec.market} market does not list {spec.pair}; "
+            f"using {DEFAULT_PAIR} instead (data under {DEFAULT_PAIR.replace('/', '')})")
+
+
+def resolve_pair(data_root: str | Path, spec: DatasetSpec, client: BinanceClient, strict: bool = False,
+                 warn=print) -> DatasetSpec:
+    if listed(Path(data_root), spec, client):
+        return spec
+    if strict:
+        raise BadInput(f"the {spec.market} market does not list {spec.pair}")
+    warn(fallback_message(spec))
+    log.warning(fallback_message(spec))
+    return DatasetSpec(spec.market, DEFAULT_PAIR)
+
+
+def resolve_for_definitions(data_root: str | Path, specs: tuple[DatasetSpec, ...],
+                            probe: dict[str, BinanceClient]) -> tuple[DatasetSpec, ...]:
+    """The code location's pairs with unlisted ones replaced; never slow, never failing at load."""
+    out: list[DatasetSpec] = []
+    for spec in specs:
+        try:
+            ok = spec.pair == DEFAULT_PAIR or listed(Path(data_root), spec, probe[spec.market])
+        except (ExchangeFinal, ExchangeTransient, OSError):
+            ok = True  # unknown for now: the run will say so if the exchange does not list it
+        chosen = spec if ok else DatasetSpec(spec.market, DEFAULT_PAIR)
+        if not ok:
+            log.warning("KLINE_PAIRS: %s", fallback_message(spec))
+        if chosen not in out:
+            out.append(chosen)
+    return tuple(out)

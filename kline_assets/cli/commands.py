@@ -1,0 +1,242 @@
+"""The verbs of the command line; each returns its exit code."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import dagster as dg
+
+from kline_assets.archive.daycalendar import counts, day_states, write_png
+from kline_assets.archive.manifest import Manifest
+from kline_assets.archive.paths import find_datasets, manifest_file
+from kline_assets.archive.status import all_status, dataset_status, render
+from kline_assets.archive.store import DatasetStore
+from kline_assets.archive.verify import quarantine, record, verify
+from kline_assets.binance.symbols import resolve_pair
+from kline_assets.cli.live import StopFlag, run_loop
+from kline_assets.defs.live import live_days
+from kline_assets.defs.names import SOURCE_LIVE, TAG_SOURCE, combined_key, klines_key
+from kline_assets.defs.resources import ArchiveResource, ExchangeResource
+from kline_assets.defs.runs import dagster_instance, materialize_range, materialize_unpartitioned
+from kline_assets.errors import BadInput
+from kline_assets.logs import setup_logging
+from kline_assets.settings import DatasetSpec, Settings
+from kline_assets.timezones import ceil_to_local_day, floor_to_local_day, ms_to_iso, parse_instant, parse_zone
+
+
+def print_json(obj: object) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def now_utc() -> dt.datetime:
+    return dt.datetime.fromtimestamp(time.time(), tz=dt.timezone.utc)
+
+
+def open_store(settings: Settings, spec: DatasetSpec) -> DatasetStore:
+    return ArchiveResource.from_settings(settings).store(spec)
+
+
+def plan_window(args: argparse.Namespace, settings: Settings,
+                existing_start: dt.date | None) -> tuple[dt.date, dt.date]:
+    """[first day, end day) in local days; `--end` is exclusive and rounded up to a local midnight."""
+    zone = settings.align_tz
+    now = now_utc()
+    start = floor_to_local_day(parse_instant(args.start, zone), zone) if args.start else (
+        existing_start or settings.start)
+    end_instant = parse_instant(args.end, zone) if args.end else now
+    if args.start and args.end and end_instant <= parse_instant(args.start, zone):
+        raise BadInput(f"impossible window: --end {args.end} is not after --start {args.start}")
+    end = ceil_to_local_day(min(end_instant, now), zone)
+    if end <= start:
+        raise BadInput(f"impossible window: nothing between {start} and {end} (local days in {zone.name})")
+    if existing_start and start < existing_start:
+        raise BadInput(f"--start {start} is before the dataset's first day {existing_start}; "
+                       "use another --data-root for an earlier start")
+    return start, end
+
+
+def prepare(args: argparse.Namespace, settings: Settings,
+            spec: DatasetSpec) -> tuple[Settings, DatasetSpec, DatasetStore]:
+    """Validate everything local first (nothing written), then ask the exchange about the pair."""
+    store = open_store(settings, spec)
+    existing = store.read_manifest()
+    resolved = resolve_pair(settings.data_root, spec, ExchangeResource.from_settings(settings).client(spec.market),
+                            strict=getattr(args, "strict", False), warn=lambda m: print(m, file=sys.stderr))
+    if resolved != spec:
+        store = open_store(settings, resolved)
+        existing = store.read_manifest()
+    settings = replace(settings, pairs=(resolved,), start=existing.start_date if existing else settings.start)
+    return settings, resolved, store
+
+
+def cmd_backfill(args: argparse.Namespace, settings: Settings, spec: DatasetSpec) -> int:
+    if args.chunk_size.strip() != "1440":
+        raise BadInput(f"--chunk-size {args.chunk_size}: chunks are local days, so only 1440 (minutes) is accepted")
+    manifest = open_store(settings, spec).read_manifest()
+    first, end = plan_window(args, settings, manifest.start_date if manifest else None)  # input checks first
+    settings, resolved, store = prepare(args, settings, spec)
+    existing = store.read_manifest()
+    if resolved != spec:  # the fallback dataset may already exist with its own first day
+        first, end = plan_window(args, settings, existing.start_date if existing else None)
+    spec = resolved
+    if existing is None and first < settings.start:
+        settings = replace(settings, start=first)
+    setup_logging(settings.log_dir)
+    last = end - dt.timedelta(days=1)
+    print(f"backfill {spec.name} ({spec.market} {spec.pair}): {first} .. {last}, "
+          f"{(end - first).days} day(s) in {settings.align_tz.name}, data in {store.paths.dir}", file=sys.stderr)
+    began = time.monotonic()
+    outcome = materialize_range(settings, spec, first.isoformat(), last.isoformat(), dagster_instance(),
+                                dg.AssetSelection.assets(klines_key(spec)))
+    elapsed = time.monotonic() - began
+    status = dataset_status(store.paths.dir) if store.paths.manifest.exists() else None
+    if not outcome.success:
+        print(f"kline-assets: backfill failed after {elapsed:.1f}s: {outcome.error} (run {outcome.run_id}); "
+              "the days committed before the failure stay, a rerun completes the rest", file=sys.stderr)
+        return 1
+    rows = status["rows"] if status else 0
+    if settings.build_combined_on_backfill:
+        run_combine(settings, spec)
+    print(f"done in {elapsed:.1f}s: {(end - first).days} day(s), dataset now {status['chunks'] if status else 0} "
+          f"chunks / {rows:,} rows (run {outcome.run_id})", file=sys.stderr)
+    return 0
+
+
+def plot_coverage(root: Path, target: Path, datasets: int) -> None:
+    if target.suffix.lower() != ".png":
+        raise BadInput(f"--plot {target}: the coverage picture is a .png file")
+    today = now_utc().date()
+    for folder in find_datasets(root):
+        manifest = Manifest.load(manifest_file(folder))
+        path = target if datasets == 1 else target.with_name(
+            f"{target.stem}_{manifest.exchange_id}_{manifest.symbol}{target.suffix}")
+        states = day_states(manifest, today)
+        write_png(states, path)
+        legend = ", ".join(f"{n} {k}" for k, n in counts(states).items())
+        print(f"coverage of {manifest.exchange_id}/{manifest.symbol} -> {path} ({legend}; green complete, "
+              "amber exchange gaps, blue incomplete, grey missing)", file=sys.stderr)
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings, spec: DatasetSpec) -> int:
+    root = Path(settings.data_root)
+    statuses = all_status(root)
+    if args.plot:
+        plot_coverage(root, Path(args.plot), len(statuses))
+    if args.json:
+        print_json({"data_root": str(root), "datasets": statuses})
+    else:
+        print(render(statuses, root))
+    return 0
+
+
+def local_window(args: argparse.Namespace, settings: Settings) -> tuple[dt.date | None, dt.date | None]:
+    """Optional [first, last] local days from --start/--end (end exclusive)."""
+    zone = settings.align_tz
+    first = floor_to_local_day(parse_instant(args.start, zone), zone) if args.start else None
+    last = ceil_to_local_day(parse_instant(args.end, zone), zone) - dt.timedelta(days=1) if args.end else None
+    if first and last and last < first:
+        raise BadInput(f"impossible window: --end {args.end} is not after --start {args.start}")
+    return first, last
+
+
+def cmd_verify(args: argparse.Namespace, settings: Settings, spec: DatasetSpec) -> int:
+    first, last = local_window(args, settings)
+    store = open_store(settings, spec)
+    if store.read_manifest() is None:
+        print(f"kline-assets: no dataset at {store.paths.dir} (nothing to verify)", file=sys.stderr)
+        return 1
+    setup_logging(settings.log_dir)
+    today = now_utc().astimezone(settings.align_tz.tzinfo).date()
+    report = verify(store, first, last, today)
+    record(store, report)
+    print(report.render(spec.name))
+    if report.ok or not args.repair:
+        return 0 if report.ok else 1
+    settings, spec, store = prepare(args, settings, spec)
+    days = [d for d in report.bad_days() if store.start <= d <= today]
+    quarantine(store, report)
+    if days:
+        print(f"repairing {len(days)} day(s) between {days[0]} and {days[-1]} through Dagster", file=sys.stderr)
+        outcome = materialize_range(settings, spec, days[0].isoformat(), days[-1].isoformat(), dagster_instance(),
+                                    dg.AssetSelection.assets(klines_key(spec)))
+        if not outcome.success:
+            print(f"kline-assets: repair run failed: {outcome.error} (run {outcome.run_id})", file=sys.stderr)
+    report = verify(store, first, last, today)
+    record(store, report)
+    print("after repair: " + report.render(spec.name))
+    return 0 if report.ok else 1
+
+
+def run_combine(settings: Settings, spec: DatasetSpec, from_index: int | None = None, to_index: int | None = None,
+                tz: str | None = None) -> int:
+    config = {"from_index": from_index, "to_index": to_index, "tz": tz}
+    key = combined_key(spec)
+    outcome = materialize_unpartitioned(settings, dagster_instance(), dg.AssetSelection.assets(key),
+                                        run_config={"ops": {key.to_python_identifier(): {"config": config}}})
+    if not outcome.success:
+        print(f"kline-assets: combine failed: {outcome.error} (run {outcome.run_id})", file=sys.stderr)
+        return 1
+    store = open_store(settings, spec)
+    path = store.paths.combined_file(parse_zone(tz).file_suffix() if tz else None)
+    print(f"combined {spec.name} into {path} (run {outcome.run_id})", file=sys.stderr)
+    return 0
+
+
+def cmd_combine(args: argparse.Namespace, settings: Settings, spec: DatasetSpec) -> int:
+    for name in ("from_index", "to_index"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise BadInput(f"--{name.replace('_', '-')} {value}: chunk indexes start at 1")
+    if args.from_index is not None and args.to_index is not None and args.from_index > args.to_index:
+        raise BadInput(f"--from-index {args.from_index} is after --to-index {args.to_index}")
+    if args.tz:
+        parse_zone(args.tz)
+    store = open_store(settings, spec)
+    existing = store.read_manifest()
+    if existing is None:
+        print(f"kline-assets: no dataset at {store.paths.dir} (nothing to combine)", file=sys.stderr)
+        return 1
+    if args.tz and parse_zone(args.tz).name != existing.align_tz:
+        print(f"note: {spec.name} is aligned to {existing.align_tz}; --tz {args.tz} only names the file",
+              file=sys.stderr)
+    setup_logging(settings.log_dir)
+    return run_combine(replace(settings, start=existing.start_date), spec, args.from_index, args.to_index, args.tz)
+
+
+def cmd_live(args: argparse.Namespace, settings: Settings, spec: DatasetSpec) -> int:
+    if args.cycles < 0:
+        raise BadInput(f"--cycles {args.cycles}: use 0 (until stopped) or a positive number")
+    settings, spec, store = prepare(args, settings, spec)
+    setup_logging(settings.log_dir)
+    instance = dagster_instance()
+    client = ExchangeResource.from_settings(settings).client(spec.market)
+    stop = StopFlag()
+    stop.install()
+    print(f"live {spec.name}: updating every minute with closed klines; Ctrl-C stops", file=sys.stderr)
+
+    def cycle() -> bool:
+        now_ms = client.sync_time()
+        first, today = live_days(store.read_manifest(), settings.align_tz, now_ms, store.start)
+        outcome = materialize_range(settings, spec, first.isoformat(), today.isoformat(), instance,
+                                    dg.AssetSelection.assets(klines_key(spec)), tags={TAG_SOURCE: SOURCE_LIVE})
+        entry = store.manifest().entry_for(today)
+        if outcome.interrupted:
+            stop.event.set()
+        if not outcome.success:
+            print(f"{ms_to_iso(now_ms)} cycle failed: {outcome.error}", file=sys.stderr)
+        elif entry is not None:
+            lag = (client.server_time_ms() - (entry.last_open_time + 59_999)) / 1000 if entry.last_open_time else None
+            print(f"{ms_to_iso(now_ms)} {spec.name} {today}: {entry.rows} rows, last closed minute "
+                  f"{ms_to_iso(entry.last_open_time)}" + (f", lag {lag:.0f}s" if lag is not None else ""),
+                  file=sys.stderr)
+        return outcome.success
+
+    failed = run_loop(cycle, client.server_time_ms, stop, args.cycles)
+    print(f"live {spec.name}: stopped", file=sys.stderr)
+    return 0 if failed == 0 else 1

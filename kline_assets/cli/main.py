@@ -1,0 +1,135 @@
+"""`kline-assets`: the classic verbs on top of the Dagster definitions.
+
+Exit codes: 0 done, 1 the work failed or verify found problems, 2 bad input (one line, nothing written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+from kline_assets.errors import BadInput, ExchangeFinal, ExchangeTransient
+from kline_assets.settings import DEFAULT_PAIR, DatasetSpec, Settings, get_market, load_settings, normalise_pair
+from kline_assets.timezones import parse_zone
+
+log = logging.getLogger("kline_assets")
+
+EXAMPLES = {
+    "backfill": "example: kline-assets --market spot --pair ETH/USDT backfill --start 2021-01-01 --end 2021-02-01",
+    "live": "example: kline-assets --market futures live",
+    "verify": "example: kline-assets verify --start 2021-01-01 --repair",
+    "status": "example: kline-assets status --json",
+    "combine": "example: kline-assets combine --tz Europe/Zurich",
+    "simulate": "example: kline-assets simulate --port 8099",
+}
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr and exit 2, like every other bad input."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise BadInput(f"{message} (see {self.prog} --help)")
+
+
+def _globals(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument("--market", default=default, help="spot or futures (default futures)")
+    parser.add_argument("--pair", default=default, help="BASE/QUOTE (default BTC/USDT)")
+    parser.add_argument("--align-tz", default=default, help="IANA zone or offset for local days (KLINE_ALIGN_TZ)")
+    parser.add_argument("--data-root", default=default, help="data root (KLINE_DATA_ROOT)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="kline-assets", description=__doc__.splitlines()[0],
+                           epilog="Environment: KLINE_DATA_ROOT, KLINE_LOG_DIR, KLINE_ALIGN_TZ, KLINE_START, "
+                                  "KLINE_SPOT_URL, KLINE_FUTURES_URL, DAGSTER_HOME.")
+    _globals(parser, None)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+
+    def verb(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text, epilog=EXAMPLES[name])
+        _globals(p, argparse.SUPPRESS)
+        return p
+
+    p = verb("backfill", "load closed klines for a window of local days through Dagster")
+    p.add_argument("--start", help="first day, ISO date or date-time (inclusive; default: the dataset's start)")
+    p.add_argument("--end", help="end, ISO date or date-time (exclusive, rounded up to a local midnight; default now)")
+    p.add_argument("--chunk-size", type=str, default="1440",
+                   help="minutes per chunk; chunks are local days, so only 1440 is accepted")
+    p.add_argument("--strict", action="store_true", help="fail instead of falling back to BTC/USDT for unknown pairs")
+    p = verb("live", "keep today's chunk current every minute, in the foreground")
+    p.add_argument("--cycles", type=int, default=0, help="stop after N cycles (default: run until Ctrl-C)")
+    p = verb("verify", "check chunks against the manifest and continuity; --repair re-collects bad days")
+    p.add_argument("--start", help="first day to check (inclusive)")
+    p.add_argument("--end", help="end of the window (exclusive)")
+    p.add_argument("--repair", action="store_true", help="re-collect bad or missing days through Dagster")
+    p = verb("status", "what is stored, per dataset")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--plot", metavar="FILE", help="write a coverage calendar PNG (one file per dataset)")
+    p = verb("combine", "stream all chunks into one combined Parquet file through Dagster")
+    p.add_argument("--from-index", type=int, help="first chunk index (inclusive)")
+    p.add_argument("--to-index", type=int, help="last chunk index (inclusive)")
+    p.add_argument("--tz", help="zone named in the file name suffix (default: none)")
+    p = verb("simulate", "run the bundled Binance-compatible simulator (offline demos)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8099)
+    p.add_argument("--latency-ms", type=float, default=0.0, help="added to every response")
+    p.add_argument("--fault-rate", type=float, default=0.0, help="share of kline responses that fail")
+    p.add_argument("--spot-budget", type=int, default=6000, help="REQUEST_WEIGHT per minute")
+    p.add_argument("--futures-budget", type=int, default=2400, help="REQUEST_WEIGHT per minute")
+    return parser
+
+
+def resolve_settings(args: argparse.Namespace) -> tuple[Settings, DatasetSpec]:
+    settings = load_settings()
+    if args.data_root is not None:
+        settings = replace(settings, data_root=args.data_root)
+    if args.align_tz is not None:
+        settings = replace(settings, align_tz=parse_zone(args.align_tz))
+    market = get_market(args.market or "futures").name
+    spec = DatasetSpec(market, normalise_pair(args.pair or DEFAULT_PAIR))
+    root = Path(settings.data_root)
+    if root.exists() and not root.is_dir():
+        raise BadInput(f"data root {root} is not a folder")
+    return replace(settings, pairs=(spec,)), spec
+
+
+def quiet_warnings() -> None:
+    """Dagster's beta/preview notices are for developers of this package, not for its users."""
+    warnings.filterwarnings("ignore", message=".*(is currently in beta|is currently in preview).*")
+
+
+def main(argv: list[str] | None = None) -> int:
+    quiet_warnings()
+    # the CLI prints what users must see itself; without a handler Python would echo warnings again
+    logging.getLogger("kline_assets").addHandler(logging.NullHandler())
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command is None:
+            build_parser().print_help()
+            return 2
+        if args.command == "simulate":
+            from kline_assets.sim import server
+
+            return server.main([
+                "--host", args.host, "--port", str(args.port), "--latency-ms", str(args.latency_ms),
+                "--fault-rate", str(args.fault_rate), "--spot-budget", str(args.spot_budget),
+                "--futures-budget", str(args.futures_budget)])
+        settings, spec = resolve_settings(args)
+        from kline_assets.cli import commands
+
+        return getattr(commands, f"cmd_{args.command}")(args, settings, spec)
+    except BadInput as exc:
+        print(f"kline-assets: error: {exc}", file=sys.stderr)
+        return 2
+    except (ExchangeFinal, ExchangeTransient) as exc:
+        print(f"kline-assets: {exc}", file=sys.stderr)
+        log.error("%s", exc)
+        return 1
+    except KeyboardInterrupt:
+        print("kline-assets: interrupted", file=sys.stderr)
+        return 130
+

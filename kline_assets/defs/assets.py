@@ -1,0 +1,123 @@
+"""The `klines_1m` asset of one dataset: a partition per local day, a whole range in one run, each day
+recorded in Dagster (materialization and three check evaluations) as soon as its batch is committed.
+
+Why `multi_asset` for one asset: Dagster records the events an asset body yields as they come, but it
+adds a bare materialization for every partition of the range when the body returns an output, and an
+`@asset` with check specs must return its check outputs. A subsettable `multi_asset` makes every output
+optional, so the body yields only per-day `AssetMaterialization`s and `AssetCheckEvaluation`s: each
+day is recorded once, with its metadata, while the run goes on (public API, no output names).
+
+No `from __future__ import annotations` here: Dagster reads the context annotation at run time.
+"""
+
+import datetime as dt
+import time
+
+import dagster as dg
+
+from kline_assets.archive.checks import CHECK_NAMES, CONTINUITY, INTEGRITY, SANITY, evaluate
+from kline_assets.archive.manifest import ChunkEntry
+from kline_assets.archive.schema import COLUMN_NAMES
+from kline_assets.archive.store import DatasetStore
+from kline_assets.binance.days import DayStream
+from kline_assets.defs.io_manager import ChunkIOManager
+from kline_assets.defs.names import ARCHIVE, CHUNK_IO_MANAGER, EXCHANGE, group_name, klines_key
+from kline_assets.defs.partitions import key_to_day
+from kline_assets.defs.resources import ArchiveResource, ExchangeResource
+from kline_assets.settings import DatasetSpec
+from kline_assets.timezones import ms_to_iso
+
+
+def klines_description(spec: DatasetSpec) -> str:
+    return (
+        f"Closed 1-minute klines of {spec.pair} on Binance {spec.market} ({spec.exchange_id}), one zstd "
+        f"Parquet chunk per local day under <data root>/{spec.exchange_id}/{spec.symbol}/1m/chunks, listed "
+        f"with its sha256 in manifest.json. Columns: {', '.join(COLUMN_NAMES)}. Today's partition is live."
+    )
+
+
+CHECK_DESCRIPTIONS = {
+    CONTINUITY: "open_time steps by one minute; every missing minute is a gap the exchange confirmed "
+                "(listed in the manifest), including across midnight",
+    INTEGRITY: "the file's sha256, row count and schema equal the manifest's and the chunk schema",
+    SANITY: "close_time = open_time + 59999, low <= open/close <= high, no negative volumes, every row "
+            "closed when fetched and inside the day's window",
+}
+
+
+def day_metadata(entry: ChunkEntry, path: str, now_ms: int | None = None) -> dict:
+    md = {
+        "rows": dg.MetadataValue.int(entry.rows),
+        "first_open_time": dg.MetadataValue.timestamp(entry.first_open_time / 1000)
+        if entry.first_open_time is not None else dg.MetadataValue.text("-"),
+        "last_open_time": dg.MetadataValue.timestamp(entry.last_open_time / 1000)
+        if entry.last_open_time is not None else dg.MetadataValue.text("-"),
+        "sha256": entry.sha256,
+        "bytes": dg.MetadataValue.int(entry.bytes),
+        "complete": dg.MetadataValue.bool(entry.complete),
+        "exchange_gap_minutes": dg.MetadataValue.int(entry.gap_minutes),
+        "exchange_gaps": dg.MetadataValue.json([[ms_to_iso(a), ms_to_iso(b)] for a, b in entry.exchange_gaps]),
+        "path": dg.MetadataValue.path(path),
+    }
+    if now_ms is not None and not entry.complete and entry.last_open_time is not None:
+        md["lag_seconds"] = dg.MetadataValue.float(round((now_ms - (entry.last_open_time + 59_999)) / 1000, 1))
+    return md
+
+
+def check_evaluations(store: DatasetStore, days: list[dt.date], checks: list[str]):
+    """One evaluation per check and day, reading each chunk once; a day with no entry fails integrity."""
+    manifest = store.manifest()
+    key = klines_key(store.spec)
+    for day in days:
+        entry = manifest.entry_for(day)
+        if entry is None:
+            outcomes = dict.fromkeys(checks)
+        else:
+            outcomes = evaluate(store.paths.resolve(entry.file), entry, manifest.entry_for(day - dt.timedelta(1)))
+        for name in checks:
+            outcome = outcomes[name]
+            md = dict(outcome.metadata) if outcome else {}
+            if outcome is None or outcome.problem:
+                md["problem"] = outcome.problem if outcome else "no chunk in the manifest"
+            severity = dg.AssetCheckSeverity.WARN if outcome and outcome.severity == "WARN" else \
+                dg.AssetCheckSeverity.ERROR
+            yield dg.AssetCheckEvaluation(asset_key=key, check_name=name, passed=bool(outcome and outcome.passed),
+                                          metadata=md, partition=day.isoformat(), blocking=True, severity=severity)
+
+
+def build_klines_asset(spec: DatasetSpec, partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    key = klines_key(spec)
+    asset_spec = dg.AssetSpec(
+        key, group_name=group_name(spec), kinds={"parquet", "binance"}, tags={"market": spec.market},
+        description=klines_description(spec), partitions_def=partitions_def,
+    ).with_io_manager_key(CHUNK_IO_MANAGER)
+
+    @dg.multi_asset(
+        name=key.to_python_identifier(),
+        specs=[asset_spec],
+        check_specs=[dg.AssetCheckSpec(name, asset=key, description=text, blocking=True)
+                     for name, text in CHECK_DESCRIPTIONS.items()],
+        can_subset=True,  # makes the outputs optional: days are recorded as events (module docstring)
+        partitions_def=partitions_def,
+        backfill_policy=dg.BackfillPolicy.single_run(),  # one run per range: ~3 s per run adds up
+        required_resource_keys={ARCHIVE, EXCHANGE, CHUNK_IO_MANAGER},
+    )
+    def _klines(context: dg.AssetExecutionContext):
+        archive: ArchiveResource = getattr(context.resources, ARCHIVE)
+        exchange: ExchangeResource = getattr(context.resources, EXCHANGE)
+        chunks: ChunkIOManager = getattr(context.resources, CHUNK_IO_MANAGER)
+        checks = [name for name in CHECK_NAMES if dg.AssetCheckKey(key, name) in context.selected_asset_check_keys]
+        days = sorted(key_to_day(k) for k in context.partition_keys)
+        store = archive.store(spec)
+        stream = DayStream(store, exchange.client(spec.market), days, page=exchange.page(spec.market),
+                           workers=exchange.workers)
+        context.log.info(f"{spec.name}: {len(days)} day(s) {days[0]}..{days[-1]}")
+        for batch in chunks.write_days(stream, report=context.log.info):
+            now_ms = int(time.time() * 1000)
+            for day, entry in batch.days:
+                yield dg.AssetMaterialization(asset_key=key, partition=day.isoformat(),
+                                              metadata=day_metadata(entry, str(store.paths.resolve(entry.file)),
+                                                                    now_ms))
+            yield from check_evaluations(store, [day for day, _ in batch.days], checks)
+
+    return _klines

@@ -1,0 +1,123 @@
+"""The chunk IO manager: the only writer of chunks and `manifest.json` for `klines_1m`.
+
+Dagster calls an IO manager's `handle_output` only once the asset's body has returned, and what
+it records then arrives at the end of the step: a range run of 2,000 days would show nothing until
+it ends, and a failure on day 12 would lose the record of days 1-11. So the asset hands its
+`DayStream` to `write_days`, which writes each day as a zstd Parquet chunk, commits the manifest in
+batches (every `COMMIT_EVERY_DAYS` days or `COMMIT_EVERY_S` seconds, also while a slow day is still
+being retried, and once more with whatever is staged when the stream fails) and yields each
+committed batch, so the asset records those days in Dagster while the run goes on.
+Batches keep the manifest from being rewritten per chunk (quadratic over years of days).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from kline_assets.archive.manifest import ChunkEntry
+from kline_assets.archive.store import DatasetStore, Staged
+from kline_assets.binance.days import DayStream
+from kline_assets.defs.resources import ArchiveResource
+
+log = logging.getLogger("kline_assets")
+
+COMMIT_EVERY_DAYS = 64
+COMMIT_EVERY_S = 2.0
+PROGRESS_EVERY_S = 5.0
+
+
+@dataclass
+class Progress:
+    days: int = 0
+    written: int = 0
+    rows: int = 0
+    requests: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def line(self, stream: DayStream) -> str:
+        elapsed = max(1e-6, time.monotonic() - stream.started)
+        return (f"{stream.store.spec.name}: {self.days}/{len(stream)} days, {self.rows} rows, "
+                f"{self.requests} requests, {self.days / elapsed * 60:.0f} days/min")
+
+
+@dataclass
+class Committed:
+    """Days now part of the dataset, in day order, with their manifest entries."""
+
+    days: list[tuple[dt.date, ChunkEntry]]
+
+
+class _Batch:
+    def __init__(self, store: DatasetStore) -> None:
+        self.store = store
+        self.days: list[dt.date] = []
+        self.staged: list[Staged] = []
+        self.opened = time.monotonic()
+
+    def due(self) -> bool:
+        return bool(self.days) and (len(self.days) >= COMMIT_EVERY_DAYS
+                                     or time.monotonic() - self.opened >= COMMIT_EVERY_S)
+
+    def commit(self) -> Committed:
+        self.store.commit(self.staged)
+        manifest = self.store.manifest()  # an entry another writer made larger meanwhile wins
+        done = Committed([(day, e) for day in self.days if (e := manifest.entry_for(day)) is not None])
+        self.days, self.staged, self.opened = [], [], time.monotonic()
+        return done
+
+
+class ChunkIOManager(dg.ConfigurableIOManager):
+    archive: ArchiveResource
+
+    def write_days(self, stream: DayStream, report=None) -> Iterator[Committed]:
+        """Write every day of `stream`, yielding each committed batch. On failure the days staged so far
+        are committed (and yielded) before the error goes on; `report` receives progress lines."""
+        store = stream.store
+        batch, progress = _Batch(store), Progress()
+        last_report = time.monotonic()
+        try:
+            for data in stream:
+                if data is not None:
+                    progress.days += 1
+                    progress.requests += data.requests
+                    if data.table is None:
+                        progress.rows += data.entry.rows if data.entry else 0
+                    else:
+                        batch.staged.append(store.stage(data.day, data.table, data.gaps, data.covered_until_ms))
+                        progress.written += 1
+                        progress.rows += data.table.num_rows
+                    batch.days.append(data.day)
+                if batch.due():
+                    yield batch.commit()
+                if report and time.monotonic() - last_report >= PROGRESS_EVERY_S:
+                    last_report = time.monotonic()
+                    self._report(report, progress.line(stream))
+        except GeneratorExit:  # the consumer went away: keep the work, there is no one to tell
+            if batch.days:
+                batch.commit()
+            raise
+        except BaseException:  # a day failed, or the run was interrupted: keep and report what is done
+            if batch.days:
+                yield batch.commit()
+            raise
+        if batch.days:
+            yield batch.commit()
+        if report:
+            self._report(report, progress.line(stream) + f" ({progress.written} written)")
+
+    @staticmethod
+    def _report(report, line: str) -> None:
+        report(line)
+        log.info(line)
+
+    def handle_output(self, context: dg.OutputContext, obj: None) -> None:
+        """`klines_1m` emits no output value: its days are written by `write_days` as they come."""
+
+    def load_input(self, context: dg.InputContext) -> None:
+        raise NotImplementedError("klines_1m is read from the chunk store, not passed as an input")

@@ -1,0 +1,49 @@
+"""Asset, job, sensor, resource and run-tag names: constants, so tests, the CLI and the UI agree.
+(Check names belong to `archive.checks`, which computes them.)"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from kline_assets.settings import DatasetSpec
+
+KLINES = "klines_1m"
+COMBINED = "klines_1m_combined"
+
+ARCHIVE = "archive"
+EXCHANGE = "exchange"
+CHUNK_IO_MANAGER = "chunk_io_manager"
+
+LIVE_JOB = "live_klines"
+COMBINE_JOB = "combine_klines"
+LIVE_SENSOR = "live_klines_sensor"
+COMBINE_SENSOR = "combine_after_backfill_sensor"
+
+# run tags: which datasets a run writes (in-process runs record no asset selection) and who started it
+TAG_DATASET = "kline_assets/dataset"
+TAG_SOURCE = "kline_assets/source"
+SOURCE_CLI = "cli"
+SOURCE_LIVE = "live"
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+
+
+def klines_key(spec: DatasetSpec) -> dg.AssetKey:
+    return dg.AssetKey([spec.exchange_id, spec.symbol, KLINES])
+
+
+def combined_key(spec: DatasetSpec) -> dg.AssetKey:
+    return dg.AssetKey([spec.exchange_id, spec.symbol, COMBINED])
+
+
+def group_name(spec: DatasetSpec) -> str:
+    return f"{spec.exchange_id}_{spec.symbol}"
+
+
+def job_name(prefix: str, spec: DatasetSpec) -> str:
+    return f"{prefix}_{spec.exchange_id}_{spec.symbol}"
+
+
+def range_tags(first: str, last: str) -> dict[str, str]:
+    """The tags that make a run of one partition range (what the UI's single-run backfills set)."""
+    return {RANGE_START: first, RANGE_END: last}

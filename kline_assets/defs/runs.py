@@ -1,0 +1,89 @@
+"""Runs that the command line starts, executed in-process through Dagster and recorded in the
+instance at DAGSTER_HOME, so they show in the UI beside the runs the UI starts.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+
+from kline_assets.archive.atomic import replace_atomic
+from kline_assets.defs.definitions import build_assets, build_resources
+from kline_assets.defs.names import SOURCE_CLI, TAG_DATASET, TAG_SOURCE, range_tags
+from kline_assets.defs.storage import INSTANCE_YAML, written_by_us
+from kline_assets.settings import DatasetSpec, Settings
+
+DEFAULT_DAGSTER_HOME = ".dagster_home"
+_QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+
+
+@dataclass
+class RunOutcome:
+    success: bool
+    run_id: str
+    error: str | None = None
+
+    @property
+    def interrupted(self) -> bool:
+        """Dagster turns SIGINT/SIGTERM during a run into this error; the caller should stop too."""
+        return bool(self.error and self.error.startswith("interrupted"))
+
+
+def ensure_instance_yaml(home: Path) -> None:
+    """A missing dagster.yaml gets our faster event-log storage, which keeps Dagster's files; one that
+    we wrote is brought up to date; any other (an empty one too) is the user's and is left alone."""
+    path = home / "dagster.yaml"
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        text = None
+    if text is None or (written_by_us(text) and text != INSTANCE_YAML):
+        replace_atomic(path, INSTANCE_YAML.encode())
+
+
+def dagster_instance() -> dg.DagsterInstance:
+    """DAGSTER_HOME if set, else ./.dagster_home, so CLI runs are kept (Dagster's temp default is not)."""
+    home = Path(os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    ensure_instance_yaml(home)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return dg.DagsterInstance.get()
+
+
+def _first_error(result: dg.ExecuteInProcessResult) -> str | None:
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
+            err = event.step_failure_data.error
+            while err.cause is not None and err.cls_name.startswith("DagsterExecution"):
+                err = err.cause  # Dagster's wrappers: the user-facing reason is the cause
+            line = err.message.strip().splitlines()[0] if err.message else err.cls_name
+            head, sep, rest = line.partition(": ")
+            text = rest if sep and head.endswith(err.cls_name) else line
+            return text if "Interrupt" not in err.cls_name else f"interrupted ({err.cls_name})"
+    return None if result.success else "the run failed (see the Dagster UI for its events)"
+
+
+def materialize_range(settings: Settings, spec: DatasetSpec, first_key: str, last_key: str,
+                      instance: dg.DagsterInstance, selection: dg.AssetSelection,
+                      run_config: dict | None = None, tags: dict | None = None) -> RunOutcome:
+    result = dg.materialize(
+        build_assets(settings),
+        resources=build_resources(settings),
+        instance=instance,
+        selection=selection,
+        tags={**range_tags(first_key, last_key), TAG_SOURCE: SOURCE_CLI, TAG_DATASET: spec.name, **(tags or {})},
+        run_config={**_QUIET, **(run_config or {})},
+        raise_on_error=False,
+    )
+    return RunOutcome(result.success, result.run_id, _first_error(result))
+
+
+def materialize_unpartitioned(settings: Settings, instance: dg.DagsterInstance, selection: dg.AssetSelection,
+                              run_config: dict | None = None) -> RunOutcome:
+    result = dg.materialize(build_assets(settings), resources=build_resources(settings), instance=instance,
+                            selection=selection, run_config={**_QUIET, **(run_config or {})},
+                            tags={TAG_SOURCE: SOURCE_CLI}, raise_on_error=False)
+    return RunOutcome(result.success, result.run_id, _first_error(result))

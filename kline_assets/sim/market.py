@@ -1,0 +1,140 @@
+"""The simulated exchange's market: listings, gaps, deterministic klines, and its mutable state
+(clock, weights, bans, request log). The HTTP side is `kline_assets.sim.server`.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+
+MINUTE = 60_000
+
+
+def _ms(iso: str) -> int:
+    import datetime as dt
+
+    return int(dt.datetime.fromisoformat(iso).replace(tzinfo=dt.timezone.utc).timestamp() * 1000)
+
+
+# symbol -> listing time per market; gaps are [from, to) in ms, as Binance shows them on spot BTCUSDT
+LISTINGS = {
+    "spot": {"BTCUSDT": _ms("2017-08-17T04:00"), "ETHUSDT": _ms("2017-08-17T04:00"),
+             "BNBUSDT": _ms("2017-11-06T03:54"), "SOLUSDT": _ms("2020-08-11T06:00")},
+    "futures": {"BTCUSDT": _ms("2019-09-08T17:57"), "ETHUSDT": _ms("2019-11-27T07:38"),
+                "BNBUSDT": _ms("2020-02-10T08:12"), "SOLUSDT": _ms("2020-09-14T07:00")},
+}
+GAPS = {
+    "spot": [(_ms("2020-02-19T11:35"), _ms("2020-02-19T17:30")), (_ms("2021-04-25T04:00"), _ms("2021-04-25T08:45")),
+             (_ms("2023-03-24T12:39"), _ms("2023-03-24T14:00"))],
+    "futures": [(_ms("2020-02-19T11:35"), _ms("2020-02-19T17:30"))],
+}
+
+
+def _units(*parts: object) -> tuple[float, ...]:
+    """Four deterministic numbers in [0, 1) from one hash (a row needs a few; hashing is the cost)."""
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=32).digest()
+    return tuple(int.from_bytes(digest[i:i + 8], "big") / 2**64 for i in range(0, 32, 8))
+
+
+@functools.lru_cache(maxsize=64)
+def _base(symbol: str) -> float:
+    return 100.0 + 900.0 * _units(symbol)[0]
+
+
+@functools.lru_cache(maxsize=8192)
+def _price(market: str, symbol: str, t: int) -> float:
+    base = _base(symbol)
+    hours = t / 3_600_000
+    return base * (1 + 0.2 * ((hours / 97) % 1) + 0.01 * _units(market, symbol, t // MINUTE)[0])
+
+
+def kline_row(market: str, symbol: str, open_time: int, now_ms: int | None = None) -> list:
+    """The row the simulator serves for `open_time`; an open minute shows only what has traded so far."""
+    dec = 8 if market == "spot" else 2
+    progress = 1.0 if now_ms is None else min(1.0, max(0.0, (now_ms - open_time) / MINUTE))
+    o = _price(market, symbol, open_time)
+    c = o + (_price(market, symbol, open_time + MINUTE) - o) * progress
+    uh, ul, uv, ut = _units("row", symbol, open_time)
+    h = max(o, c) * (1 + 0.002 * uh)
+    low = min(o, c) * (1 - 0.002 * ul)
+    vol = round(50 * uv * progress, 3)
+    taker = round(vol * ut, 3)
+    trades = int(2000 * ((uh + uv) % 1) * progress)
+    f = f"{{:.{dec}f}}"
+    return [open_time, f.format(o), f.format(h), f.format(low), f.format(c), f"{vol:.3f}",
+            open_time + MINUTE - 1, f"{vol * (o + c) / 2:.{dec}f}", trades, f"{taker:.3f}",
+            f"{taker * (o + c) / 2:.{dec}f}", "0"]
+
+
+@dataclass
+class SimConfig:
+    spot_budget: int = 6000
+    futures_budget: int = 2400
+    latency_ms: float = 0.0
+    fault_rate: float = 0.0  # share of kline responses that fail (500/503, reset, truncated, html)
+    restricted: bool = False  # answer 451 to everything, as Binance does for restricted locations
+    ban_after: int = 2  # requests inside a Retry-After window tolerated before a ban (418)
+    ban_seconds: int = 120
+    clock_offset_ms: int = 0  # shift the simulated clock (a midnight is then near)
+    clock_speed: float = 1.0  # 60 = one simulated minute per real second
+    seed: int = 1
+    extra_gaps: list = field(default_factory=list)  # [[market, symbol, from_ms, to_ms], ...]
+    missing_endpoints: list = field(default_factory=list)  # e.g. ["time", "exchangeInfo"]: answered 404
+    odd_minutes: list = field(default_factory=list)  # open times served as early Binance data looks:
+    # 3 s off the minute, high below open (stored as sent, flagged by the checks)
+
+
+class SimState:
+    def __init__(self, config: SimConfig) -> None:
+        self.config = config
+        self.lock = threading.Lock()
+        self.rng = random.Random(config.seed)
+        self.anchor = (time.time() * 1000, time.time() * 1000)
+        self.weights: dict[tuple[str, int], int] = {}
+        self.banned_until: dict[str, float] = {}
+        self.over_budget: dict[str, int] = {}
+        self.retry_until: dict[str, float] = {}
+        self.log: list[dict] = []
+
+    def now_ms(self) -> int:
+        real = time.time() * 1000
+        return int(self.anchor[1] + (real - self.anchor[0]) * self.config.clock_speed + self.config.clock_offset_ms)
+
+    def gaps(self, market: str, symbol: str) -> list[tuple[int, int]]:
+        extra = [(a, b) for m, s, a, b in self.config.extra_gaps if m == market and s == symbol]
+        return (GAPS[market] if symbol == "BTCUSDT" else []) + extra
+
+    def row(self, market: str, symbol: str, t: int, now_ms: int | None = None) -> list:
+        row = kline_row(market, symbol, t, now_ms)
+        if t in self.config.odd_minutes:
+            row[0], row[6] = t + 3000, t + 3000 + MINUTE - 1
+            row[2] = row[3]  # high = low, below open
+        return row
+
+    def klines(self, market: str, symbol: str, start: int | None, end: int | None, limit: int) -> list:
+        now = self.now_ms()
+        first = LISTINGS[market][symbol]
+        current = now // MINUTE * MINUTE
+        hi = current if end is None else min(current, end // MINUTE * MINUTE)
+        lo = max(first, hi - (limit - 1) * MINUTE) if start is None else max(first, -(-start // MINUTE) * MINUTE)
+        gaps = self.gaps(market, symbol)
+        rows, t = [], lo
+        while t <= hi and len(rows) < limit:
+            gap = next((g for g in gaps if g[0] <= t < g[1]), None)
+            if gap:
+                t = gap[1]
+                continue
+            rows.append(self.row(market, symbol, t, now if t == current else None))
+            t += MINUTE
+        if start is None and end is not None:
+            rows = rows[-limit:]
+        return rows
+
+
+def rate_limits(budget: int) -> list[dict]:
+    return [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": budget},
+            {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000}]

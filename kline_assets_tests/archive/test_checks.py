@@ -1,0 +1,93 @@
+"""Check functions on synthetic tables: each defect fails its check with the right numbers."""
+
+import datetime as dt
+
+import pyarrow as pa
+
+from kline_assets.archive.checks import continuity, sanity
+from kline_assets.archive.manifest import ChunkEntry
+from kline_assets.archive.schema import rows_to_table
+from kline_assets.sim.server import kline_row
+
+M = 60_000
+DAY = 1440 * M
+START = 18628 * DAY  # 2021-01-01
+
+
+def entry(rows, gaps=(), start=START, complete=True):
+    return ChunkEntry(index=1, partition=dt.date(2021, 1, 1).isoformat(), file="chunks/x", start_ms=start,
+                      end_ms=start + DAY, rows=rows, first_open_time=None, last_open_time=None, sha256="",
+                      bytes=0, complete=complete, exchange_gaps=[list(g) for g in gaps], written_at="",
+                      covered_until_ms=start + DAY)
+
+
+def table(opens):
+    return rows_to_table([kline_row("futures", "BTCUSDT", t) for t in opens])
+
+
+FULL = [START + i * M for i in range(1440)]
+
+
+def test_full_day_passes():
+    got = continuity(table(FULL), entry(1440))
+    assert got.passed and got.metadata["unexplained_missing_minutes"] == 0
+
+
+def test_unexplained_gap_fails_and_confirmed_gap_passes():
+    opens = FULL[:100] + FULL[110:]
+    bad = continuity(table(opens), entry(1430))
+    assert not bad.passed and bad.metadata["unexplained_missing_minutes"] == 10
+    good = continuity(table(opens), entry(1430, gaps=[(FULL[100], FULL[110])]))
+    assert good.passed and good.metadata["exchange_gap_minutes"] == 10
+
+
+def test_missing_head_and_tail_are_found():
+    got = continuity(table(FULL[5:-7]), entry(1428))
+    assert got.metadata["unexplained_missing_minutes"] == 12
+
+
+def test_duplicate_and_out_of_order_rows_fail():
+    dup = continuity(table(FULL[:10] + FULL[9:]), entry(1441))
+    assert not dup.passed and dup.metadata["duplicates"] == 1
+    swapped = [*FULL[:10], FULL[11], FULL[10], *FULL[12:]]
+    disorder = continuity(table(swapped), entry(1440))
+    assert not disorder.passed and disorder.metadata["out_of_order"] == 1
+
+
+def test_boundary_with_previous_day():
+    prev = entry(1440, start=START - DAY)
+    prev.last_open_time = START - 2 * M  # the previous day lost its last minute
+    got = continuity(table(FULL), entry(1440), prev)
+    assert not got.passed and got.metadata["follows_previous_day"] is False
+    prev.exchange_gaps = [[START - M, START]]
+    assert continuity(table(FULL), entry(1440), prev).passed
+
+
+def _with(tbl, name, index, value):
+    col = tbl.column(name).to_pylist()
+    col[index] = value
+    return tbl.set_column(tbl.schema.get_field_index(name), name, pa.array(col, tbl.schema.field(name).type))
+
+
+def test_sanity_flags_each_kind_of_bad_row():
+    base = table(FULL[:60])
+    ok = sanity(base, entry(60), fetched_before_ms=START + DAY)
+    assert ok.passed
+    cases = {
+        "unclosed_rows": (base, START + 30 * M),
+        "bad_close_time": (_with(base, "close_time", 3, FULL[3] + 1), START + DAY),
+        "ohlc_violations": (_with(base, "high", 4, 0.5), START + DAY),
+        "negative_values": (_with(base, "volume", 5, -1.0), START + DAY),
+        "out_of_window_rows": (_with(base, "open_time", 0, START - M), START + DAY),
+    }
+    for kind, (tbl, fetched) in cases.items():
+        got = sanity(tbl, entry(60), fetched_before_ms=fetched)
+        assert not got.passed and got.metadata[kind] >= 1, kind
+
+
+def test_odd_exchange_values_warn_and_our_faults_error():
+    base = table(FULL[:60])
+    odd = sanity(_with(base, "high", 4, 0.5), entry(60), fetched_before_ms=START + DAY)
+    assert not odd.passed and odd.severity == "WARN"
+    ours = sanity(base, entry(60), fetched_before_ms=START + 30 * M)
+    assert not ours.passed and ours.severity == "ERROR"

@@ -1,0 +1,68 @@
+"""The combined file: the chunks' concatenation, index ranges, name suffixes, refusal of bad chunks."""
+
+import datetime as dt
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from kline_assets.archive.combine import CombineRefused, combine
+from kline_assets.archive.schema import SCHEMA
+from kline_assets.archive.store import DatasetStore
+from kline_assets.defs.definitions import build_assets, build_resources
+from kline_assets.defs.names import combined_key, klines_key
+from kline_assets.timezones import parse_zone
+from kline_assets_tests.helpers import FUT
+
+
+@pytest.fixture
+def loaded(sim, make_settings, instance):
+    settings = make_settings(start="2021-01-01")
+    result = dg.materialize(build_assets(settings), resources=build_resources(settings), instance=instance,
+                            selection=[klines_key(FUT)],
+                            tags={"dagster/asset_partition_range_start": "2021-01-01",
+                                  "dagster/asset_partition_range_end": "2021-01-06"})
+    assert result.success
+    return settings, DatasetStore(settings.data_root, FUT, parse_zone("UTC"), dt.date(2021, 1, 1))
+
+
+def test_combined_equals_the_concatenated_chunks(loaded):
+    _, store = loaded
+    got = combine(store)
+    entries = [store.manifest().chunks[i] for i in range(1, 7)]
+    expected = pa.concat_tables([store.read_table(e) for e in entries])
+    table = pq.read_table(got.path)
+    assert table.schema.equals(SCHEMA, check_metadata=False)
+    assert table.equals(expected.replace_schema_metadata(None).cast(table.schema))
+    assert (got.rows, got.chunks, got.rebuilt) == (6 * 1440, 6, True)
+    assert pq.ParquetFile(got.path).metadata.num_row_groups == 6
+    assert not combine(store).rebuilt  # unchanged inputs: nothing rewritten
+
+
+def test_index_ranges_and_suffixes(loaded):
+    _, store = loaded
+    part = combine(store, 2, 3, parse_zone("Europe/Zurich").file_suffix())
+    assert part.path.name == "BTCUSDT_1m_all_Europe-Zurich.parquet" and part.rows == 2 * 1440
+    assert pq.read_table(part.path).column("open_time")[0].as_py() == store.manifest().chunks[2].first_open_time
+    assert combine(store, tz_suffix=parse_zone("+02:00").file_suffix()).path.name == "BTCUSDT_1m_all_UTC+0200.parquet"
+
+
+def test_a_corrupt_chunk_is_refused(loaded):
+    _, store = loaded
+    path = store.paths.resolve(store.manifest().chunks[4].file)
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(CombineRefused, match="verify --repair"):
+        combine(store)
+    assert not store.paths.combined_file(None).exists()
+
+
+def test_combined_asset_through_dagster_with_config(loaded, instance):
+    settings, _ = loaded
+    key = combined_key(FUT)
+    result = dg.materialize(build_assets(settings), resources=build_resources(settings), instance=instance,
+                            selection=[key], run_config={"ops": {key.to_python_identifier(): {
+                                "config": {"from_index": 1, "to_index": 2, "tz": None}}}})
+    assert result.success
+    md = result.asset_materializations_for_node(key.to_python_identifier())[0].metadata
+    assert md["rows"].value == 2 * 1440 and md["chunks"].value == 2

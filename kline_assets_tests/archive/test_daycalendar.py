@@ -1,0 +1,31 @@
+"""The coverage calendar: day states from a manifest, a valid PNG, Markdown with a legend."""
+
+import datetime as dt
+import struct
+import zlib
+
+from kline_assets.archive.daycalendar import COMPLETE, GAPS, MISSING, PARTIAL, day_states, markdown, png
+from kline_assets.archive.manifest import ChunkEntry, Manifest
+from kline_assets_tests.helpers import FUT
+
+
+def entry(index, day, complete=True, gaps=()):
+    return ChunkEntry(index=index, partition=day.isoformat(), file="f", start_ms=0, end_ms=0, rows=0,
+                      first_open_time=None, last_open_time=None, sha256="", bytes=0, complete=complete,
+                      exchange_gaps=[list(g) for g in gaps], written_at="")
+
+
+def test_states_png_and_markdown():
+    m = Manifest.new(FUT, "UTC", dt.date(2024, 1, 1))
+    d = dt.date(2024, 1, 1)
+    m.chunks = {1: entry(1, d), 2: entry(2, d + dt.timedelta(1), gaps=[(0, 60_000)]),
+                4: entry(4, d + dt.timedelta(3), complete=False)}
+    states = day_states(m, dt.date(2024, 1, 4))
+    assert [states[d + dt.timedelta(n)] for n in range(4)] == [COMPLETE, GAPS, MISSING, PARTIAL]
+    data = png(states)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])
+    idat = data[data.index(b"IDAT") + 4:data.index(b"IEND") - 8]
+    assert len(zlib.decompress(idat)) == height * (1 + 3 * width)
+    md = markdown(states)
+    assert "complete 1" in md and "missing 1" in md and "`2024-01`" in md

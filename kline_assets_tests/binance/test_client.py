@@ -1,0 +1,134 @@
+"""The ccxt client against the local simulator: exact data through faults, rate limits honoured."""
+
+import datetime as dt
+
+import pytest
+
+from kline_assets.archive.schema import rows_to_table
+from kline_assets.binance.client import BinanceClient
+from kline_assets.binance.limiter import WeightLimiter
+from kline_assets.binance.paging import fetch_window
+from kline_assets.errors import ExchangeFinal, UnknownSymbol
+from kline_assets.settings import MARKETS
+from kline_assets.sim.server import RunningSimulator, SimConfig
+from kline_assets.timezones import parse_zone
+from kline_assets_tests.helpers import FUT, SPOT, expected_rows, sim_requests
+
+UTC = parse_zone("UTC")
+
+
+def client(sim, market="futures", budget=2400):
+    return BinanceClient(MARKETS[market], sim.url, backoff_s=0.01, limiter=WeightLimiter(budget))
+
+
+def fetch_day(c, day, page=499):
+    start, end = UTC.day_window_ms(day)
+    got = fetch_window(c, "BTCUSDT", start, end, c.server_time_ms(), page)
+    return [list(r.values()) for r in rows_to_table(got.rows).to_pylist()], got
+
+
+@pytest.mark.parametrize("spec", [FUT, SPOT])
+def test_rows_equal_the_exchange_through_ten_percent_faults(spec):
+    with RunningSimulator(SimConfig(fault_rate=0.10, seed=7)) as sim:
+        c = client(sim, spec.market)
+        for n in range(8):
+            day = dt.date(2021, 5, 1) + dt.timedelta(n)
+            rows, _ = fetch_day(c, day, page=499 if spec.market == "futures" else 1000)
+            assert rows == expected_rows(sim.state, spec, "UTC", day)
+        faults = [r for r in sim_requests(sim.state) if r["fault"]]
+        assert faults and c.stats.retries >= len(faults)
+
+
+def test_429_retry_after_is_honoured_and_nothing_is_sent_meanwhile():
+    # no exchangeInfo: the client believes in 2400/min, so the server's 429s must hold it back
+    with RunningSimulator(SimConfig(futures_budget=12, clock_speed=20, missing_endpoints=["exchangeInfo"])) as sim:
+        c = client(sim)
+        for n in range(4):
+            day = dt.date(2021, 5, 1) + dt.timedelta(n)
+            rows, _ = fetch_day(c, day)
+            assert rows == expected_rows(sim.state, FUT, "UTC", day)
+        log = sim_requests(sim.state) + sim_requests(sim.state, "time")
+        log.sort(key=lambda r: r["t"])
+        limited = [r for r in log if r["status"] == 429]
+        assert limited, "the budget should have been hit"
+        assert not [r for r in log if r["status"] == 418]
+        for hit in limited:
+            inside = [r for r in log if hit["t"] < r["t"] < hit["t"] + hit["retry_after"] - 0.05]
+            assert not inside, f"request sent {inside[0]['t'] - hit['t']:.2f}s after a 429 asking {hit['retry_after']}s"
+
+
+def test_418_with_long_ban_is_final():
+    with RunningSimulator(SimConfig()) as sim:
+        sim.state.banned_until["futures"] = 10**12
+        with pytest.raises(ExchangeFinal, match="418"):
+            client(sim).klines("BTCUSDT", 0, 10**12, 10)
+
+
+def test_451_and_unknown_symbol_are_final_after_one_request():
+    with RunningSimulator(SimConfig(restricted=True)) as sim:
+        with pytest.raises(ExchangeFinal, match="451"):
+            client(sim).klines("BTCUSDT", 0, 10**12, 10)
+        assert len(sim_requests(sim.state)) == 1
+    with RunningSimulator(SimConfig()) as sim:
+        with pytest.raises(UnknownSymbol, match="NOPEUSDT"):
+            client(sim, "spot").klines("NOPEUSDT", 0, 10**12, 10)
+        assert len(sim_requests(sim.state)) == 1
+
+
+def test_gap_day_is_recorded_and_ends():
+    with RunningSimulator(SimConfig()) as sim:
+        c = client(sim, "spot")
+        rows, got = fetch_day(c, dt.date(2020, 2, 19), page=1000)
+        assert rows == expected_rows(sim.state, SPOT, "UTC", dt.date(2020, 2, 19))
+        assert got.gaps == [[1582112100000, 1582133400000]] and len(rows) == 1440 - 355
+
+
+def test_a_ban_is_remembered_for_the_next_process_on_this_machine():
+    from kline_assets.binance.limiter import limiter_for, remembered_block
+
+    with RunningSimulator(SimConfig()) as sim:
+        sim.state.banned_until["futures"] = 10**12
+        with pytest.raises(ExchangeFinal, match="418"):
+            client(sim).klines("BTCUSDT", 0, 10**12, 10)
+        assert remembered_block(sim.url) > 10**9
+        fresh = BinanceClient(MARKETS["futures"], sim.url, limiter=None)  # as a new process would start
+        assert fresh.limiter is limiter_for(sim.url, 2400)
+        before = len(sim_requests(sim.state))
+        with pytest.raises(ExchangeFinal, match="wait"):
+            fresh.klines("BTCUSDT", 0, 10**12, 10)
+        assert len(sim_requests(sim.state)) == before  # nothing sent during the ban
+
+
+def test_the_budget_in_force_comes_from_exchange_info():
+    with RunningSimulator(SimConfig(futures_budget=600)) as sim:
+        c = client(sim)
+        c.klines("BTCUSDT", 0, 10**12, 10)
+        assert (c.limiter.budget, c.limiter.cap) == (600, 582)
+        assert len(sim_requests(sim.state, "exchangeInfo")) == 1
+        c.klines("BTCUSDT", 0, 10**12, 10)
+        assert len(sim_requests(sim.state, "exchangeInfo")) == 1
+
+
+def test_processes_on_one_machine_plan_from_one_shared_minute_count():
+    """Two limiters on one origin stand for two processes (a UI backfill and the live sensor's run):
+    together they never reserve more than the cap in a minute; the header floor is shared too."""
+    import math
+    import time
+
+    from kline_assets.binance.limiter import SharedWindow
+
+    start = time.time()
+    delta = math.ceil(start / 60) * 60 + 59.4 - start  # 0.6 s before a minute ends, whatever now is
+    clock = lambda: time.time() + delta  # noqa: E731
+    a = WeightLimiter(100, clock=clock, shared=SharedWindow("http://one.example"))
+    b = WeightLimiter(100, clock=clock, shared=SharedWindow("http://one.example"))
+    minute = int(clock() // 60)
+    a.acquire(60)
+    b.acquire(37)  # cap 97 reached between the two
+    b.acquire(10)  # waits for the next minute although b alone used only 37
+    assert int(clock() // 60) == minute + 1
+    assert not SharedWindow("http://one.example").reserve(minute + 1, 88, 97)  # 10 + 88 > 97
+    a.acquire(1)
+    a.observe(95)  # after a's request the exchange says 95 are used (other machines on the IP): a floor for both
+    assert not SharedWindow("http://one.example").reserve(minute + 1, 3, 97)
+    assert SharedWindow("http://other.example").reserve(minute + 1, 97, 97)  # per origin

@@ -1,0 +1,124 @@
+"""End-to-end runs as a user types them: the CLI, `dagster asset materialize`, kill -9 and rerun."""
+
+import datetime as dt
+import json
+import random
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from kline_assets_tests.helpers import BIN, check_days, cli, env_for
+
+pytestmark = pytest.mark.e2e
+
+
+def test_backfill_then_status(sim, tmp_path):
+    env = env_for(sim, tmp_path)
+    done = cli(env, "backfill", "--start", "2021-01-01", "--end", "2021-01-04")
+    assert done.returncode == 0, done.stderr
+    check_days(sim, tmp_path / "data", dt.date(2021, 1, 1), 3)
+    status = json.loads(cli(env, "status", "--json").stdout)
+    ds = status["datasets"][0]
+    assert (ds["dataset"], ds["chunks"], ds["rows"]) == ("binanceusdm/BTCUSDT", 3, 3 * 1440)
+    assert (tmp_path / "logs" / "loader.log").read_text().count("3/3 days") == 1
+
+
+def test_kill_minus_nine_then_rerun_completes_exactly(sim, tmp_path):
+    sim.state.config.latency_ms = 200  # 45 days must outlast a 2 s manifest commit with 8 fetch threads
+    env = env_for(sim, tmp_path)
+    root = tmp_path / "data"
+    manifest = root / "binanceusdm" / "BTCUSDT" / "1m" / "manifest.json"
+    args = [str(BIN / "kline-assets"), "backfill", "--start", "2021-01-01", "--end", "2021-02-15"]
+    rng = random.Random(3)
+    seen = []
+    for _ in range(6):  # three kills, more if none landed mid-run (a run that had finished proves nothing)
+        if len(seen) >= 3 and any(0 < n < 45 for n in seen):
+            break
+        before = manifest.stat().st_mtime_ns if manifest.exists() else 0
+        proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:  # kill once this run has committed
+            if manifest.exists() and manifest.stat().st_mtime_ns != before:
+                break
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.6))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if manifest.exists():
+            seen.append(len(json.loads(manifest.read_text())["chunks"]))  # never torn
+        if seen and seen[-1] >= 45:  # everything was in: start again from nothing for a meaningful kill
+            shutil.rmtree(root)
+    assert any(0 < n < 45 for n in seen), f"no kill landed mid-run: {seen}"
+    sim.state.config.latency_ms = 0
+    done = cli(env, "backfill", "--start", "2021-01-01", "--end", "2021-02-15")
+    assert done.returncode == 0, done.stderr
+    check_days(sim, root, dt.date(2021, 1, 1), 45)
+
+
+def test_dagster_asset_materialize_partition_range(sim, tmp_path):
+    env = env_for(sim, tmp_path)
+    done = subprocess.run(
+        [str(BIN / "dagster"), "asset", "materialize", "-m", "kline_assets.definitions",
+         "--select", "binanceusdm/BTCUSDT/klines_1m", "--partition-range", "2021-01-01...2021-01-03"],
+        env=env, capture_output=True, text=True, timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    check_days(sim, tmp_path / "data", dt.date(2021, 1, 1), 3)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--market", "options", "status"], "unknown market"),
+    (["--align-tz", "Mars/Base", "backfill"], "unknown time zone"),
+    (["backfill", "--start", "2021-02-01", "--end", "2021-01-01"], "impossible window"),
+    (["backfill", "--start", "someday"], "bad time"),
+    (["backfill", "--chunk-size", "-5"], "chunk-size"),
+    (["backfill", "--bogus"], "unrecognized arguments"),
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(sim, tmp_path, args, message):
+    env = env_for(sim, tmp_path)
+    done = cli(env, *args)
+    assert done.returncode == 2
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "data").exists() and not (tmp_path / "logs").exists()
+
+
+def test_verify_finds_each_corruption_and_repair_restores_exact_data(sim, tmp_path):
+    env = env_for(sim, tmp_path)
+    assert cli(env, "backfill", "--start", "2021-01-01", "--end", "2021-01-08").returncode == 0
+    chunks = tmp_path / "data" / "binanceusdm" / "BTCUSDT" / "1m" / "chunks"
+    names = sorted(p.name for p in chunks.iterdir())
+    flipped = bytearray((chunks / names[1]).read_bytes())
+    flipped[len(flipped) // 2] ^= 0x01
+    (chunks / names[1]).write_bytes(bytes(flipped))
+    (chunks / names[2]).write_bytes((chunks / names[2]).read_bytes()[:1000])
+    (chunks / names[3]).unlink()
+    (chunks / "chunk_000900_20230618.parquet").write_bytes(b"stray")
+    found = cli(env, "verify")
+    assert found.returncode == 1
+    for kind in ("2 corrupt", "1 missing_file", "1 stray_file"):
+        assert kind in found.stdout, found.stdout
+    repaired = cli(env, "verify", "--repair")
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert "after repair" in repaired.stdout and "all well" in repaired.stdout
+    assert cli(env, "verify").returncode == 0
+    assert not (chunks / "chunk_000900_20230618.parquet").exists()
+    check_days(sim, tmp_path / "data", dt.date(2021, 1, 1), 7)
+    status = json.loads(cli(env, "status", "--json").stdout)["datasets"][0]
+    assert status["last_verify"]["ok"] is True
+
+
+def test_combine_cli_and_build_combined_on_backfill(sim, tmp_path):
+    import pyarrow.parquet as pq
+
+    env = env_for(sim, tmp_path, BUILD_COMBINED_ON_BACKFILL="1")
+    assert cli(env, "backfill", "--start", "2021-01-01", "--end", "2021-01-04").returncode == 0
+    combined = tmp_path / "data" / "binanceusdm" / "BTCUSDT" / "1m" / "combined"
+    assert pq.read_table(combined / "BTCUSDT_1m_all.parquet").num_rows == 3 * 1440
+    env.pop("BUILD_COMBINED_ON_BACKFILL")
+    done = cli(env, "combine", "--from-index", "2", "--to-index", "3", "--tz", "+02:00")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "only names the file" in done.stderr
+    assert pq.read_table(combined / "BTCUSDT_1m_all_UTC+0200.parquet").num_rows == 2 * 1440

@@ -1,0 +1,105 @@
+"""The command line as users meet it: fallback pair, alignment guard, status, log rotation, help."""
+
+import json
+import logging
+
+import pytest
+
+from kline_assets.cli.main import main
+from kline_assets.logs import setup_logging
+from kline_assets_tests.helpers import cli, env_for
+
+pytestmark = pytest.mark.e2e
+
+
+def test_unknown_pair_falls_back_to_btcusdt(sim, tmp_path):
+    env = env_for(sim, tmp_path)
+    done = cli(env, "--market", "spot", "--pair", "NOPE/USDT", "backfill", "--start", "2021-01-01", "--end",
+               "2021-01-02")
+    assert done.returncode == 0, done.stderr
+    warning = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
+    assert warning and "NOPE/USDT" in warning[0] and "BTC/USDT" in warning[0]
+    datasets = sorted(p.name for p in (tmp_path / "data" / "binance").iterdir())
+    assert datasets == ["BTCUSDT"]
+    strict = cli(env, "--market", "spot", "--pair", "NOPE/USDT", "backfill", "--strict")
+    assert strict.returncode == 2 and "does not list NOPE/USDT" in strict.stderr
+
+
+def test_another_alignment_on_an_existing_dataset_is_refused(sim, tmp_path):
+    env = env_for(sim, tmp_path)
+    assert cli(env, "backfill", "--start", "2021-01-01", "--end", "2021-01-02").returncode == 0
+    manifest = tmp_path / "data" / "binanceusdm" / "BTCUSDT" / "1m" / "manifest.json"
+    before = manifest.read_bytes()
+    done = cli(env, "--align-tz", "Europe/Zurich", "backfill", "--start", "2021-01-02", "--end", "2021-01-03")
+    assert done.returncode == 2 and "aligned to UTC" in done.stderr and "--data-root" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and manifest.read_bytes() == before
+
+
+def test_status_on_an_empty_root_and_json(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("KLINE_DATA_ROOT", str(tmp_path / "nothing"))
+    assert main(["status"]) == 0
+    assert "no datasets yet" in capsys.readouterr().out
+    assert main(["status", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["datasets"] == []
+    assert not (tmp_path / "nothing").exists()
+
+
+def test_help_for_each_verb_has_an_example(capsys):
+    for verb in ("backfill", "live", "verify", "status", "combine", "simulate"):
+        with pytest.raises(SystemExit) as done:
+            main([verb, "--help"])
+        assert done.value.code == 0 and "example: kline-assets" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["combine", "--from-index", "5", "--to-index", "2"], "after --to-index"),
+    (["combine", "--tz", "Nowhere/Land"], "unknown time zone"),
+    (["--pair", "BTCUSDT", "status"], "BASE/QUOTE"),
+    (["verify", "--start", "2021-02-01", "--end", "2021-01-01"], "impossible window"),
+    (["live", "--cycles", "-1"], "--cycles"),
+])
+def test_more_bad_input(tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.setenv("KLINE_DATA_ROOT", str(tmp_path / "data"))
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "data").exists()
+
+
+def test_data_root_that_is_a_file_is_bad_input(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert main(["--data-root", str(tmp_path / "file"), "status"]) == 2
+    assert "not a folder" in capsys.readouterr().err
+
+
+def test_loader_log_rotates(tmp_path):
+    path = setup_logging(tmp_path / "logs", max_bytes=2000, backups=2)
+    logger = logging.getLogger("kline_assets")
+    for n in range(200):
+        logger.info("line %d of a rotating log", n)
+    assert path.exists() and (tmp_path / "logs" / "loader.log.1").exists()
+    assert not (tmp_path / "logs" / "loader.log.3").exists()
+    first = path.read_text().splitlines()[0]
+    assert first[:4].isdigit() and "Z INFO" in first
+    for handler in list(logger.handlers):
+        if str(tmp_path) in getattr(handler, "baseFilename", ""):
+            logger.removeHandler(handler)
+
+
+def test_status_plot_writes_a_png(sim, tmp_path):
+    env = env_for(sim, tmp_path)
+    assert cli(env, "backfill", "--start", "2021-01-01", "--end", "2021-01-03").returncode == 0
+    done = cli(env, "status", "--plot", str(tmp_path / "coverage.png"))
+    assert done.returncode == 0 and "2 complete" in done.stderr
+    assert (tmp_path / "coverage.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_an_origin_without_time_and_exchange_info_still_works(sim, tmp_path):
+    sim.state.config.missing_endpoints = ["time", "exchangeInfo"]
+    env = env_for(sim, tmp_path)
+    done = cli(env, "--market", "spot", "--pair", "NOPE/USDT", "backfill", "--start", "2021-01-01", "--end",
+               "2021-01-02")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "using BTC/USDT" in done.stderr
+    status = json.loads(cli(env, "status", "--json").stdout)["datasets"][0]
+    assert (status["dataset"], status["rows"]) == ("binance/BTCUSDT", 1440)

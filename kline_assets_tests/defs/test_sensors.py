@@ -1,0 +1,127 @@
+"""Live updates: the sensor's run requests, and the live loop across minute boundaries and midnight."""
+
+import datetime as dt
+import time
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+
+from kline_assets.archive.store import DatasetStore
+from kline_assets.cli.live import seconds_to_next_boundary
+from kline_assets.defs.definitions import build_definitions
+from kline_assets.defs.live import live_days
+from kline_assets.defs.names import LIVE_SENSOR
+from kline_assets.timezones import parse_zone
+from kline_assets_tests.helpers import FUT, cli, env_for, expected_rows, run, stored_rows
+
+ZURICH = parse_zone("Europe/Zurich")
+
+
+def sensor_requests(settings, instance):
+    defs = build_definitions(settings)
+    sensor = defs.resolve_sensor_def(LIVE_SENSOR)
+    return sensor, sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+
+
+def test_sensor_requests_today_for_each_dataset(sim, make_settings, instance):
+    settings = make_settings()
+    _, result = sensor_requests(settings, instance)
+    today = dt.datetime.now(dt.timezone.utc).date().isoformat()
+    (request,) = result.run_requests  # both datasets need today only: one run for both
+    assert set(request.asset_selection) == {dg.AssetKey(["binanceusdm", "BTCUSDT", "klines_1m"]),
+                                            dg.AssetKey(["binance", "BTCUSDT", "klines_1m"])}
+    assert request.tags["dagster/asset_partition_range_start"] == today
+    assert request.tags["dagster/asset_partition_range_end"] == today
+    assert request.run_key.startswith("live:") and request.tags["kline_assets/source"] == "live"
+
+
+def test_sensor_catches_up_from_the_last_incomplete_day(sim, make_settings, instance):
+    settings = make_settings(pairs="futures:BTC/USDT")
+    today = dt.datetime.now(dt.timezone.utc).date()
+    three_ago = (today - dt.timedelta(days=3)).isoformat()
+    assert run(settings, instance, FUT, three_ago, three_ago).success
+    _, result = sensor_requests(settings, instance)
+    (request,) = result.run_requests
+    assert request.tags["dagster/asset_partition_range_start"] == (today - dt.timedelta(days=2)).isoformat()
+
+
+def test_sensor_skips_while_a_run_of_the_dataset_is_in_progress(sim, make_settings, instance):
+    settings = make_settings(pairs="futures:BTC/USDT")
+    defs = build_definitions(settings)
+    job = defs.resolve_job_def("live_klines")
+    instance.create_run_for_job(job, asset_selection=frozenset({dg.AssetKey(["binanceusdm", "BTCUSDT", "klines_1m"])}),
+                                status=dg.DagsterRunStatus.STARTED)
+    _, result = sensor_requests(settings, instance)
+    assert not result.run_requests and "in progress" in result.skip_message
+
+
+def test_run_keys_are_one_per_minute(sim, make_settings, instance):
+    settings = make_settings(pairs="futures:BTC/USDT")
+    _, first = sensor_requests(settings, instance)
+    _, second = sensor_requests(settings, instance)
+    minute = int(time.time() // 60)
+    assert first.run_requests[0].run_key in {f"live:binanceusdm/BTCUSDT:{m}" for m in (minute - 1, minute)}
+    assert second.run_requests[0].run_key.split(":")[-1] >= first.run_requests[0].run_key.split(":")[-1]
+
+
+def test_live_days_and_boundaries():
+    assert seconds_to_next_boundary(60_000 * 10 + 59_000) == 1 + 2.0
+    assert live_days(None, ZURICH, 1_700_000_000_000, dt.date(2020, 1, 1))[0] == dt.date(2023, 11, 14)
+
+
+def test_live_loop_across_minutes_and_a_zurich_midnight(sim, tmp_path):
+    """The simulator's clock is set just before the last Zurich midnight, then moved a minute at a time."""
+    now = dt.datetime.now(ZoneInfo("Europe/Zurich"))
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    real_ms = time.time() * 1000
+    target = midnight.timestamp() * 1000 - 90_000  # 23:58:30 local on the day before
+    start = (midnight.date() - dt.timedelta(2)).isoformat()
+    env = env_for(sim, tmp_path, KLINE_ALIGN_TZ="Europe/Zurich", KLINE_START=start)
+    store = DatasetStore(tmp_path / "data", FUT, ZURICH, midnight.date())
+    before, after = midnight.date() - dt.timedelta(1), midnight.date()
+
+    def cycle_at(sim_ms):
+        sim.state.config.clock_offset_ms = int(sim_ms - real_ms - (time.time() * 1000 - real_ms))
+        done = cli(env, "live", "--cycles", "1")
+        assert done.returncode == 0, done.stderr[-2000:]
+        return store.manifest(), sim.state.now_ms()
+
+    def closed(day, now_ms):
+        return [r for r in expected_rows(sim.state, FUT, "Europe/Zurich", day) if r[6] < now_ms]
+
+    for step in (0, 60_000):
+        manifest, now_ms = cycle_at(target + step)
+        entry = manifest.entry_for(before)
+        assert stored_rows(store.paths.resolve(entry.file)) == closed(before, now_ms)
+        assert not entry.complete and entry.rows == 1438 + step // 60_000
+    manifest, now_ms = cycle_at(target + 120_000)  # 00:00:30: yesterday completes, today starts empty
+    done_day = manifest.entry_for(before)
+    assert done_day.complete and done_day.rows == 1440
+    assert stored_rows(store.paths.resolve(done_day.file)) == expected_rows(sim.state, FUT, "Europe/Zurich", before)
+    assert manifest.entry_for(after).rows == 0 and not manifest.entry_for(after).complete
+    manifest, now_ms = cycle_at(target + 180_000)  # 00:01:30: the first minute of the day has closed
+    assert stored_rows(store.paths.resolve(manifest.entry_for(after).file)) == closed(after, now_ms)
+    assert manifest.entry_for(after).rows == 1
+
+
+def test_combine_sensor_follows_backfills_but_not_live_runs(sim, make_settings, instance):
+    import dataclasses
+
+    settings = dataclasses.replace(make_settings(pairs="futures:BTC/USDT"), build_combined_on_backfill=True)
+    defs = build_definitions(settings)
+    sensor = defs.resolve_sensor_def("combine_after_backfill_sensor")
+    assert run(settings, instance, FUT, "2021-01-01", "2021-01-01").success
+    run_ = instance.get_run_records(limit=1)[0].dagster_run
+    success = next(e.dagster_event for e in instance.all_logs(run_.run_id)
+                   if e.dagster_event and e.dagster_event.event_type == dg.DagsterEventType.RUN_SUCCESS)
+    ctx = dg.build_run_status_sensor_context(sensor_name=sensor.name, dagster_event=success,
+                                             dagster_instance=instance, dagster_run=run_)
+    out = sensor(ctx)
+    assert out[0].asset_selection == [dg.AssetKey(["binanceusdm", "BTCUSDT", "klines_1m_combined"])]
+    key = dg.AssetKey(["binanceusdm", "BTCUSDT", "klines_1m"])
+    live_run = instance.create_run_for_job(defs.resolve_job_def("live_klines"), tags={"kline_assets/source": "live"},
+                                           asset_selection=frozenset({key}))
+    ctx = dg.build_run_status_sensor_context(sensor_name=sensor.name, dagster_event=success,
+                                             dagster_instance=instance, dagster_run=live_run)
+    assert isinstance(sensor(ctx), dg.SkipReason)
+    assert "combine_after_backfill_sensor" not in [s.name for s in build_definitions(make_settings()).sensors]

@@ -1,0 +1,89 @@
+"""Helpers shared by the tests: what the simulated exchange serves, what is stored, how to run the CLI
+and Dagster the way a user does."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pyarrow.parquet as pq
+
+from kline_assets.archive.paths import DatasetPaths
+from kline_assets.archive.store import DatasetStore
+from kline_assets.defs.definitions import build_assets, build_resources
+from kline_assets.defs.names import klines_key, range_tags
+from kline_assets.settings import DatasetSpec
+from kline_assets.sim.server import LISTINGS, SimState
+from kline_assets.timezones import parse_zone
+
+FUT = DatasetSpec("futures", "BTC/USDT")
+SPOT = DatasetSpec("spot", "BTC/USDT")
+BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[1]
+
+
+def expected_rows(state: SimState, spec: DatasetSpec, tz: str, day: dt.date) -> list[list]:
+    """What the exchange serves for a closed local day, converted to the chunk schema."""
+    start, end = parse_zone(tz).day_window_ms(day)
+    symbol = spec.symbol
+    first = LISTINGS[spec.market][symbol]
+    gaps = state.gaps(spec.market, symbol)
+    out = []
+    for t in range(max(start, first - first % 60_000), end, 60_000):
+        if t < first or any(a <= t < b for a, b in gaps):
+            continue
+        r = state.row(spec.market, symbol, t)
+        out.append([r[0], *map(float, r[1:6]), r[6], float(r[7]), r[8], float(r[9]), float(r[10]), r[11]])
+    return out
+
+
+def stored_rows(path: Path) -> list[list]:
+    return [list(row.values()) for row in pq.read_table(path).to_pylist()]
+
+
+def sim_requests(state: SimState, endpoint: str = "klines") -> list[dict]:
+    with state.lock:
+        return [r for r in state.log if r["endpoint"] == endpoint]
+
+
+def env_for(sim, tmp_path, **extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KLINE_", "DAGSTER_"))}
+    env.update(KLINE_SPOT_URL=sim.url, KLINE_FUTURES_URL=sim.url, KLINE_DATA_ROOT=str(tmp_path / "data"),
+               KLINE_LOG_DIR=str(tmp_path / "logs"), DAGSTER_HOME=str(tmp_path / "dagster_home"),
+               KLINE_START="2021-01-01", KLINE_PAIRS="futures:BTC/USDT")
+    env.update(extra)
+    (tmp_path / "dagster_home").mkdir(exist_ok=True)
+    return env
+
+
+def cli(env, *args, timeout=120):
+    return subprocess.run([str(BIN / "kline-assets"), *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def check_days(sim, root, first, days):
+    store = DatasetStore(root, FUT, parse_zone("UTC"), dt.date(2021, 1, 1))
+    store.recover()
+    chunks = store.manifest().chunks
+    for n in range(days):
+        day = first + dt.timedelta(n)
+        entry = chunks[store.index_of(day)]
+        assert store.entry_intact(entry) and entry.complete
+        assert stored_rows(store.paths.resolve(entry.file)) == expected_rows(sim.state, FUT, "UTC", day)
+
+
+def run(settings, instance, spec, first, last):
+    return dg.materialize(
+        build_assets(settings), resources=build_resources(settings), instance=instance,
+        selection=[klines_key(spec)],
+        tags=range_tags(first, last),
+    )
+
+
+def manifest(settings, spec):
+    return json.loads(DatasetPaths(Path(settings.data_root), spec).manifest.read_text())
