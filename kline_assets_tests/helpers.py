@@ -14,17 +14,19 @@ import dagster as dg
 import pyarrow.parquet as pq
 
 from kline_assets.archive.paths import DatasetPaths
+from kline_assets.archive.schema import rows_to_table
 from kline_assets.archive.store import DatasetStore
 from kline_assets.defs.definitions import build_assets, build_resources
 from kline_assets.defs.names import klines_key, range_tags
-from kline_assets.settings import DatasetSpec
-from kline_assets.sim.server import LISTINGS, SimState
+from kline_assets.settings import MARKETS, DatasetSpec
+from kline_assets.sim.server import LISTINGS, SimState, kline_row
 from kline_assets.timezones import parse_zone
 
 FUT = DatasetSpec("futures", "BTC/USDT")
 SPOT = DatasetSpec("spot", "BTC/USDT")
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
+M = 60_000
 
 
 def expected_rows(state: SimState, spec: DatasetSpec, tz: str, day: dt.date) -> list[list]:
@@ -87,3 +89,36 @@ def run(settings, instance, spec, first, last):
 
 def manifest(settings, spec):
     return json.loads(DatasetPaths(Path(settings.data_root), spec).manifest.read_text())
+
+
+def flip_byte(path: Path) -> None:
+    """Change one byte that Parquet does not check (inside the footer's writer name), so the file still
+    reads and only a sha256 comparison can tell."""
+    data = bytearray(path.read_bytes())
+    at = data.rindex(b"parquet-cpp")
+    data[at] ^= 0x20  # 'p' -> 'P'
+    path.write_bytes(bytes(data))
+
+
+class FakeSource:
+    """A kline source serving well-formed rows at the given open times; `now` is its clock."""
+
+    market = MARKETS["futures"]
+
+    def __init__(self, opens, now):
+        self.opens, self.now, self.calls = sorted(opens), now, 0
+
+    def klines(self, symbol, start, end, limit):
+        self.calls += 1
+        assert self.calls < 100, "pager does not terminate"
+        rows = [t for t in self.opens if start <= t <= end][:limit]
+        return [[t, "1", "1", "1", "1", "1", t + M - 1, "1", 1, "1", "1", "0"] for t in rows]
+
+    def server_time_ms(self):
+        return self.now
+
+
+def day_table(day: dt.date, minutes: int = 1440):
+    """The first `minutes` futures BTCUSDT klines of a UTC day, as a chunk table."""
+    start, _ = parse_zone("UTC").day_window_ms(day)
+    return rows_to_table([kline_row("futures", "BTCUSDT", start + i * 60_000) for i in range(minutes)])

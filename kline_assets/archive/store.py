@@ -112,7 +112,11 @@ class DatasetStore:
         relpath = self.paths.chunk_relpath(index, day)
         self.paths.chunks_dir.mkdir(parents=True, exist_ok=True)
         pending = self.paths.chunks_dir / f".{Path(relpath).name}.{sha[:16]}.{os.getpid()}.pending"
-        write_durable(pending, data)
+        try:
+            write_durable(pending, data)
+        except BaseException:  # a full disk or a permission error: no half-written file stays behind
+            pending.unlink(missing_ok=True)
+            raise
         open_times = table.column("open_time")
         entry = ChunkEntry(
             index=index, partition=day.isoformat(), file=relpath, start_ms=start_ms, end_ms=end_ms,

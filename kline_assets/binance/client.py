@@ -106,7 +106,7 @@ class BinanceClient:
             if banned > MAX_RETRY_AFTER_S:  # e.g. a ban another process on this machine received
                 raise Banned(f"{self.origin} asked this IP to wait {banned:.0f}s more (Retry-After after an "
                              "HTTP 418/429); try again after that")
-            self.limiter.acquire(weight)
+            minute = self.limiter.acquire(weight)
             inst = self._ccxt()
             inst.last_status, inst.last_response_headers = None, None
             try:
@@ -117,7 +117,7 @@ class BinanceClient:
             status, headers = inst.last_status, inst.last_response_headers or {}
             self.stats.add(requests=1, weight=weight)
             used = headers.get("X-MBX-USED-WEIGHT-1M") or headers.get("x-mbx-used-weight-1m")
-            self.limiter.observe(int(used) if used and str(used).isdigit() else None)
+            self.limiter.observe(int(used) if used and str(used).isdigit() else None, minute)
             if error is None and _well_formed(endpoint, result):
                 return result
             if status in (418, 429):

@@ -1,7 +1,11 @@
 """Turning a list of days into closed, exact day tables, a few days ahead in a bounded pool.
 
-Days come out in order whatever order they finish in, so memory holds at most `2 * workers` days
-and the writer can commit in day order. While the next day is still being fetched (a slow day being
+Each worker also writes its day's chunk as a pending file (zstd Parquet, sha256, fsync: `store.stage`),
+so the consumer only commits and records; Parquet encoding releases the GIL, and in the workers it runs
+beside the fetching instead of queueing behind it in the one thread that records days in Dagster.
+Days come out in order whatever order they finish in, so at most `2 * workers` days are in flight and
+the writer can commit in day order; pending files of days never handed out (a failure before them)
+are removed. While the next day is still being fetched (a slow day being
 retried), the stream yields `None` every `TICK_S`, so its consumer can commit what it already has.
 """
 
@@ -20,7 +24,7 @@ import pyarrow.compute as pc
 
 from kline_assets.archive.manifest import ChunkEntry, Manifest
 from kline_assets.archive.schema import rows_to_table
-from kline_assets.archive.store import DatasetStore
+from kline_assets.archive.store import DatasetStore, Staged
 from kline_assets.binance.client import BinanceClient
 from kline_assets.binance.paging import add_gap, fetch_window
 
@@ -35,6 +39,7 @@ class DayData:
     covered_until_ms: int = 0
     requests: int = 0
     entry: ChunkEntry | None = None  # the stored entry when nothing is new
+    staged: Staged | None = None  # the new chunk, written as a pending file (the stream's output)
 
 
 class DayStream:
@@ -58,7 +63,7 @@ class DayStream:
         todo = iter(self.days)
         try:
             for day in todo:
-                queue.append(pool.submit(self.collect, day))
+                queue.append(pool.submit(self.prepare, day))
                 if len(queue) >= 2 * self.workers:
                     break
             while queue:
@@ -70,12 +75,23 @@ class DayStream:
                 queue.popleft()
                 nxt = next(todo, None)
                 if nxt is not None:
-                    queue.append(pool.submit(self.collect, nxt))
+                    queue.append(pool.submit(self.prepare, nxt))
                 yield result
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+            for future in queue:  # fetched and staged, but never handed out
+                if not future.cancelled() and future.exception() is None and future.result().staged:
+                    future.result().staged.pending.unlink(missing_ok=True)
+
+    def prepare(self, day: dt.date) -> DayData:
+        data = self.collect(day)
+        if data.table is not None:
+            data.staged = self.store.stage(day, data.table, data.gaps, data.covered_until_ms)
+            data.table = None  # on disk now: memory holds no day the consumer has not taken
+        return data
 
     def collect(self, day: dt.date) -> DayData:
+        """The day's closed rows: the stored chunk extended from its last covered minute, or fetched whole."""
         entry = self.snapshot.chunks.get(self.store.index_of(day))
         intact = entry is not None and self.store.entry_intact(entry)
         if entry is not None and intact and entry.complete:

@@ -84,7 +84,8 @@ class WeightLimiter:
     def _now(self) -> float:
         return self._clock() + self.offset_s
 
-    def acquire(self, weight: int) -> None:
+    def acquire(self, weight: int) -> int:
+        """Reserve `weight` in the current minute (waiting for a later one if need be); returns the minute."""
         weight = min(weight, self.cap)
         with self._cond:
             while True:
@@ -98,7 +99,7 @@ class WeightLimiter:
                 if self._used + weight <= self.cap and (
                         self._shared is None or self._shared.reserve(minute, weight, self.cap)):
                     self._used += weight
-                    return
+                    return minute
                 self._sleep((minute + 1) * 60 - now + 0.01)
 
     def _sleep(self, seconds: float) -> None:
@@ -106,11 +107,14 @@ class WeightLimiter:
         self._cond.wait(timeout=max(0.0, seconds))
         self.waited_s += time.monotonic() - start
 
-    def observe(self, used_weight: int | None) -> None:
+    def observe(self, used_weight: int | None, sent_in: int) -> None:
+        """`used_weight`: the exchange's count after a request reserved in minute `sent_in`. A request sent
+        just before a minute turned reports the old minute's count: taken for the new one's, it would
+        stall every thread until the next minute."""
         if used_weight is None:
             return
         with self._cond:
-            if int(self._now() // 60) == self._minute and used_weight > self._used:
+            if sent_in == self._minute == int(self._now() // 60) and used_weight > self._used:
                 self._used = used_weight
                 if self._shared is not None:  # the shared count holds ours, so only a higher header moves it
                     self._shared.reserve(self._minute, 0, self.cap, floor=used_weight)

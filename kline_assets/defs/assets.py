@@ -16,7 +16,7 @@ import time
 import dagster as dg
 
 from kline_assets.archive.checks import CHECK_NAMES, CONTINUITY, INTEGRITY, SANITY, evaluate
-from kline_assets.archive.manifest import ChunkEntry
+from kline_assets.archive.manifest import ChunkEntry, Manifest
 from kline_assets.archive.schema import COLUMN_NAMES
 from kline_assets.archive.store import DatasetStore
 from kline_assets.binance.days import DayStream
@@ -64,9 +64,8 @@ def day_metadata(entry: ChunkEntry, path: str, now_ms: int | None = None) -> dic
     return md
 
 
-def check_evaluations(store: DatasetStore, days: list[dt.date], checks: list[str]):
+def check_evaluations(store: DatasetStore, manifest: Manifest, days: list[dt.date], checks: list[str]):
     """One evaluation per check and day, reading each chunk once; a day with no entry fails integrity."""
-    manifest = store.manifest()
     key = klines_key(store.spec)
     for day in days:
         entry = manifest.entry_for(day)
@@ -118,6 +117,6 @@ def build_klines_asset(spec: DatasetSpec, partitions_def: dg.PartitionsDefinitio
                 yield dg.AssetMaterialization(asset_key=key, partition=day.isoformat(),
                                               metadata=day_metadata(entry, str(store.paths.resolve(entry.file)),
                                                                     now_ms))
-            yield from check_evaluations(store, [day for day, _ in batch.days], checks)
+            yield from check_evaluations(store, batch.manifest, [day for day, _ in batch.days], checks)
 
     return _klines

@@ -1,5 +1,6 @@
 """The chunk IO manager: the only writer of chunks and `manifest.json` for `klines_1m`.
 
+The stream's workers stage each day (a pending chunk file); here batches become part of the dataset.
 Dagster calls an IO manager's `handle_output` only once the asset's body has returned, and what
 it records then arrives at the end of the step: a range run of 2,000 days would show nothing until
 it ends, and a failure on day 12 would lose the record of days 1-11. So the asset hands its
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from kline_assets.archive.manifest import ChunkEntry
+from kline_assets.archive.manifest import ChunkEntry, Manifest
 from kline_assets.archive.store import DatasetStore, Staged
 from kline_assets.binance.days import DayStream
 from kline_assets.defs.resources import ArchiveResource
@@ -48,9 +49,10 @@ class Progress:
 
 @dataclass
 class Committed:
-    """Days now part of the dataset, in day order, with their manifest entries."""
+    """Days now part of the dataset, in day order, with their entries, and the manifest holding them."""
 
     days: list[tuple[dt.date, ChunkEntry]]
+    manifest: Manifest
 
 
 class _Batch:
@@ -67,7 +69,7 @@ class _Batch:
     def commit(self) -> Committed:
         self.store.commit(self.staged)
         manifest = self.store.manifest()  # an entry another writer made larger meanwhile wins
-        done = Committed([(day, e) for day in self.days if (e := manifest.entry_for(day)) is not None])
+        done = Committed([(day, e) for day in self.days if (e := manifest.entry_for(day)) is not None], manifest)
         self.days, self.staged, self.opened = [], [], time.monotonic()
         return done
 
@@ -86,12 +88,12 @@ class ChunkIOManager(dg.ConfigurableIOManager):
                 if data is not None:
                     progress.days += 1
                     progress.requests += data.requests
-                    if data.table is None:
+                    if data.staged is None:
                         progress.rows += data.entry.rows if data.entry else 0
                     else:
-                        batch.staged.append(store.stage(data.day, data.table, data.gaps, data.covered_until_ms))
+                        batch.staged.append(data.staged)
                         progress.written += 1
-                        progress.rows += data.table.num_rows
+                        progress.rows += data.staged.entry.rows
                     batch.days.append(data.day)
                 if batch.due():
                     yield batch.commit()

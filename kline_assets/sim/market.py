@@ -83,6 +83,8 @@ class SimConfig:
     clock_speed: float = 1.0  # 60 = one simulated minute per real second
     seed: int = 1
     extra_gaps: list = field(default_factory=list)  # [[market, symbol, from_ms, to_ms], ...]
+    failing_windows: list = field(default_factory=list)  # [[market, from_ms, to_ms], ...]: kline requests
+    # whose startTime falls inside answer HTTP 500 (a day that cannot be fetched until the retries run out)
     missing_endpoints: list = field(default_factory=list)  # e.g. ["time", "exchangeInfo"]: answered 404
     odd_minutes: list = field(default_factory=list)  # open times served as early Binance data looks:
     # 3 s off the minute, high below open (stored as sent, flagged by the checks)

@@ -124,6 +124,8 @@ class Handler(BaseHTTPRequestHandler):
         end = int(q["endTime"]) if "endTime" in q else None
         if start is not None and end is not None and start > end:
             return weight, 400, {"code": -1023, "msg": "Start time is greater than end time."}
+        if any(m == market and a <= (start or 0) < b for m, a, b in st.config.failing_windows):
+            return weight, 500, {"code": -1001, "msg": "Internal error; unable to process your request."}
         return weight, 200, st.klines(market, q["symbol"], start, end, limit)
 
     def _account(self, market: str, endpoint: str, weight: int, status: int, body: object) -> None:

@@ -5,20 +5,17 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
+from pathlib import Path
 
-from kline_assets.archive.schema import rows_to_table
+import pytest
+
 from kline_assets.archive.store import DatasetStore, table_to_parquet
-from kline_assets.sim.server import kline_row
+from kline_assets.errors import BadInput
 from kline_assets.timezones import parse_zone
-from kline_assets_tests.helpers import FUT
+from kline_assets_tests.helpers import FUT, day_table
 
 UTC = parse_zone("UTC")
 START = dt.date(2021, 1, 1)
-
-
-def day_table(day, minutes=1440):
-    start, _ = UTC.day_window_ms(day)
-    return rows_to_table([kline_row("futures", "BTCUSDT", start + i * 60_000) for i in range(minutes)])
 
 
 def commit_days(root, days):
@@ -88,3 +85,30 @@ def test_two_processes_writing_different_days_lose_nothing(tmp_path):
     assert sorted(chunks) == list(range(1, 31))
     assert all(store.entry_intact(e) for e in chunks.values())
     assert not [p for p in store.paths.chunks_dir.iterdir() if p.name.startswith(".")]
+
+
+def test_a_corrupt_manifest_is_refused_not_taken_for_no_manifest(tmp_path):
+    commit_days(tmp_path, [dt.date(2021, 1, 1)])
+    path = DatasetStore(tmp_path, FUT, UTC, START).paths.manifest
+    path.write_bytes(b'{"version": 1, "chunks": [')  # torn by hand: the next commit must not start afresh
+    with pytest.raises(BadInput, match="not a kline-assets manifest"):
+        commit_days(tmp_path, [dt.date(2021, 1, 2)])
+    assert path.read_bytes() == b'{"version": 1, "chunks": ['
+
+
+def test_two_writers_of_the_same_day_leave_one_intact_entry(tmp_path):
+    """Two processes extend the same day at once: the manifest keeps the larger coverage, its file
+    matches its sha256, and no pending file is left."""
+    day = dt.date(2021, 1, 5)
+    with mp.get_context("spawn").Pool(2) as pool:
+        pool.starmap(_write_day, [(str(tmp_path), day, minutes) for minutes in (300, 900) for _ in range(3)])
+    store = DatasetStore(tmp_path, FUT, UTC, START)
+    entry = store.manifest().entry_for(day)
+    assert entry.rows == 900 and store.entry_intact(entry)
+    assert [p.name for p in store.paths.chunks_dir.iterdir()] == [Path(entry.file).name]
+
+
+def _write_day(root, day, minutes):
+    store = DatasetStore(root, FUT, UTC, START)
+    start, _ = UTC.day_window_ms(day)
+    store.commit([store.stage(day, day_table(day, minutes), [], start + minutes * 60_000)])

@@ -1,14 +1,15 @@
 """The ccxt client against the local simulator: exact data through faults, rate limits honoured."""
 
 import datetime as dt
+import time
 
 import pytest
 
 from kline_assets.archive.schema import rows_to_table
-from kline_assets.binance.client import BinanceClient
+from kline_assets.binance.client import MAX_RETRY_AFTER_S, BinanceClient
 from kline_assets.binance.limiter import WeightLimiter
 from kline_assets.binance.paging import fetch_window
-from kline_assets.errors import ExchangeFinal, UnknownSymbol
+from kline_assets.errors import Banned, ExchangeFinal, UnknownSymbol
 from kline_assets.settings import MARKETS
 from kline_assets.sim.server import RunningSimulator, SimConfig
 from kline_assets.timezones import parse_zone
@@ -128,7 +129,34 @@ def test_processes_on_one_machine_plan_from_one_shared_minute_count():
     b.acquire(10)  # waits for the next minute although b alone used only 37
     assert int(clock() // 60) == minute + 1
     assert not SharedWindow("http://one.example").reserve(minute + 1, 88, 97)  # 10 + 88 > 97
-    a.acquire(1)
-    a.observe(95)  # after a's request the exchange says 95 are used (other machines on the IP): a floor for both
+    sent_in = a.acquire(1)
+    a.observe(95, sent_in)  # the exchange says 95 are used (other machines on the IP): a floor for both
     assert not SharedWindow("http://one.example").reserve(minute + 1, 3, 97)
     assert SharedWindow("http://other.example").reserve(minute + 1, 97, 97)  # per origin
+
+
+def test_a_retry_after_beyond_the_cap_fails_at_once_and_blocks_this_origin():
+    c = BinanceClient(MARKETS["futures"], "http://127.0.0.1:9", limiter=WeightLimiter(2400))
+    began = time.monotonic()
+    with pytest.raises(Banned, match="429"):
+        c._rate_limited(429, {"Retry-After": str(MAX_RETRY_AFTER_S + 60)})
+    assert time.monotonic() - began < 1
+    with pytest.raises(Banned):  # nothing is sent meanwhile, and nothing waits
+        c.klines("BTCUSDT", 0, 10**12, 10)
+    assert time.monotonic() - began < 1
+
+
+def test_a_header_from_a_request_sent_in_the_previous_minute_does_not_stall_the_new_one():
+    """At a minute's turn, responses to requests reserved in the old minute carry the old minute's count."""
+    now = [600.0 * 60 + 59.9]
+    limiter = WeightLimiter(100, clock=lambda: now[0])
+    old = limiter.acquire(90)
+    now[0] += 0.2  # the next minute
+    fresh = limiter.acquire(1)
+    limiter.observe(96, old)  # the late answer to the old request: not this minute's count
+    assert fresh == old + 1
+    started = time.monotonic()
+    limiter.acquire(90)  # fits in the new minute: no wait
+    assert time.monotonic() - started < 0.5
+    limiter.observe(97, fresh)  # a header for this minute still counts
+    assert limiter._used == 97

@@ -1,25 +1,7 @@
 """The pager on a fake exchange: gaps, empty pages, repeats, never an unclosed row, always ends."""
 
 from kline_assets.binance.paging import add_gap, fetch_window
-from kline_assets.settings import MARKETS
-
-M = 60_000
-
-
-class FakeSource:
-    market = MARKETS["futures"]
-
-    def __init__(self, opens, now):
-        self.opens, self.now, self.calls = sorted(opens), now, 0
-
-    def klines(self, symbol, start, end, limit):
-        self.calls += 1
-        assert self.calls < 100, "pager does not terminate"
-        rows = [t for t in self.opens if start <= t <= end][:limit]
-        return [[t, "1", "1", "1", "1", "1", t + M - 1, "1", 1, "1", "1", "0"] for t in rows]
-
-    def server_time_ms(self):
-        return self.now
+from kline_assets_tests.helpers import FakeSource, M
 
 
 def test_gaps_inside_and_at_both_ends_are_confirmed():
@@ -97,3 +79,26 @@ def test_silence_at_the_live_edge_is_not_a_gap_until_the_window_is_over():
     assert just_over.gaps == [] and just_over.covered_until_ms == 50 * M
     settled = fetch_window(live, "X", 0, 60 * M, 61 * M + 1, page=1000)
     assert settled.gaps == [[50 * M, 60 * M]] and settled.covered_until_ms == 60 * M
+
+
+def test_an_off_minute_row_still_open_at_the_live_edge_is_not_stored():
+    """Caught by the close_time filter alone: the row opens before the closed horizon (10:00.003 < 11:00)
+    but closes after now (11:00.001), so it is still open and nothing from it on is claimed."""
+    opens = [t * M for t in range(10)] + [10 * M + 3000]
+    src = FakeSource(opens, now=11 * M + 1000)
+    got = fetch_window(src, "X", 0, 1440 * M, src.now, page=1000)
+    assert [r[0] for r in got.rows] == [t * M for t in range(10)]
+    assert got.covered_until_ms == 10 * M and got.gaps == []  # the next run asks again from 00:10
+
+
+def test_a_row_of_the_open_minute_that_claims_to_be_closed_is_not_stored():
+    """Caught by the closed horizon alone: a server that ignores endTime sends the current minute with a
+    close_time in the past; its open_time is at or after the horizon, so it is still open."""
+    class Lying(FakeSource):
+        def klines(self, symbol, start, end, limit):
+            rows = super().klines(symbol, start, 10**15, limit)
+            return [[*r[:6], min(r[6], self.now - 1), *r[7:]] for r in rows]
+
+    src = Lying([t * M for t in range(12)], now=11 * M + 1000)
+    got = fetch_window(src, "X", 0, 1440 * M, src.now, page=1000)
+    assert [r[0] for r in got.rows] == [t * M for t in range(11)] and got.covered_until_ms == 11 * M

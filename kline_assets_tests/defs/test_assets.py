@@ -1,14 +1,34 @@
 """In-process `materialize` of partition ranges: exact rows, DST days, gaps, listing, resume."""
 
 import datetime as dt
+import errno
+import time
 from pathlib import Path
 
+import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
+from kline_assets.archive import store as store_module
+from kline_assets.archive.checks import CHECK_NAMES
 from kline_assets.archive.paths import DatasetPaths
 from kline_assets.archive.schema import SCHEMA
-from kline_assets_tests.helpers import FUT, SPOT, expected_rows, manifest, run, sim_requests, stored_rows
+from kline_assets.binance.days import DayStream
+from kline_assets.defs import io_manager
+from kline_assets.defs.definitions import build_assets, build_definitions, build_resources
+from kline_assets.defs.names import EXCHANGE, klines_key, range_tags
+from kline_assets.defs.resources import ExchangeResource
+from kline_assets.timezones import parse_zone
+from kline_assets_tests.helpers import (
+    FUT,
+    SPOT,
+    expected_rows,
+    flip_byte,
+    manifest,
+    run,
+    sim_requests,
+    stored_rows,
+)
 
 
 def test_dst_days_in_zurich_equal_the_exchange_row_by_row(sim, make_settings, instance):
@@ -81,18 +101,6 @@ def test_checks_run_per_partition_and_a_real_gap_passes_continuity(sim, make_set
     assert gap_day.metadata["exchange_gap_minutes"].value == 355
 
 
-def test_verify_job_fails_on_a_corrupt_chunk(sim, make_settings, instance):
-    from kline_assets.defs.definitions import build_definitions
-
-    settings = make_settings(start="2021-01-01")
-    assert run(settings, instance, FUT, "2021-01-01", "2021-01-02").success
-    job = build_definitions(settings).resolve_job_def("verify_binanceusdm_BTCUSDT")
-    assert job.execute_in_process(instance=instance).success
-    chunk = DatasetPaths(Path(settings.data_root), FUT).chunks_dir / "chunk_000002_20210102.parquet"
-    chunk.write_bytes(b"broken")
-    assert not job.execute_in_process(instance=instance, raise_on_error=False).success
-
-
 def test_odd_exchange_rows_are_stored_as_sent_and_only_warned(sim, make_settings, instance):
     settings = make_settings(start="2021-01-01")
     odd = 1609459200000 + 600 * 60_000  # 2021-01-01T10:00Z
@@ -107,3 +115,96 @@ def test_odd_exchange_rows_are_stored_as_sent_and_only_warned(sim, make_settings
     assert not sanity_.passed and sanity_.severity.value == "WARN"
     continuity_ = next(e for e in result.get_asset_check_evaluations() if e.check_name == "continuity")
     assert continuity_.passed and continuity_.metadata["off_minute_rows"].value == 1
+
+
+def test_a_range_failing_on_day_k_keeps_and_records_exactly_the_days_before(sim, make_settings, instance):
+    settings = make_settings(start="2021-01-01")
+    start12, end12 = parse_zone("UTC").day_window_ms(dt.date(2021, 1, 12))
+    sim.state.config.failing_windows = [["futures", start12, end12]]  # HTTP 500 until the retries run out
+    resources = {**build_resources(settings), EXCHANGE: ExchangeResource.from_settings(settings, max_attempts=2)}
+    result = dg.materialize(build_assets(settings), resources=resources, instance=instance,
+                            selection=[klines_key(FUT)], tags=range_tags("2021-01-01", "2021-01-20"),
+                            raise_on_error=False)
+    assert not result.success
+    in_manifest = {c["partition"] for c in manifest(settings, FUT)["chunks"]}
+    assert in_manifest == {f"2021-01-{d:02d}" for d in range(1, 12)}
+    assert instance.get_materialized_partitions(klines_key(FUT)) == in_manifest
+    events = instance.fetch_materializations(klines_key(FUT), limit=1000).records
+    partitions = [e.partition_key for e in events]
+    assert sorted(partitions) == sorted(in_manifest)  # each day once, none bare at the end
+    assert all("sha256" in e.asset_materialization.metadata for e in events)
+    checks = [e for e in result.get_asset_check_evaluations()]
+    assert {(e.check_name, e.partition) for e in checks} == {(c, d) for c in CHECK_NAMES for d in in_manifest}
+    assert all(e.passed for e in checks)
+    sim.state.config.failing_windows = []
+    assert run(settings, instance, FUT, "2021-01-01", "2021-01-20").success  # the rerun completes it
+    assert len(instance.get_materialized_partitions(klines_key(FUT))) == 20
+
+
+def test_days_are_recorded_while_the_run_goes_on(sim, make_settings, instance, monkeypatch):
+    """A batch commits on time even while the next day is still being fetched: the first days are
+    recorded in the instance before the range's last day is even asked for."""
+    monkeypatch.setattr(io_manager, "COMMIT_EVERY_S", 0.2)
+    settings = make_settings(start="2021-01-01")
+    sim.state.config.latency_ms = 150
+    seen_while_running: list[int] = []
+    real_collect = DayStream.collect
+
+    def collect(self, day):
+        if day == dt.date(2021, 1, 30):  # the last day: by now earlier batches must be in Dagster
+            time.sleep(1.0)
+            seen_while_running.append(len(instance.get_materialized_partitions(klines_key(FUT))))
+        return real_collect(self, day)
+
+    monkeypatch.setattr(DayStream, "collect", collect)
+    assert run(settings, instance, FUT, "2021-01-01", "2021-01-30").success
+    assert seen_while_running and seen_while_running[0] >= 5
+    assert len(instance.get_materialized_partitions(klines_key(FUT))) == 30
+
+
+def test_a_corrupt_complete_chunk_is_fetched_again_on_a_rerun(sim, make_settings, instance):
+    settings = make_settings(start="2021-01-01")
+    assert run(settings, instance, FUT, "2021-01-01", "2021-01-02").success
+    entry = manifest(settings, FUT)["chunks"][1]
+    path = DatasetPaths(Path(settings.data_root), FUT).resolve(entry["file"])
+    flip_byte(path)
+    before = len(sim_requests(sim.state))
+    assert run(settings, instance, FUT, "2021-01-01", "2021-01-02").success
+    assert len(sim_requests(sim.state)) > before  # only the corrupt day is asked for again
+    assert stored_rows(path) == expected_rows(sim.state, FUT, "UTC", dt.date(2021, 1, 2))
+    assert manifest(settings, FUT)["chunks"][1]["sha256"] == entry["sha256"]
+
+
+def test_a_full_disk_fails_clearly_and_tears_nothing(sim, make_settings, instance, monkeypatch):
+    settings = make_settings(start="2021-01-01")
+    assert run(settings, instance, FUT, "2021-01-01", "2021-01-02").success
+    good = manifest(settings, FUT)
+
+    def full(path, data):
+        with open(path, "wb") as fh:
+            fh.write(data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(store_module, "write_durable", full)
+    result = dg.materialize(build_assets(settings), resources=build_resources(settings), instance=instance,
+                            selection=[klines_key(FUT)], tags=range_tags("2021-01-03", "2021-01-04"),
+                            raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "No space left on device" in str(failure.step_failure_data.error)
+    assert manifest(settings, FUT)["chunks"] == good["chunks"]  # the dataset is as it was
+    chunks_dir = DatasetPaths(Path(settings.data_root), FUT).chunks_dir
+    assert sorted(p.name for p in chunks_dir.iterdir()) == sorted(Path(c["file"]).name for c in good["chunks"])
+
+
+def test_verify_job_fails_on_one_flipped_byte(sim, make_settings, instance):
+    settings = make_settings(start="2021-01-01")
+    assert run(settings, instance, FUT, "2021-01-01", "2021-01-02").success
+    job = build_definitions(settings).resolve_job_def("verify_binanceusdm_BTCUSDT")
+    assert job.execute_in_process(instance=instance).success
+    chunk = DatasetPaths(Path(settings.data_root), FUT).chunks_dir / "chunk_000002_20210102.parquet"
+    flip_byte(chunk)
+    result = job.execute_in_process(instance=instance, raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "2021-01-02 corrupt" in str(failure.step_failure_data.error)

@@ -10,7 +10,7 @@ from kline_assets.archive.store import DatasetStore
 from kline_assets.cli.live import seconds_to_next_boundary
 from kline_assets.defs.definitions import build_definitions
 from kline_assets.defs.live import live_days
-from kline_assets.defs.names import LIVE_SENSOR
+from kline_assets.defs.names import LIVE_SENSOR, SOURCE_CLI, TAG_DATASET, TAG_SOURCE
 from kline_assets.timezones import parse_zone
 from kline_assets_tests.helpers import FUT, cli, env_for, expected_rows, run, stored_rows
 
@@ -125,3 +125,23 @@ def test_combine_sensor_follows_backfills_but_not_live_runs(sim, make_settings, 
                                              dagster_instance=instance, dagster_run=live_run)
     assert isinstance(sensor(ctx), dg.SkipReason)
     assert "combine_after_backfill_sensor" not in [s.name for s in build_definitions(make_settings()).sensors]
+
+
+def test_sensor_skips_a_dataset_that_a_command_line_run_is_writing(sim, make_settings, instance):
+    """In-process (CLI) runs record no asset selection: their dataset tag must be enough."""
+    settings = make_settings()
+    job = build_definitions(settings).resolve_job_def("live_klines")
+    instance.create_run_for_job(job, tags={TAG_DATASET: FUT.name, TAG_SOURCE: SOURCE_CLI},
+                                status=dg.DagsterRunStatus.STARTED)
+    _, result = sensor_requests(settings, instance)
+    (request,) = result.run_requests
+    assert request.asset_selection == [dg.AssetKey(["binance", "BTCUSDT", "klines_1m"])]
+
+
+def test_today_is_never_ahead_of_this_machines_date():
+    """An exchange clock a few seconds past local midnight must not ask for tomorrow's partition, which
+    Dagster does not have until this machine's clock gets there too."""
+    machine_ms = int(time.time() * 1000)
+    tomorrow_ms = (machine_ms // 86_400_000 + 1) * 86_400_000 + 3_000
+    first, today = live_days(None, parse_zone("UTC"), tomorrow_ms, dt.date(2020, 1, 1))
+    assert today == dt.datetime.fromtimestamp(machine_ms / 1000, dt.timezone.utc).date() == first

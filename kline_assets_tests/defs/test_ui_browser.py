@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from kline_assets.defs.storage import INSTANCE_YAML
-from kline_assets_tests.helpers import SPOT, expected_rows, stored_rows
+from kline_assets_tests.helpers import REPO, SPOT, expected_rows, stored_rows
 
-pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-REPO = Path(__file__).resolve().parents[1]
+pytestmark = [pytest.mark.browser, pytest.mark.e2e,
+              pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine (apt-get install chromium)")]
 ARTIFACTS = REPO / "artifacts" / "ui"
 BIN = Path(sys.executable).parent
 
@@ -61,7 +61,6 @@ def dagster_dev(sim, tmp_path):
             os.killpg(proc.pid, 9)
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine (apt-get install chromium)")
 def wait_for_runs_to_finish(home: Path, monkeypatch) -> None:
     """The chunks are on disk before the run has recorded its events; the pages below need those."""
     import dagster as dg

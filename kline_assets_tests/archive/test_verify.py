@@ -1,0 +1,49 @@
+"""`verify` on a dataset built by hand: each kind of problem is reported, and only real ones."""
+
+import datetime as dt
+
+from kline_assets.archive.store import DatasetStore
+from kline_assets.archive.verify import verify
+from kline_assets.timezones import parse_zone
+from kline_assets_tests.helpers import FUT, day_table
+
+UTC = parse_zone("UTC")
+START = dt.date(2021, 1, 1)
+
+
+def stored(tmp_path, days: dict[dt.date, int]) -> DatasetStore:
+    """Days with the given number of minutes stored (1440: complete)."""
+    store = DatasetStore(tmp_path, FUT, UTC, START)
+    staged = []
+    for day, minutes in days.items():
+        start, _ = UTC.day_window_ms(day)
+        staged.append(store.stage(day, day_table(day, minutes), [], start + minutes * 60_000))
+    store.commit(staged)
+    return store
+
+
+def test_a_whole_dataset_passes(tmp_path):
+    store = stored(tmp_path, {START + dt.timedelta(n): 1440 for n in range(3)})
+    report = verify(store, None, None, dt.date(2021, 2, 1))
+    assert report.ok and report.days_checked == 3
+
+
+def test_missing_and_incomplete_days_inside_the_window_are_problems(tmp_path):
+    store = stored(tmp_path, {START: 1440, START + dt.timedelta(2): 600, START + dt.timedelta(3): 1440})
+    report = verify(store, None, None, dt.date(2021, 2, 1))
+    kinds = {(p.day, p.kind) for p in report.problems}
+    assert ("2021-01-02", "missing_day") in kinds
+    assert ("2021-01-03", "incomplete") in kinds
+    # the day after the incomplete one does not follow its last row either: a third day to repair
+    assert [str(d) for d in report.bad_days()] == ["2021-01-02", "2021-01-03", "2021-01-04"]
+
+
+def test_an_explicit_window_reports_the_days_it_lacks(tmp_path):
+    store = stored(tmp_path, {START + dt.timedelta(1): 1440})
+    report = verify(store, START, START + dt.timedelta(2), dt.date(2021, 2, 1))
+    assert {(p.day, p.kind) for p in report.problems} == {("2021-01-01", "missing_day"), ("2021-01-03", "missing_day")}
+
+
+def test_today_being_incomplete_is_not_a_problem(tmp_path):
+    store = stored(tmp_path, {START: 1440, START + dt.timedelta(1): 600})
+    assert verify(store, None, None, START + dt.timedelta(1)).ok
