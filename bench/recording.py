@@ -64,9 +64,10 @@ def watch(url: str, root: Path, days: int, every: float) -> None:
            "KLINE_PAIRS": "futures:BTC/USDT", "KLINE_STATE_DIR": str(root)}
     manifest = root / "data" / "binanceusdm" / "BTCUSDT" / "1m" / "manifest.json"
     began = time.monotonic()
+    log = open(root / "run.log", "w+")  # noqa: SIM115 (a pipe nobody reads would stall the run when full)
     run = subprocess.Popen([str(BIN / "dagster"), "asset", "materialize", "-m", "kline_assets.definitions",
                             "--select", "binanceusdm/BTCUSDT/klines_1m",
-                            "--partition-range", f"{start}...{last}"], env=env, stdout=subprocess.PIPE,
+                            "--partition-range", f"{start}...{last}"], env=env, stdout=log,
                            stderr=subprocess.STDOUT, text=True)
     os.environ["DAGSTER_HOME"] = str(home)
     key = dg.AssetKey(["binanceusdm", "BTCUSDT", "klines_1m"])
@@ -77,12 +78,14 @@ def watch(url: str, root: Path, days: int, every: float) -> None:
             stored = len(json.loads(manifest.read_text())["chunks"]) if manifest.exists() else 0
             shown = len(instance.get_materialized_partitions(key))
             print(f"{time.monotonic() - began:6.0f} {stored:12} {shown:24}", flush=True)
-        output = run.stdout.read()
+        log.seek(0)
+        output = log.read()
+        log.close()
         stored = {c["partition"] for c in json.loads(manifest.read_text())["chunks"]}
         shown = instance.get_materialized_partitions(key)
         events = instance.fetch_materializations(key, limit=days * 2).records
     for line in output.splitlines():
-        if "checking and recording" in line or "days/min" in line.split(" - ")[-1][-30:]:
+        if "checking and recording" in line or line.endswith("written)"):
             print(line.split(" - ")[-1])
     print(f"end: {len(stored)} days in the manifest, {len(shown)} materialized, {len(events)} materialization "
           f"events; manifest == Dagster: {stored == shown}; run exit code {run.returncode}")

@@ -1,5 +1,24 @@
 """kline-assets: an exact, verifiable local archive of Binance 1-minute klines as Dagster assets.
 
-The code location is `kline_assets.definitions` (see workspace.yaml); importing the package itself
-builds nothing, so the command line pays only for what it uses.
+The code location is `kline_assets.definitions` (see workspace.yaml). The Python API below (see
+`kline_assets.api`) is imported on first use, so `import kline_assets` and the command line load
+neither Dagster nor pandas until they need them.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_API = {"read_klines", "open_dataset", "load_manifest", "build_combined", "klines_asset_key",
+        "build_definitions"}
+_ERRORS = {"BadInput", "ChunkUnavailable"}
+__all__ = sorted(_API | _ERRORS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        return getattr(importlib.import_module("kline_assets.api"), name)
+    if name in _ERRORS:
+        return getattr(importlib.import_module("kline_assets.errors"), name)
+    raise AttributeError(f"module 'kline_assets' has no attribute {name!r}")

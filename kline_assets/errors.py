@@ -19,3 +19,8 @@ class ExchangeTransient(RuntimeError):
 
 class Banned(ExchangeFinal):
     """429/418 with a Retry-After too long to wait out inside a run."""
+
+
+class ChunkUnavailable(RuntimeError):
+    """A day that was asked for cannot be served as stored: no chunk for it, or its file does not match
+    the manifest (never handed over: reading it would spread bad data)."""

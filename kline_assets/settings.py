@@ -107,6 +107,7 @@ class Settings:
     spot_url: str = "https://api.binance.com"
     futures_url: str = "https://fapi.binance.com"
     build_combined_on_backfill: bool = False
+    hourly: bool = False  # the example downstream asset klines_1h
 
     def origin(self, market: str) -> str:
         return (self.spot_url if market == "spot" else self.futures_url).rstrip("/")
@@ -128,4 +129,5 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         spot_url=get("KLINE_SPOT_URL", MARKETS["spot"].default_origin),
         futures_url=get("KLINE_FUTURES_URL", MARKETS["futures"].default_origin),
         build_combined_on_backfill=get("BUILD_COMBINED_ON_BACKFILL", "") == "1",
+        hourly=get("KLINE_HOURLY", "") == "1",
     )

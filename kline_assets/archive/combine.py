@@ -8,7 +8,6 @@ streams at disk speed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -18,15 +17,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kline_assets.archive.atomic import fsync_dir
+from kline_assets.archive.reader import verified_table
 from kline_assets.archive.schema import SCHEMA
 from kline_assets.archive.store import DatasetStore
 from kline_assets.errors import BadInput
 
 SOURCES_KEY = b"kline_assets.sources"
-
-
-class CombineRefused(RuntimeError):
-    """A chunk does not match the manifest: combining it would spread bad data."""
 
 
 @dataclass
@@ -70,11 +66,7 @@ def combine(store: DatasetStore, from_index: int | None = None, to_index: int | 
     try:
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
             for entry in entries:
-                data = store.paths.resolve(entry.file).read_bytes() if store.paths.resolve(entry.file).exists() else b""
-                if hashlib.sha256(data).hexdigest() != entry.sha256:
-                    raise CombineRefused(f"{entry.file} ({entry.partition}) does not match its manifest sha256; "
-                                         "run `kline-assets verify --repair` first")
-                table = pq.read_table(pa.BufferReader(data))
+                table = verified_table(store, entry)  # a chunk that does not match is never combined
                 if table.num_rows:
                     writer.write_table(table.replace_schema_metadata(schema.metadata))
         with open(tmp, "rb+") as fh:

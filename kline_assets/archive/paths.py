@@ -21,7 +21,7 @@ class DatasetPaths:
 
     @property
     def dir(self) -> Path:
-        return self.data_root / self.spec.exchange_id / self.spec.symbol / INTERVAL
+        return dataset_dir(self.data_root, self.spec.exchange_id, self.spec.symbol)
 
     @property
     def chunks_dir(self) -> Path:
@@ -52,6 +52,15 @@ class DatasetPaths:
 
     def resolve(self, relpath: str) -> Path:
         return self.dir / relpath
+
+
+def dataset_dir(data_root: str | Path, exchange_id: str, symbol: str) -> Path:
+    return Path(data_root) / exchange_id / symbol / INTERVAL
+
+
+def hourly_file(data_root: str | Path, spec: DatasetSpec, partition: str) -> Path:
+    """A day of the example asset klines_1h (kline_assets.defs.hourly)."""
+    return Path(data_root) / spec.exchange_id / spec.symbol / "1h" / f"{partition}.parquet"
 
 
 def manifest_file(dataset_dir: Path) -> Path:

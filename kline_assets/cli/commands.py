@@ -21,7 +21,7 @@ from kline_assets.archive.verify import quarantine, record, verify
 from kline_assets.binance.symbols import resolve_pair
 from kline_assets.cli.live import StopFlag, run_loop
 from kline_assets.defs.live import live_days
-from kline_assets.defs.names import SOURCE_LIVE, TAG_SOURCE, combined_key, klines_key
+from kline_assets.defs.names import SOURCE_LIVE, TAG_SOURCE, combined_key
 from kline_assets.defs.resources import ArchiveResource, ExchangeResource
 from kline_assets.defs.runs import dagster_instance, materialize_range, materialize_unpartitioned
 from kline_assets.errors import BadInput
@@ -92,8 +92,7 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings, spec: DatasetSpec
     print(f"backfill {spec.name} ({spec.market} {spec.pair}): {first} .. {last}, "
           f"{(end - first).days} day(s) in {settings.align_tz.name}, data in {store.paths.dir}", file=sys.stderr)
     began = time.monotonic()
-    outcome = materialize_range(settings, spec, first.isoformat(), last.isoformat(), dagster_instance(),
-                                dg.AssetSelection.assets(klines_key(spec)))
+    outcome = materialize_range(settings, spec, first.isoformat(), last.isoformat(), dagster_instance())
     elapsed = time.monotonic() - began
     status = dataset_status(store.paths.dir) if store.paths.manifest.exists() else None
     if not outcome.success:
@@ -163,8 +162,7 @@ def cmd_verify(args: argparse.Namespace, settings: Settings, spec: DatasetSpec) 
     quarantine(store, report)
     if days:
         print(f"repairing {len(days)} day(s) between {days[0]} and {days[-1]} through Dagster", file=sys.stderr)
-        outcome = materialize_range(settings, spec, days[0].isoformat(), days[-1].isoformat(), dagster_instance(),
-                                    dg.AssetSelection.assets(klines_key(spec)))
+        outcome = materialize_range(settings, spec, days[0].isoformat(), days[-1].isoformat(), dagster_instance())
         if not outcome.success:
             print(f"kline-assets: repair run failed: {outcome.error} (run {outcome.run_id})", file=sys.stderr)
     report = verify(store, first, last, today)
@@ -224,7 +222,7 @@ def cmd_live(args: argparse.Namespace, settings: Settings, spec: DatasetSpec) ->
         now_ms = client.sync_time()
         first, today = live_days(store.read_manifest(), settings.align_tz, now_ms, store.start)
         outcome = materialize_range(settings, spec, first.isoformat(), today.isoformat(), instance,
-                                    dg.AssetSelection.assets(klines_key(spec)), tags={TAG_SOURCE: SOURCE_LIVE})
+                                    tags={TAG_SOURCE: SOURCE_LIVE})
         entry = store.manifest().entry_for(today)
         if outcome.interrupted:
             stop.event.set()

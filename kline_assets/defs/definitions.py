@@ -11,12 +11,17 @@ import dagster as dg
 from kline_assets.binance.symbols import resolve_for_definitions
 from kline_assets.defs.assets import build_klines_asset
 from kline_assets.defs.combined import build_combined_asset
+from kline_assets.defs.hourly import build_hourly_asset
 from kline_assets.defs.io_manager import ChunkIOManager
-from kline_assets.defs.jobs import build_combine_job, build_live_job, build_verify_job
+from kline_assets.defs.jobs import build_combine_job, build_hourly_job, build_live_job, build_verify_job
 from kline_assets.defs.names import ARCHIVE, CHUNK_IO_MANAGER, EXCHANGE
 from kline_assets.defs.partitions import daily_partitions
 from kline_assets.defs.resources import ArchiveResource, ExchangeResource
-from kline_assets.defs.sensors import build_combine_after_backfill_sensor, build_live_sensor
+from kline_assets.defs.sensors import (
+    build_combine_after_backfill_sensor,
+    build_hourly_after_klines_sensor,
+    build_live_sensor,
+)
 from kline_assets.logs import setup_logging
 from kline_assets.settings import MARKETS, Settings, load_settings
 
@@ -35,7 +40,9 @@ def build_resources(settings: Settings) -> dict:
 def build_assets(settings: Settings) -> list:
     partitions_def = daily_partitions(settings.align_tz, settings.start)
     klines = [build_klines_asset(spec, partitions_def) for spec in settings.pairs]
-    return klines + [build_combined_asset(spec) for spec in settings.pairs]
+    hourly = [build_hourly_asset(spec, partitions_def, settings.align_tz) for spec in settings.pairs
+              if settings.hourly]
+    return klines + hourly + [build_combined_asset(spec) for spec in settings.pairs]
 
 
 def build_definitions(settings: Settings | None = None, resolve_pairs: bool = True) -> dg.Definitions:
@@ -49,11 +56,16 @@ def build_definitions(settings: Settings | None = None, resolve_pairs: bool = Tr
     setup_logging(settings.log_dir)
     live_job, combine_job = build_live_job(settings), build_combine_job(settings)
     sensors = [build_live_sensor(settings, live_job)]
+    jobs = [live_job, combine_job, *(build_verify_job(spec) for spec in settings.pairs)]
     if settings.build_combined_on_backfill:
         sensors.append(build_combine_after_backfill_sensor(settings, combine_job))
+    if settings.hourly:
+        hourly_job = build_hourly_job(settings)
+        jobs.append(hourly_job)
+        sensors.append(build_hourly_after_klines_sensor(settings, hourly_job))
     return dg.Definitions(
         assets=build_assets(settings),
-        jobs=[live_job, combine_job, *(build_verify_job(spec) for spec in settings.pairs)],
+        jobs=jobs,
         sensors=sensors,
         resources=build_resources(settings),
     )

@@ -10,7 +10,16 @@ import dagster as dg
 
 from kline_assets.archive.daycalendar import day_states, markdown
 from kline_assets.archive.verify import record, verify
-from kline_assets.defs.names import ARCHIVE, COMBINE_JOB, LIVE_JOB, combined_key, job_name, klines_key
+from kline_assets.defs.names import (
+    ARCHIVE,
+    COMBINE_JOB,
+    HOURLY_JOB,
+    LIVE_JOB,
+    combined_key,
+    hourly_key,
+    job_name,
+    klines_key,
+)
 from kline_assets.defs.resources import ArchiveResource
 from kline_assets.settings import DatasetSpec, Settings
 
@@ -23,6 +32,11 @@ def build_live_job(settings: Settings):
 def build_combine_job(settings: Settings):
     return dg.define_asset_job(COMBINE_JOB, selection=[combined_key(s) for s in settings.pairs],
                                description="Rebuild combined files (after backfills, when enabled).")
+
+
+def build_hourly_job(settings: Settings):
+    return dg.define_asset_job(HOURLY_JOB, selection=[hourly_key(spec) for spec in settings.pairs],
+                               description="klines_1h of the days a klines_1m run loaded (KLINE_HOURLY=1).")
 
 
 def build_verify_job(spec: DatasetSpec) -> dg.JobDefinition:

@@ -9,6 +9,7 @@ from kline_assets.settings import DatasetSpec
 
 KLINES = "klines_1m"
 COMBINED = "klines_1m_combined"
+HOURLY = "klines_1h"
 
 ARCHIVE = "archive"
 EXCHANGE = "exchange"
@@ -16,8 +17,10 @@ CHUNK_IO_MANAGER = "chunk_io_manager"
 
 LIVE_JOB = "live_klines"
 COMBINE_JOB = "combine_klines"
+HOURLY_JOB = "hourly_klines"
 LIVE_SENSOR = "live_klines_sensor"
 COMBINE_SENSOR = "combine_after_backfill_sensor"
+HOURLY_SENSOR = "hourly_after_klines_sensor"
 
 # run tags: which datasets a run writes (in-process runs record no asset selection) and who started it
 TAG_DATASET = "kline_assets/dataset"
@@ -34,6 +37,10 @@ def klines_key(spec: DatasetSpec) -> dg.AssetKey:
 
 def combined_key(spec: DatasetSpec) -> dg.AssetKey:
     return dg.AssetKey([spec.exchange_id, spec.symbol, COMBINED])
+
+
+def hourly_key(spec: DatasetSpec) -> dg.AssetKey:
+    return dg.AssetKey([spec.exchange_id, spec.symbol, HOURLY])
 
 
 def group_name(spec: DatasetSpec) -> str:

@@ -7,8 +7,11 @@ import threading
 
 import dagster as dg
 
+from kline_assets.archive.manifest import Manifest
+from kline_assets.archive.paths import dataset_dir, manifest_file
 from kline_assets.archive.store import DatasetStore
 from kline_assets.binance.client import BinanceClient
+from kline_assets.errors import ChunkUnavailable
 from kline_assets.settings import MARKETS, DatasetSpec, Settings
 from kline_assets.timezones import AlignZone, parse_zone
 
@@ -65,6 +68,16 @@ class ArchiveResource(dg.ConfigurableResource):
     @property
     def zone(self) -> AlignZone:
         return parse_zone(self.align_tz)
+
+    def store_for_key(self, key: dg.AssetKey) -> DatasetStore:
+        """The dataset behind a `klines_1m` key (`[exchange_id, PAIR_TOKEN, ...]`); its pair is in its manifest."""
+        exchange_id, symbol = key.path[0], key.path[1]
+        path = manifest_file(dataset_dir(self.data_root, exchange_id, symbol))
+        if not path.exists():
+            raise ChunkUnavailable(f"{exchange_id}/{symbol} has no dataset under {self.data_root} (no {path}); "
+                                   "backfill it first")
+        manifest = Manifest.load(path)
+        return self.store(DatasetSpec(manifest.market, manifest.pair))
 
     def store(self, spec: DatasetSpec) -> DatasetStore:
         """The one way to open a dataset: a stored dataset keeps its own start date."""

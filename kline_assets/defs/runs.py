@@ -12,7 +12,7 @@ import dagster as dg
 
 from kline_assets.archive.atomic import replace_atomic
 from kline_assets.defs.definitions import build_assets, build_resources
-from kline_assets.defs.names import SOURCE_CLI, TAG_DATASET, TAG_SOURCE, range_tags
+from kline_assets.defs.names import SOURCE_CLI, TAG_DATASET, TAG_SOURCE, hourly_key, klines_key, range_tags
 from kline_assets.defs.storage import INSTANCE_YAML, written_by_us
 from kline_assets.settings import DatasetSpec, Settings
 
@@ -67,15 +67,25 @@ def _first_error(result: dg.ExecuteInProcessResult) -> str | None:
 
 
 def materialize_range(settings: Settings, spec: DatasetSpec, first_key: str, last_key: str,
-                      instance: dg.DagsterInstance, selection: dg.AssetSelection,
-                      run_config: dict | None = None, tags: dict | None = None) -> RunOutcome:
+                      instance: dg.DagsterInstance, tags: dict | None = None) -> RunOutcome:
+    """One run loading the days first_key..last_key of `spec`; with `KLINE_HOURLY=1` a second run then
+    builds klines_1h of the same days (in its own run: klines_1m records its days as events and emits no
+    output, so a downstream step in the same run would be skipped)."""
+    outcome = _range_run(settings, spec, klines_key(spec), first_key, last_key, instance, tags)
+    if outcome.success and settings.hourly:
+        return _range_run(settings, spec, hourly_key(spec), first_key, last_key, instance, tags)
+    return outcome
+
+
+def _range_run(settings: Settings, spec: DatasetSpec, key: dg.AssetKey, first_key: str, last_key: str,
+               instance: dg.DagsterInstance, tags: dict | None) -> RunOutcome:
     result = dg.materialize(
         build_assets(settings),
         resources=build_resources(settings),
         instance=instance,
-        selection=selection,
+        selection=[key],
         tags={**range_tags(first_key, last_key), TAG_SOURCE: SOURCE_CLI, TAG_DATASET: spec.name, **(tags or {})},
-        run_config={**_QUIET, **(run_config or {})},
+        run_config=_QUIET,
         raise_on_error=False,
     )
     return RunOutcome(result.success, result.run_id, _first_error(result))

@@ -12,11 +12,13 @@ import dagster as dg
 from kline_assets.defs.live import live_days
 from kline_assets.defs.names import (
     COMBINE_SENSOR,
+    HOURLY_SENSOR,
     LIVE_SENSOR,
     SOURCE_LIVE,
     TAG_DATASET,
     TAG_SOURCE,
     combined_key,
+    hourly_key,
     klines_key,
     range_tags,
 )
@@ -93,3 +95,30 @@ def build_combine_after_backfill_sensor(settings: Settings, job) -> dg.SensorDef
         return requests or dg.SkipReason("the run loaded no klines_1m")
 
     return _combine
+
+
+def build_hourly_after_klines_sensor(settings: Settings, job) -> dg.SensorDefinition:
+    """KLINE_HOURLY=1: after each successful run that loaded klines_1m (live, backfill, CLI), one run per
+    dataset builds klines_1h for the days it loaded. A run of its own, because klines_1m records its days
+    as events and emits no output, so a klines_1h step in the same run would be skipped."""
+
+    @dg.run_status_sensor(name=HOURLY_SENSOR, run_status=dg.DagsterRunStatus.SUCCESS, request_job=job,
+                          default_status=dg.DefaultSensorStatus.RUNNING,
+                          description="Builds klines_1h of the days each successful klines_1m run loaded.")
+    def _hourly(context: dg.RunStatusSensorContext):
+        run = context.dagster_run
+        records = context.instance.get_records_for_run(
+            run_id=run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=100_000).records
+        days: dict[dg.AssetKey, list[str]] = {}
+        for record in records:
+            event = record.event_log_entry.dagster_event
+            days.setdefault(event.asset_key, []).append(event.partition)
+        requests = [
+            dg.RunRequest(run_key=f"hourly:{run.run_id}:{spec.name}", asset_selection=[hourly_key(spec)],
+                          tags={**range_tags(min(days[klines_key(spec)]), max(days[klines_key(spec)])),
+                                TAG_DATASET: spec.name})
+            for spec in settings.pairs if days.get(klines_key(spec))
+        ]
+        return requests or dg.SkipReason("the run loaded no klines_1m")
+
+    return _hourly

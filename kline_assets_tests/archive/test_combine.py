@@ -7,11 +7,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from kline_assets.archive.combine import CombineRefused, combine
+from kline_assets.archive.combine import combine
 from kline_assets.archive.schema import SCHEMA
 from kline_assets.archive.store import DatasetStore
 from kline_assets.defs.definitions import build_assets, build_resources
 from kline_assets.defs.names import combined_key, klines_key
+from kline_assets.errors import ChunkUnavailable
 from kline_assets.timezones import parse_zone
 from kline_assets_tests.helpers import FUT
 
@@ -52,7 +53,7 @@ def test_a_corrupt_chunk_is_refused(loaded):
     _, store = loaded
     path = store.paths.resolve(store.manifest().chunks[4].file)
     path.write_bytes(path.read_bytes()[:-10])
-    with pytest.raises(CombineRefused, match="verify --repair"):
+    with pytest.raises(ChunkUnavailable, match="verify --repair"):
         combine(store)
     assert not store.paths.combined_file(None).exists()
 

@@ -2,12 +2,15 @@
 
 import datetime as dt
 import json
+import os
 import random
 import shutil
 import signal
 import subprocess
 import time
+from unittest import mock
 
+import dagster as dg
 import pytest
 
 from kline_assets_tests.helpers import BIN, check_days, cli, env_for
@@ -56,6 +59,32 @@ def test_kill_minus_nine_then_rerun_completes_exactly(sim, tmp_path):
     done = cli(env, "backfill", "--start", "2021-01-01", "--end", "2021-02-15")
     assert done.returncode == 0, done.stderr
     check_days(sim, root, dt.date(2021, 1, 1), 45)
+    assert materialized(env) == {c["partition"] for c in json.loads(manifest.read_text())["chunks"]}
+
+
+def test_ctrl_c_leaves_exactly_the_committed_days_materialized(sim, tmp_path):
+    sim.state.config.latency_ms = 200
+    env = env_for(sim, tmp_path)
+    manifest = tmp_path / "data" / "binanceusdm" / "BTCUSDT" / "1m" / "manifest.json"
+    proc = subprocess.Popen([str(BIN / "kline-assets"), "backfill", "--start", "2021-01-01", "--end", "2021-03-01"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not manifest.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "Traceback" not in err
+    stored = {c["partition"] for c in json.loads(manifest.read_text())["chunks"]}
+    assert 0 < len(stored) < 59
+    assert materialized(env) == stored
+
+
+def materialized(env) -> set[str]:
+    """The partitions the CLI's instance shows as materialized (its storage class reads DAGSTER_HOME)."""
+    with mock.patch.dict(os.environ, {"DAGSTER_HOME": env["DAGSTER_HOME"]}), \
+            dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        return instance.get_materialized_partitions(dg.AssetKey(["binanceusdm", "BTCUSDT", "klines_1m"]))
 
 
 def test_dagster_asset_materialize_partition_range(sim, tmp_path):

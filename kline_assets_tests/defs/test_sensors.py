@@ -1,5 +1,6 @@
 """Live updates: the sensor's run requests, and the live loop across minute boundaries and midnight."""
 
+import dataclasses
 import datetime as dt
 import time
 from zoneinfo import ZoneInfo
@@ -10,7 +11,15 @@ from kline_assets.archive.store import DatasetStore
 from kline_assets.cli.live import seconds_to_next_boundary
 from kline_assets.defs.definitions import build_definitions
 from kline_assets.defs.live import live_days
-from kline_assets.defs.names import LIVE_SENSOR, SOURCE_CLI, TAG_DATASET, TAG_SOURCE
+from kline_assets.defs.names import (
+    HOURLY_SENSOR,
+    LIVE_SENSOR,
+    RANGE_END,
+    RANGE_START,
+    SOURCE_CLI,
+    TAG_DATASET,
+    TAG_SOURCE,
+)
 from kline_assets.timezones import parse_zone
 from kline_assets_tests.helpers import FUT, cli, env_for, expected_rows, run, stored_rows
 
@@ -105,8 +114,6 @@ def test_live_loop_across_minutes_and_a_zurich_midnight(sim, tmp_path):
 
 
 def test_combine_sensor_follows_backfills_but_not_live_runs(sim, make_settings, instance):
-    import dataclasses
-
     settings = dataclasses.replace(make_settings(pairs="futures:BTC/USDT"), build_combined_on_backfill=True)
     defs = build_definitions(settings)
     sensor = defs.resolve_sensor_def("combine_after_backfill_sensor")
@@ -145,3 +152,19 @@ def test_today_is_never_ahead_of_this_machines_date():
     tomorrow_ms = (machine_ms // 86_400_000 + 1) * 86_400_000 + 3_000
     first, today = live_days(None, parse_zone("UTC"), tomorrow_ms, dt.date(2020, 1, 1))
     assert today == dt.datetime.fromtimestamp(machine_ms / 1000, dt.timezone.utc).date() == first
+
+
+def test_hourly_follows_each_run_that_loaded_klines(sim, make_settings, instance):
+    settings = dataclasses.replace(make_settings(pairs="futures:BTC/USDT"), hourly=True)
+    defs = build_definitions(settings)
+    sensor = defs.resolve_sensor_def(HOURLY_SENSOR)
+    assert run(dataclasses.replace(settings, hourly=False), instance, FUT, "2021-01-01", "2021-01-03").success
+    run_ = instance.get_run_records(limit=1)[0].dagster_run
+    success = next(e.dagster_event for e in instance.all_logs(run_.run_id)
+                   if e.dagster_event and e.dagster_event.event_type == dg.DagsterEventType.RUN_SUCCESS)
+    ctx = dg.build_run_status_sensor_context(sensor_name=sensor.name, dagster_event=success,
+                                             dagster_instance=instance, dagster_run=run_)
+    (request,) = sensor(ctx)
+    assert request.asset_selection == [dg.AssetKey(["binanceusdm", "BTCUSDT", "klines_1h"])]
+    assert (request.tags[RANGE_START], request.tags[RANGE_END]) == ("2021-01-01", "2021-01-03")
+    assert HOURLY_SENSOR not in [s.name for s in build_definitions(make_settings()).sensors]

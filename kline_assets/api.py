@@ -1,0 +1,103 @@
+"""The Python API, for notebooks and scripts (re-exported by `kline_assets`): verified reads of a
+dataset, its manifest and combined file, and the Dagster definitions and keys to build on.
+
+Every function finds the dataset under `data_root` (default: `KLINE_DATA_ROOT`, else `data`) by market
+and pair, and takes its alignment zone and start from its manifest. Unknown datasets, markets, pairs,
+zones and impossible windows raise `BadInput` with one clear line (the command line's exit-2 errors);
+a chunk that is missing or does not match the manifest raises `ChunkUnavailable`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+import dagster as dg
+import pandas as pd
+import pyarrow.dataset as pads
+
+from kline_assets.archive.combine import Combined, combine
+from kline_assets.archive.manifest import Manifest
+from kline_assets.archive.paths import DatasetPaths
+from kline_assets.archive.reader import verified_table, window_table
+from kline_assets.archive.schema import SCHEMA
+from kline_assets.archive.store import DatasetStore
+from kline_assets.defs.definitions import build_definitions
+from kline_assets.defs.names import klines_key
+from kline_assets.errors import BadInput
+from kline_assets.settings import DEFAULT_PAIR, DatasetSpec, Settings, get_market, normalise_pair
+from kline_assets.timezones import AlignZone, parse_instant, parse_zone
+
+__all__ = ["build_combined", "build_definitions", "klines_asset_key", "load_manifest", "open_dataset",
+           "read_klines"]
+
+Instant = str | dt.date | dt.datetime | None
+
+
+def _spec(market: str, pair: str) -> DatasetSpec:
+    return DatasetSpec(get_market(market).name, normalise_pair(pair))
+
+
+def _store(market: str, pair: str, data_root: str | os.PathLike | None) -> DatasetStore:
+    root = data_root or os.environ.get("KLINE_DATA_ROOT", "").strip() or Settings.data_root
+    spec = _spec(market, pair)
+    path = DatasetPaths(root, spec).manifest
+    if not path.exists():
+        raise BadInput(f"no {spec.market} {spec.pair} dataset under {root} (no {path})")
+    manifest = Manifest.load(path)
+    return DatasetStore(root, spec, parse_zone(manifest.align_tz), manifest.start_date)
+
+
+def _ms(value: Instant, zone: AlignZone) -> int | None:
+    """ISO text, a date (its local midnight) or a datetime; naive values are in the dataset's zone."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        instant = value if value.tzinfo else value.replace(tzinfo=zone.tzinfo)
+        return int(instant.timestamp() * 1000)
+    if isinstance(value, dt.date):
+        return zone.midnight_ms(value)
+    if isinstance(value, str):
+        return int(parse_instant(value, zone).timestamp() * 1000)
+    raise BadInput(f"bad time {value!r}: use an ISO string, a date or a datetime")
+
+
+def load_manifest(market: str = "futures", pair: str = DEFAULT_PAIR, *,
+                  data_root: str | os.PathLike | None = None) -> Manifest:
+    """The dataset's manifest: `chunks` maps each index to its entry (day, file, rows, sha256, gaps...)."""
+    return _store(market, pair, data_root).manifest()
+
+
+def read_klines(market: str = "futures", pair: str = DEFAULT_PAIR, start: Instant = None, end: Instant = None, *,
+                data_root: str | os.PathLike | None = None) -> pd.DataFrame:
+    """The stored rows with `start <= open_time < end` (either bound may be left out), in the chunk
+    schema, verified chunk by chunk and read only from the chunks the window touches."""
+    store = _store(market, pair, data_root)
+    start_ms, end_ms = _ms(start, store.zone), _ms(end, store.zone)
+    if start_ms is not None and end_ms is not None and end_ms <= start_ms:
+        raise BadInput(f"impossible window: end {end} is not after start {start}")
+    return window_table(store, store.manifest(), start_ms, end_ms).to_pandas()
+
+
+def open_dataset(market: str = "futures", pair: str = DEFAULT_PAIR, *,
+                 data_root: str | os.PathLike | None = None) -> pads.Dataset:
+    """A `pyarrow.dataset.Dataset` over exactly the chunks the manifest lists (never pending or stray
+    files), each checked against its sha256 first, for DuckDB, Polars or pyarrow scans of years of data."""
+    store = _store(market, pair, data_root)
+    entries = [store.manifest().chunks[i] for i in sorted(store.manifest().chunks)]
+    for entry in entries:
+        verified_table(store, entry)
+    return pads.dataset([str(store.paths.resolve(e.file)) for e in entries], schema=SCHEMA, format="parquet")
+
+
+def build_combined(market: str, pair: str, *, from_index: int | None = None, to_index: int | None = None,
+                   tz: str | None = None, data_root: str | os.PathLike | None = None) -> Combined:
+    """What `kline-assets combine` does, without a Dagster run: the chunks (all, or an inclusive index
+    range) streamed into one file under `combined/`; `tz` only names the file."""
+    store = _store(market, pair, data_root)
+    return combine(store, from_index, to_index, parse_zone(tz).file_suffix() if tz else None)
+
+
+def klines_asset_key(market: str, pair: str) -> dg.AssetKey:
+    """The key of the dataset's `klines_1m` asset, for `AssetIn`/`deps` of your own assets."""
+    return klines_key(_spec(market, pair))

@@ -1,0 +1,56 @@
+"""Reading a dataset back, verified: a chunk's bytes are checked against its manifest entry (size and
+sha256) before a row of it is used, by `combine`, the Python API and the IO manager's `load_input`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from kline_assets.archive.manifest import ChunkEntry, Manifest
+from kline_assets.archive.schema import SCHEMA
+from kline_assets.archive.store import DatasetStore
+from kline_assets.errors import ChunkUnavailable
+
+REPAIR = "run `kline-assets verify --repair`"
+
+
+def verified_table(store: DatasetStore, entry: ChunkEntry) -> pa.Table:
+    path = store.paths.resolve(entry.file)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ChunkUnavailable(f"{store.spec.name} {entry.partition}: {entry.file} is listed but missing; "
+                               f"{REPAIR}") from None
+    if len(data) != entry.bytes or hashlib.sha256(data).hexdigest() != entry.sha256:
+        raise ChunkUnavailable(f"{store.spec.name} {entry.partition}: {entry.file} does not match its manifest "
+                               f"sha256; {REPAIR}")
+    return pq.read_table(pa.BufferReader(data))
+
+
+def day_table(store: DatasetStore, manifest: Manifest, day: dt.date) -> pa.Table:
+    """One stored day; a day without a chunk is an error, never an empty table."""
+    entry = manifest.entry_for(day)
+    if entry is None:
+        raise ChunkUnavailable(f"{store.spec.name} has no chunk for {day}; run `kline-assets "
+                               f"--market {store.spec.market} --pair {store.spec.pair} backfill --start {day}`")
+    return verified_table(store, entry)
+
+
+def window_table(store: DatasetStore, manifest: Manifest, start_ms: int | None, end_ms: int | None) -> pa.Table:
+    """The stored rows with start_ms <= open_time < end_ms, read only from the chunks the window touches."""
+    parts = []
+    for index in sorted(manifest.chunks):
+        entry = manifest.chunks[index]
+        if (start_ms is not None and entry.end_ms <= start_ms) or (end_ms is not None and entry.start_ms >= end_ms):
+            continue
+        table = verified_table(store, entry)
+        if start_ms is not None and entry.start_ms < start_ms:
+            table = table.filter(pc.greater_equal(table["open_time"], start_ms))
+        if end_ms is not None and entry.end_ms > end_ms:
+            table = table.filter(pc.less(table["open_time"], end_ms))
+        parts.append(table.replace_schema_metadata(None))
+    return pa.concat_tables(parts) if parts else SCHEMA.empty_table()

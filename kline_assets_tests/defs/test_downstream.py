@@ -1,0 +1,118 @@
+"""klines_1m as an input: one partition, a range (dict), pandas and Arrow, a corrupt chunk refused, and
+the shipped klines_1h example equal to a pandas resample of the same rows.
+
+No `from __future__ import annotations`: Dagster reads the input annotations at run time.
+"""
+
+import datetime as dt
+from dataclasses import replace
+
+import dagster as dg
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+import kline_assets
+from kline_assets.archive.paths import DatasetPaths, hourly_file
+from kline_assets.archive.schema import COLUMN_NAMES
+from kline_assets.defs.definitions import build_assets, build_resources
+from kline_assets.defs.names import hourly_key, klines_key, range_tags
+from kline_assets.defs.partitions import daily_partitions
+from kline_assets_tests.helpers import FUT, expected_rows, flip_byte, run
+
+SEEN: dict = {}
+
+
+def downstream(settings, annotation):
+    partitions = daily_partitions(settings.align_tz, settings.start)
+
+    @dg.asset(ins={"klines": dg.AssetIn(klines_key(FUT))}, partitions_def=partitions,
+              backfill_policy=dg.BackfillPolicy.single_run())
+    def pandas_user(klines: pd.DataFrame) -> None:
+        SEEN["value"] = klines
+
+    @dg.asset(ins={"klines": dg.AssetIn(klines_key(FUT))}, partitions_def=partitions,
+              backfill_policy=dg.BackfillPolicy.single_run())
+    def arrow_user(klines: pa.Table) -> None:
+        SEEN["value"] = klines
+
+    @dg.asset(ins={"klines": dg.AssetIn(klines_key(FUT))}, partitions_def=partitions,
+              backfill_policy=dg.BackfillPolicy.single_run())
+    def range_user(klines: dict) -> None:
+        SEEN["value"] = klines
+
+    return {"pandas": pandas_user, "arrow": arrow_user, "range": range_user}[annotation]
+
+
+def materialize_downstream(settings, instance, asset, first, last, raise_on_error=True):
+    SEEN.clear()
+    return dg.materialize([asset, *build_assets(settings)], resources=build_resources(settings), instance=instance,
+                          selection=[asset.key], tags=range_tags(first, last), raise_on_error=raise_on_error)
+
+
+@pytest.fixture
+def loaded(sim, make_settings, instance):
+    settings = make_settings(start="2021-01-01")
+    assert run(settings, instance, FUT, "2021-01-01", "2021-01-03").success
+    return settings
+
+
+def test_one_partition_as_pandas_and_as_arrow(sim, loaded, instance):
+    materialize_downstream(loaded, instance, downstream(loaded, "pandas"), "2021-01-02", "2021-01-02")
+    frame = SEEN["value"]
+    assert isinstance(frame, pd.DataFrame) and frame.columns.tolist() == COLUMN_NAMES
+    assert [list(r) for r in frame.itertuples(index=False)] == expected_rows(sim.state, FUT, "UTC", dt.date(2021, 1, 2))
+    materialize_downstream(loaded, instance, downstream(loaded, "arrow"), "2021-01-02", "2021-01-02")
+    assert isinstance(SEEN["value"], pa.Table) and SEEN["value"].num_rows == 1440
+
+
+def test_a_range_gets_a_dict_per_partition(loaded, instance):
+    materialize_downstream(loaded, instance, downstream(loaded, "range"), "2021-01-01", "2021-01-03")
+    assert sorted(SEEN["value"]) == ["2021-01-01", "2021-01-02", "2021-01-03"]
+    assert all(isinstance(f, pd.DataFrame) and len(f) == 1440 for f in SEEN["value"].values())
+
+
+def test_a_corrupt_chunk_or_a_missing_day_fails_the_step_with_what_to_do(loaded, instance):
+    entry = next(c for c in [*DatasetPaths(loaded.data_root, FUT).chunks_dir.iterdir()] if "20210102" in c.name)
+    flip_byte(entry)
+    result = materialize_downstream(loaded, instance, downstream(loaded, "pandas"), "2021-01-02", "2021-01-02",
+                                    raise_on_error=False)
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "2021-01-02" in str(failure.step_failure_data.error) and "verify --repair" in str(
+        failure.step_failure_data.error)
+    result = materialize_downstream(loaded, instance, downstream(loaded, "pandas"), "2021-01-05", "2021-01-05",
+                                    raise_on_error=False)
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "no chunk for 2021-01-05" in str(failure.step_failure_data.error)
+
+
+def resampled(frame: pd.DataFrame) -> pd.DataFrame:
+    """What a pandas user writes by hand for UTC days: resample to hours, drop hours without klines."""
+    indexed = frame.set_index(pd.to_datetime(frame["open_time"], unit="ms"))
+    bars = indexed.resample("1h").agg({"open": "first", "high": "max", "low": "min", "close": "last",
+                                       "volume": "sum", "quote_volume": "sum", "trades": "sum",
+                                       "taker_base_volume": "sum", "taker_quote_volume": "sum",
+                                       "open_time": "first"}).dropna(subset=["open"])
+    bars["open_time"] = (bars.index - pd.Timestamp(0)) // pd.Timedelta(milliseconds=1)
+    return bars.reset_index(drop=True)
+
+
+def test_klines_1h_equals_a_pandas_resample(sim, make_settings, instance):
+    settings = make_settings(start="2020-02-18", pairs="spot:BTC/USDT")
+    settings = replace(settings, hourly=True)
+    assert run(settings, instance, settings.pairs[0], "2020-02-18", "2020-02-20").success
+    result = dg.materialize(build_assets(settings), resources=build_resources(settings), instance=instance,
+                            selection=[hourly_key(settings.pairs[0])], tags=range_tags("2020-02-18", "2020-02-20"))
+    assert result.success
+    files = {day: hourly_file(settings.data_root, settings.pairs[0], day)
+             for day in ("2020-02-18", "2020-02-19", "2020-02-20")}
+    bars = {day: pd.read_parquet(path) for day, path in files.items()}
+    recorded = {m.partition: m.metadata["bars"].value for m in result.asset_materializations_for_node(
+        hourly_key(settings.pairs[0]).to_python_identifier())}
+    assert recorded == {day: len(frame) for day, frame in bars.items()}
+    for day, got in bars.items():
+        minutes = kline_assets.read_klines("spot", "BTC/USDT", day, dt.date.fromisoformat(day) + dt.timedelta(1),
+                                           data_root=settings.data_root)
+        want = resampled(minutes)
+        pd.testing.assert_frame_equal(got.reset_index(drop=True), want[got.columns], check_dtype=False)
+    assert len(bars["2020-02-19"]) == 24 - 5  # the exchange's gap 11:35-17:30 leaves five hours without a kline

@@ -1,0 +1,83 @@
+"""The Python API as a notebook uses it: windows in the dataset's zone, verified reads, listed chunks only."""
+
+import datetime as dt
+
+import duckdb
+import pandas as pd
+import pytest
+
+import kline_assets
+from kline_assets.archive.paths import DatasetPaths
+from kline_assets.timezones import parse_zone
+from kline_assets_tests.helpers import FUT, expected_rows, flip_byte, run
+
+
+@pytest.fixture
+def zurich(sim, make_settings, instance):
+    """Futures BTC/USDT around the spring DST change in Europe/Zurich (2021-03-28 has 23 hours)."""
+    settings = make_settings(tz="Europe/Zurich", start="2021-03-26")
+    assert run(settings, instance, FUT, "2021-03-26", "2021-03-29").success
+    return settings
+
+
+def rows(frame: pd.DataFrame) -> list[list]:
+    return [list(r) for r in frame.itertuples(index=False)]
+
+
+def test_read_klines_windows_across_a_dst_day(sim, zurich):
+    root = zurich.data_root
+    day = kline_assets.read_klines("futures", "BTC/USDT", "2021-03-28", "2021-03-29", data_root=root)
+    assert len(day) == 1380 and rows(day) == expected_rows(sim.state, FUT, "Europe/Zurich", dt.date(2021, 3, 28))
+    same = kline_assets.read_klines("futures", "BTC/USDT", dt.date(2021, 3, 28), dt.date(2021, 3, 29), data_root=root)
+    assert same.equals(day)
+    # naive date-times are Zurich time; aware ones are what they say; the window is [start, end)
+    naive = kline_assets.read_klines(start=dt.datetime(2021, 3, 28, 1, 0), end=dt.datetime(2021, 3, 28, 3, 30),
+                                     data_root=root)
+    aware = kline_assets.read_klines(start="2021-03-28T00:00:00Z", end="2021-03-28T01:30:00Z", data_root=root)
+    assert naive.equals(aware) and len(naive) == 90  # 01:00-03:30 local skips the missing hour 02:00-03:00
+    everything = kline_assets.read_klines(data_root=root)
+    assert len(everything) == 1440 + 1440 + 1380 + 1440
+    assert list(everything.columns)[:2] == ["open_time", "open"] and everything["open_time"].is_monotonic_increasing
+
+
+def test_bad_windows_and_unknown_datasets_raise_one_clear_error(zurich):
+    root = zurich.data_root
+    with pytest.raises(kline_assets.BadInput, match="impossible window"):
+        kline_assets.read_klines(start="2021-03-28", end="2021-03-27", data_root=root)
+    with pytest.raises(kline_assets.BadInput, match="no spot ETH/USDT dataset"):
+        kline_assets.read_klines("spot", "ETH/USDT", data_root=root)
+    with pytest.raises(kline_assets.BadInput, match="unknown market"):
+        kline_assets.load_manifest("options", "BTC/USDT", data_root=root)
+    with pytest.raises(kline_assets.BadInput, match="bad time"):
+        kline_assets.read_klines(start="yesterday", data_root=root)
+
+
+def test_a_corrupt_chunk_is_refused_naming_the_day(zurich):
+    paths = DatasetPaths(zurich.data_root, FUT)
+    entry = kline_assets.load_manifest(data_root=zurich.data_root).entry_for(dt.date(2021, 3, 27))
+    flip_byte(paths.resolve(entry.file))
+    with pytest.raises(kline_assets.ChunkUnavailable, match=r"2021-03-27.*verify --repair"):
+        kline_assets.read_klines(data_root=zurich.data_root)
+    # a window that does not touch the bad day reads nothing of it
+    assert len(kline_assets.read_klines(start="2021-03-28", data_root=zurich.data_root)) == 1380 + 1440
+
+
+def test_open_dataset_lists_the_manifests_chunks_only_and_duckdb_reads_it(zurich):
+    paths = DatasetPaths(zurich.data_root, FUT)
+    (paths.chunks_dir / "chunk_000099_20210703.parquet").write_bytes(
+        paths.resolve(kline_assets.load_manifest(data_root=zurich.data_root).chunks[1].file).read_bytes())
+    (paths.chunks_dir / ".chunk_000005_20210330.parquet.abcd.1.pending").write_bytes(b"x")
+    dataset = kline_assets.open_dataset(data_root=zurich.data_root)
+    assert dataset.count_rows() == 1440 + 1440 + 1380 + 1440
+    con = duckdb.connect()
+    con.register("klines", dataset)
+    (n, first, last), = con.execute("select count(*), min(open_time), max(open_time) from klines").fetchall()
+    start, _ = parse_zone("Europe/Zurich").day_window_ms(dt.date(2021, 3, 26))
+    _, end = parse_zone("Europe/Zurich").day_window_ms(dt.date(2021, 3, 29))
+    assert (n, first, last) == (5700, start, end - 60_000)
+
+
+def test_build_combined_and_asset_key(zurich):
+    combined = kline_assets.build_combined("futures", "BTC/USDT", data_root=zurich.data_root)
+    assert combined.rows == 5700 and combined.chunks == 4 and combined.path.exists()
+    assert kline_assets.klines_asset_key("futures", "btc/usdt").path == ["binanceusdm", "BTCUSDT", "klines_1m"]
