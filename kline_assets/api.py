@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from typing import TYPE_CHECKING
 
-import dagster as dg
-import pandas as pd
 import pyarrow.dataset as pads
 
 from kline_assets.archive.combine import Combined, combine
@@ -22,14 +21,16 @@ from kline_assets.archive.paths import DatasetPaths
 from kline_assets.archive.reader import verified_table, window_table
 from kline_assets.archive.schema import SCHEMA
 from kline_assets.archive.store import DatasetStore
-from kline_assets.defs.definitions import build_definitions
-from kline_assets.defs.names import klines_key
 from kline_assets.errors import BadInput
 from kline_assets.settings import DEFAULT_PAIR, DatasetSpec, Settings, get_market, normalise_pair
 from kline_assets.timezones import AlignZone, parse_instant, parse_zone
 
 __all__ = ["build_combined", "build_definitions", "klines_asset_key", "load_manifest", "open_dataset",
            "read_klines"]
+
+if TYPE_CHECKING:  # reads need neither Dagster nor its import time; the two Dagster helpers import it
+    import dagster as dg
+    import pandas as pd
 
 Instant = str | dt.date | dt.datetime | None
 
@@ -100,4 +101,14 @@ def build_combined(market: str, pair: str, *, from_index: int | None = None, to_
 
 def klines_asset_key(market: str, pair: str) -> dg.AssetKey:
     """The key of the dataset's `klines_1m` asset, for `AssetIn`/`deps` of your own assets."""
+    from kline_assets.defs.names import klines_key
+
     return klines_key(_spec(market, pair))
+
+
+def build_definitions() -> dg.Definitions:
+    """The whole code location from the environment's settings, built on call, for
+    `dg.Definitions.merge(build_definitions(), my_defs)` in your own code location module."""
+    from kline_assets.defs.definitions import build_definitions as build
+
+    return build()

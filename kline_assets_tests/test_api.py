@@ -81,3 +81,21 @@ def test_build_combined_and_asset_key(zurich):
     combined = kline_assets.build_combined("futures", "BTC/USDT", data_root=zurich.data_root)
     assert combined.rows == 5700 and combined.chunks == 4 and combined.path.exists()
     assert kline_assets.klines_asset_key("futures", "btc/usdt").path == ["binanceusdm", "BTCUSDT", "klines_1m"]
+
+
+def test_build_definitions_merges_with_a_users_assets(sim, tmp_path, monkeypatch):
+    """The README's own code location module: the archive's definitions plus a user's asset on them."""
+    import dagster as dg
+
+    for name, value in {"KLINE_DATA_ROOT": str(tmp_path / "data"), "KLINE_LOG_DIR": str(tmp_path / "logs"),
+                        "KLINE_SPOT_URL": sim.url, "KLINE_FUTURES_URL": sim.url,
+                        "KLINE_PAIRS": "futures:BTC/USDT"}.items():
+        monkeypatch.setenv(name, value)
+
+    @dg.asset(ins={"klines": dg.AssetIn(kline_assets.klines_asset_key("futures", "BTC/USDT"))})
+    def mine(klines) -> None: ...
+
+    defs = dg.Definitions.merge(kline_assets.build_definitions(), dg.Definitions(assets=[mine]))
+    graph = defs.resolve_asset_graph()
+    assert dg.AssetKey("mine") in graph.get_all_asset_keys()
+    assert kline_assets.klines_asset_key("futures", "BTC/USDT") in graph.get(dg.AssetKey("mine")).parent_keys
