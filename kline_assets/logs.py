@@ -12,6 +12,9 @@ from pathlib import Path
 
 from kline_assets.archive.paths import log_file
 
+# progress lines of runs (days, rows, requests, days/min): into loader.log like every record of ours, and
+# on stderr where the command line asks for them (`show_progress`)
+PROGRESS = "kline_assets.progress"
 MAX_BYTES = 10 * 1024 * 1024
 BACKUPS = 5
 _FORMAT = "%(asctime)s.%(msecs)03dZ %(levelname)s %(process)d %(message)s"
@@ -34,3 +37,12 @@ def setup_logging(log_dir: str | Path, max_bytes: int = MAX_BYTES, backups: int 
     handler.setFormatter(_UTCFormatter(_FORMAT, datefmt="%Y-%m-%dT%H:%M:%S"))
     logger.addHandler(handler)
     return path
+
+
+def show_progress(stream) -> None:
+    """Progress lines also go to `stream` (the command line's stderr), as plain lines."""
+    logger = logging.getLogger(PROGRESS)
+    if not any(getattr(h, "stream", None) is stream for h in logger.handlers):
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kline_assets.archive.atomic import fsync_dir
+from kline_assets.archive.manifest import ChunkEntry, Manifest
 from kline_assets.archive.reader import verified_table
 from kline_assets.archive.schema import SCHEMA
 from kline_assets.archive.store import DatasetStore
@@ -44,15 +45,26 @@ def _sources(path: Path) -> list | None:
         return None
 
 
+def plan(store: DatasetStore, manifest: Manifest, from_index: int | None, to_index: int | None,
+         tz_suffix: str | None) -> tuple[list[ChunkEntry], Path]:
+    """The chunks an (inclusive) index range selects and the file they go to; an empty range is bad input."""
+    entries = [e for i, e in sorted(manifest.chunks.items())
+               if (from_index is None or i >= from_index) and (to_index is None or i <= to_index)]
+    ranged = from_index is not None or to_index is not None
+    if ranged and not entries:
+        held = f"{min(manifest.chunks)}..{max(manifest.chunks)}" if manifest.chunks else "none"
+        raise BadInput(f"no chunk in the index range {from_index or '-'}..{to_index or '-'} "
+                       f"(the dataset holds indexes {held})")
+    return entries, store.paths.combined_file(tz_suffix, (entries[0].index, entries[-1].index) if ranged else None)
+
+
 def combine(store: DatasetStore, from_index: int | None = None, to_index: int | None = None,
             tz_suffix: str | None = None) -> Combined:
     if from_index is not None and to_index is not None and from_index > to_index:
         raise BadInput(f"--from-index {from_index} is after --to-index {to_index}")
     store.recover()
     manifest = store.manifest()
-    entries = [e for i, e in sorted(manifest.chunks.items())
-               if (from_index is None or i >= from_index) and (to_index is None or i <= to_index)]
-    target = store.paths.combined_file(tz_suffix)
+    entries, target = plan(store, manifest, from_index, to_index, tz_suffix)
     sources = [[e.index, e.sha256] for e in entries]
     firsts = [e.first_open_time for e in entries if e.first_open_time is not None]
     lasts = [e.last_open_time for e in entries if e.last_open_time is not None]

@@ -39,9 +39,11 @@ class DatasetPaths:
     def combined_dir(self) -> Path:
         return self.dir / "combined"
 
-    def combined_file(self, tz_suffix: str | None) -> Path:
+    def combined_file(self, tz_suffix: str | None, index_range: tuple[int, int] | None = None) -> Path:
+        """`_all` holds every chunk; an index range goes to its own file, never over `_all`."""
         tail = f"_{tz_suffix}" if tz_suffix else ""
-        return self.combined_dir / f"{self.spec.symbol}_{INTERVAL}_all{tail}.parquet"
+        span = "all" if index_range is None else f"{index_range[0]:06d}-{index_range[1]:06d}"
+        return self.combined_dir / f"{self.spec.symbol}_{INTERVAL}_{span}{tail}.parquet"
 
     @staticmethod
     def chunk_name(index: int, day: dt.date) -> str:

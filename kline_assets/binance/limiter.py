@@ -9,15 +9,19 @@ ccxt's own limiter is not used: its sync variant has no lock and assumes half th
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+log = logging.getLogger("kline_assets")
 
 SAFETY = 0.97  # share of the budget we plan to use; the rest absorbs clock skew and foreign traffic
 
@@ -32,14 +36,19 @@ class SharedWindow:
 
     def __init__(self, origin: str) -> None:
         digest = hashlib.sha1(origin.encode()).hexdigest()[:16]
+        self.warned = False
         self.path = _state_dir() / f"kline_assets_weight_{digest}"
 
     def reserve(self, minute: int, weight: int, cap: int, floor: int = 0) -> bool:
         """Add `weight` to `minute`'s count if it stays within `cap` (weight 0: only raise to `floor`)."""
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
-        except OSError:
-            return True  # no shared state possible: the process's own count still applies
+        except OSError as exc:
+            if not self.warned:  # the process's own count still applies; say once that it is alone
+                self.warned = True
+                log.warning("no weight count shared with other processes (%s): set KLINE_STATE_DIR to a "
+                            "writable folder", exc)
+            return True
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             stored, used = _parse(os.pread(fd, RECORD, 0))
@@ -134,7 +143,12 @@ _LOCK = threading.Lock()
 
 
 def _state_dir() -> Path:
-    return Path(os.environ.get("KLINE_STATE_DIR") or tempfile.gettempdir())
+    """KLINE_STATE_DIR (created when missing), else the system's temp folder. One that cannot be made
+    is said once, by the first count that cannot be kept there."""
+    path = Path(os.environ.get("KLINE_STATE_DIR") or tempfile.gettempdir())
+    with contextlib.suppress(OSError):
+        path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _blocks_file() -> Path:

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import dagster as dg
 
+from kline_assets.archive.combine import plan
 from kline_assets.archive.daycalendar import counts, day_states, write_png
 from kline_assets.archive.manifest import Manifest
-from kline_assets.archive.paths import find_datasets, manifest_file
+from kline_assets.archive.paths import manifest_file
 from kline_assets.archive.status import all_status, dataset_status, render
 from kline_assets.archive.store import DatasetStore
 from kline_assets.archive.verify import quarantine, record, verify
@@ -96,24 +97,26 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings, spec: DatasetSpec
     elapsed = time.monotonic() - began
     status = dataset_status(store.paths.dir) if store.paths.manifest.exists() else None
     if not outcome.success:
-        print(f"kline-assets: backfill failed after {elapsed:.1f}s: {outcome.error} (run {outcome.run_id}); "
-              "the days committed before the failure stay, a rerun completes the rest", file=sys.stderr)
-        return 1
+        print(f"kline-assets: backfill failed after {elapsed:.1f}s: {outcome.error} (run {outcome.run_id}; details "
+              "in loader.log); the days committed before the failure stay, a rerun completes the rest",
+              file=sys.stderr)
+        return 130 if outcome.interrupted else 1
     rows = status["rows"] if status else 0
     if settings.build_combined_on_backfill:
         run_combine(settings, spec)
     print(f"done in {elapsed:.1f}s: {(end - first).days} day(s), dataset now {status['chunks'] if status else 0} "
-          f"chunks / {rows:,} rows (run {outcome.run_id})", file=sys.stderr)
+          f"chunks / {rows:,} rows (run {outcome.run_id})")
     return 0
 
 
-def plot_coverage(root: Path, target: Path, datasets: int) -> None:
+def plot_coverage(statuses: list[dict], target: Path) -> None:
+    """One dataset: exactly `target`; several: `<stem>_<exchange_id>_<PAIR>.png` beside it, each named."""
     if target.suffix.lower() != ".png":
         raise BadInput(f"--plot {target}: the coverage picture is a .png file")
     today = now_utc().date()
-    for folder in find_datasets(root):
-        manifest = Manifest.load(manifest_file(folder))
-        path = target if datasets == 1 else target.with_name(
+    for status in statuses:
+        manifest = Manifest.load(manifest_file(Path(status["path"])))
+        path = target if len(statuses) == 1 else target.with_name(
             f"{target.stem}_{manifest.exchange_id}_{manifest.symbol}{target.suffix}")
         states = day_states(manifest, today)
         write_png(states, path)
@@ -123,10 +126,12 @@ def plot_coverage(root: Path, target: Path, datasets: int) -> None:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings, spec: DatasetSpec) -> int:
+    """Every dataset under the data root, or those of an explicit --market and/or --pair."""
     root = Path(settings.data_root)
-    statuses = all_status(root)
+    statuses = [s for s in all_status(root) if (args.market is None or s["market"] == spec.market)
+                and (args.pair is None or s["pair"] == spec.pair)]
     if args.plot:
-        plot_coverage(root, Path(args.plot), len(statuses))
+        plot_coverage(statuses, Path(args.plot))
     if args.json:
         print_json({"data_root": str(root), "datasets": statuses})
     else:
@@ -161,7 +166,10 @@ def cmd_verify(args: argparse.Namespace, settings: Settings, spec: DatasetSpec) 
     days = [d for d in report.bad_days() if store.start <= d <= today]
     quarantine(store, report)
     if days:
-        print(f"repairing {len(days)} day(s) between {days[0]} and {days[-1]} through Dagster", file=sys.stderr)
+        span = (days[-1] - days[0]).days + 1
+        kept = f"; the {span - len(days)} intact day(s) among them are kept, not fetched" if span > len(days) else ""
+        print(f"repairing {len(days)} day(s) between {days[0]} and {days[-1]} in one Dagster run over those "
+              f"{span} day(s){kept}", file=sys.stderr)
         outcome = materialize_range(settings, spec, days[0].isoformat(), days[-1].isoformat(), dagster_instance())
         if not outcome.success:
             print(f"kline-assets: repair run failed: {outcome.error} (run {outcome.run_id})", file=sys.stderr)
@@ -178,11 +186,12 @@ def run_combine(settings: Settings, spec: DatasetSpec, from_index: int | None = 
     outcome = materialize_unpartitioned(settings, dagster_instance(), dg.AssetSelection.assets(key),
                                         run_config={"ops": {key.to_python_identifier(): {"config": config}}})
     if not outcome.success:
-        print(f"kline-assets: combine failed: {outcome.error} (run {outcome.run_id})", file=sys.stderr)
+        print(f"kline-assets: combine failed: {outcome.error} (run {outcome.run_id}; details in loader.log)",
+              file=sys.stderr)
         return 1
     store = open_store(settings, spec)
-    path = store.paths.combined_file(parse_zone(tz).file_suffix() if tz else None)
-    print(f"combined {spec.name} into {path} (run {outcome.run_id})", file=sys.stderr)
+    _, path = plan(store, store.manifest(), from_index, to_index, parse_zone(tz).file_suffix() if tz else None)
+    print(f"combined {spec.name} into {path} (run {outcome.run_id})")
     return 0
 
 
@@ -200,6 +209,7 @@ def cmd_combine(args: argparse.Namespace, settings: Settings, spec: DatasetSpec)
     if existing is None:
         print(f"kline-assets: no dataset at {store.paths.dir} (nothing to combine)", file=sys.stderr)
         return 1
+    plan(store, existing, args.from_index, args.to_index, None)  # an empty range is bad input: nothing runs
     if args.tz and parse_zone(args.tz).name != existing.align_tz:
         print(f"note: {spec.name} is aligned to {existing.align_tz}; --tz {args.tz} only names the file",
               file=sys.stderr)

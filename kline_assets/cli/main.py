@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from kline_assets.errors import BadInput, ExchangeFinal, ExchangeTransient
+from kline_assets.logs import show_progress
 from kline_assets.settings import DEFAULT_PAIR, DatasetSpec, Settings, get_market, load_settings, normalise_pair
 from kline_assets.timezones import parse_zone
 
@@ -106,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     quiet_warnings()
     # the CLI prints what users must see itself; without a handler Python would echo warnings again
     logging.getLogger("kline_assets").addHandler(logging.NullHandler())
+    show_progress(sys.stderr)
     try:
         args = build_parser().parse_args(argv)
         if args.command is None:

@@ -11,6 +11,7 @@ No `from __future__ import annotations` here: Dagster reads the context annotati
 """
 
 import datetime as dt
+import logging
 import time
 
 import dagster as dg
@@ -24,6 +25,7 @@ from kline_assets.defs.io_manager import ChunkIOManager
 from kline_assets.defs.names import ARCHIVE, CHUNK_IO_MANAGER, EXCHANGE, group_name, klines_key
 from kline_assets.defs.partitions import key_to_day
 from kline_assets.defs.resources import ArchiveResource, ExchangeResource
+from kline_assets.logs import PROGRESS
 from kline_assets.settings import DatasetSpec
 from kline_assets.timezones import ms_to_iso
 
@@ -110,9 +112,15 @@ def build_klines_asset(spec: DatasetSpec, partitions_def: dg.PartitionsDefinitio
         store = archive.store(spec)
         stream = DayStream(store, exchange.client(spec.market), days, page=exchange.page(spec.market),
                            workers=exchange.workers)
-        context.log.info(f"{spec.name}: {len(days)} day(s) {days[0]}..{days[-1]}")
+        progress = logging.getLogger(PROGRESS)
+
+        def report(line: str) -> None:  # the run's log in Dagster, and loader.log (and the CLI's stderr)
+            context.log.info(line)
+            progress.info(line)
+
+        report(f"{spec.name}: {len(days)} day(s) {days[0]}..{days[-1]}")
         recording = 0.0  # wall time of this thread spent while Dagster stores the days' events
-        for batch in chunks.write_days(stream, report=context.log.info):
+        for batch in chunks.write_days(stream, report=report):
             began = time.monotonic()
             now_ms = int(time.time() * 1000)
             for day, entry in batch.days:
@@ -121,7 +129,7 @@ def build_klines_asset(spec: DatasetSpec, partitions_def: dg.PartitionsDefinitio
                                                                     now_ms))
             yield from check_evaluations(store, batch.manifest, [day for day, _ in batch.days], checks)
             recording += time.monotonic() - began
-        context.log.info(f"{spec.name}: checking and recording {len(days)} day(s) in Dagster took {recording:.1f}s, "
-                         "while the next days were being fetched")
+        report(f"{spec.name}: checking and recording {len(days)} day(s) in Dagster took {recording:.1f}s, "
+               "while the next days were being fetched")
 
     return _klines

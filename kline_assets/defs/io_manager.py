@@ -14,7 +14,6 @@ Batches keep the manifest from being rewritten per chunk (quadratic over years o
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import time
 import typing
 from collections.abc import Iterator
@@ -29,8 +28,6 @@ from kline_assets.archive.store import DatasetStore, Staged
 from kline_assets.binance.days import DayStream
 from kline_assets.defs.resources import ArchiveResource
 
-log = logging.getLogger("kline_assets")
-
 COMMIT_EVERY_DAYS = 64
 COMMIT_EVERY_S = 2.0
 PROGRESS_EVERY_S = 5.0
@@ -44,10 +41,13 @@ class Progress:
     requests: int = 0
     started: float = field(default_factory=time.monotonic)
 
-    def line(self, stream: DayStream) -> str:
+    def line(self, stream: DayStream, final: bool = False) -> str:
+        name = stream.store.spec.name
+        if final and not self.requests and not self.written:
+            return f"{name}: nothing to fetch, all {self.days} day(s) were already complete"
         elapsed = max(1e-6, time.monotonic() - stream.started)
-        return (f"{stream.store.spec.name}: {self.days}/{len(stream)} days, {self.rows} rows, "
-                f"{self.requests} requests, {self.days / elapsed * 60:.0f} days/min")
+        return (f"{name}: {self.days}/{len(stream)} days, {self.rows} rows, {self.requests} requests, "
+                f"{self.days / elapsed * 60:.0f} days/min" + (f" ({self.written} written)" if final else ""))
 
 
 @dataclass
@@ -102,7 +102,7 @@ class ChunkIOManager(dg.ConfigurableIOManager):
                     yield batch.commit()
                 if report and time.monotonic() - last_report >= PROGRESS_EVERY_S:
                     last_report = time.monotonic()
-                    self._report(report, progress.line(stream))
+                    report(progress.line(stream))
         except GeneratorExit:  # the consumer went away: keep the work, there is no one to tell
             if batch.days:
                 batch.commit()
@@ -114,12 +114,7 @@ class ChunkIOManager(dg.ConfigurableIOManager):
         if batch.days:
             yield batch.commit()
         if report:
-            self._report(report, progress.line(stream) + f" ({progress.written} written)")
-
-    @staticmethod
-    def _report(report, line: str) -> None:
-        report(line)
-        log.info(line)
+            report(progress.line(stream, final=True))
 
     def handle_output(self, context: dg.OutputContext, obj: None) -> None:
         """`klines_1m` emits no output value: its days are written by `write_days` as they come."""

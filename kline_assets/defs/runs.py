@@ -4,6 +4,7 @@ instance at DAGSTER_HOME, so they show in the UI beside the runs the UI starts.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,10 @@ from kline_assets.defs.storage import INSTANCE_YAML, written_by_us
 from kline_assets.settings import DatasetSpec, Settings
 
 DEFAULT_DAGSTER_HOME = ".dagster_home"
-_QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+# Dagster's console logger prints every event and each failure's stack; the command line prints its own
+# lines (progress through kline_assets.logs), the instance keeps every event, loader.log every trace
+_QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+log = logging.getLogger("kline_assets")
 
 
 @dataclass
@@ -54,15 +58,17 @@ def dagster_instance() -> dg.DagsterInstance:
 
 
 def _first_error(result: dg.ExecuteInProcessResult) -> str | None:
+    """The failure in one line for the user; its whole trace goes to loader.log."""
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
             err = event.step_failure_data.error
+            log.error("run %s, step %s failed:\n%s", result.run_id, event.step_key, err.to_string())
             while err.cause is not None and err.cls_name.startswith("DagsterExecution"):
                 err = err.cause  # Dagster's wrappers: the user-facing reason is the cause
             line = err.message.strip().splitlines()[0] if err.message else err.cls_name
             head, sep, rest = line.partition(": ")
             text = rest if sep and head.endswith(err.cls_name) else line
-            return text if "Interrupt" not in err.cls_name else f"interrupted ({err.cls_name})"
+            return text if "Interrupt" not in err.cls_name else "interrupted (Ctrl-C or SIGTERM)"
     return None if result.success else "the run failed (see the Dagster UI for its events)"
 
 

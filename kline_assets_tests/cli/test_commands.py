@@ -150,4 +150,9 @@ def test_combine_cli_and_build_combined_on_backfill(sim, tmp_path):
     done = cli(env, "combine", "--from-index", "2", "--to-index", "3", "--tz", "+02:00")
     assert done.returncode == 0, done.stderr[-2000:]
     assert "only names the file" in done.stderr
-    assert pq.read_table(combined / "BTCUSDT_1m_all_UTC+0200.parquet").num_rows == 2 * 1440
+    assert pq.read_table(combined / "BTCUSDT_1m_000002-000003_UTC+0200.parquet").num_rows == 2 * 1440
+    assert pq.read_table(combined / "BTCUSDT_1m_all.parquet").num_rows == 3 * 1440  # _all keeps every chunk
+    empty = cli(env, "combine", "--from-index", "20", "--to-index", "30")
+    assert empty.returncode == 2 and "no chunk in the index range 20..30" in empty.stderr
+    assert sorted(p.name for p in combined.iterdir()) == ["BTCUSDT_1m_000002-000003_UTC+0200.parquet",
+                                                          "BTCUSDT_1m_all.parquet"]
