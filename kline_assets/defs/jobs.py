@@ -53,8 +53,10 @@ def build_verify_job(spec: DatasetSpec) -> dg.JobDefinition:
               "by_kind": dg.MetadataValue.json(report.summary()["problems"]),
               "coverage": dg.MetadataValue.md(markdown(day_states(store.manifest(), today)))}
         context.log_event(dg.AssetObservation(asset_key=klines_key(spec), metadata=md))
-        if not report.ok:
-            raise dg.Failure(description=report.render(spec.name), metadata=md)
+        if not report.ok:  # one readable line; the whole report is in the log line above and the metadata
+            raise dg.Failure(description=report.render(spec.name).splitlines()[0] + " (kline-assets verify "
+                             "--repair mends it)", metadata={**md, "report": dg.MetadataValue.md(
+                                 "```\n" + report.render(spec.name) + "\n```")})
 
     @dg.job(name=job_name("verify", spec), description=f"Verify the whole {spec.name} archive (read-only).")
     def _job() -> None:

@@ -44,7 +44,7 @@ def test_combined_equals_the_concatenated_chunks(loaded):
 def test_index_ranges_and_suffixes(loaded):
     _, store = loaded
     part = combine(store, 2, 3, parse_zone("Europe/Zurich").file_suffix())
-    assert part.path.name == "BTCUSDT_1m_all_Europe-Zurich.parquet" and part.rows == 2 * 1440
+    assert part.path.name == "BTCUSDT_1m_000002-000003_Europe-Zurich.parquet" and part.rows == 2 * 1440
     assert pq.read_table(part.path).column("open_time")[0].as_py() == store.manifest().chunks[2].first_open_time
     assert combine(store, tz_suffix=parse_zone("+02:00").file_suffix()).path.name == "BTCUSDT_1m_all_UTC+0200.parquet"
 

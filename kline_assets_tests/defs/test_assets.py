@@ -207,4 +207,5 @@ def test_verify_job_fails_on_one_flipped_byte(sim, make_settings, instance):
     result = job.execute_in_process(instance=instance, raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
-    assert "2021-01-02 corrupt" in str(failure.step_failure_data.error)
+    assert "1 problem(s): 1 corrupt" in failure.step_failure_data.error.message
+    assert "2021-01-02 corrupt" in failure.step_failure_data.user_failure_data.metadata["report"].value
