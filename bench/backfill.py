@@ -60,14 +60,16 @@ def summarise(log: list[dict], market: str) -> dict:
     return {"requests": len(log), "429": sum(r["status"] == 429 for r in log),
             "418": sum(r["status"] == 418 for r in log), "inside_retry_after": inside,
             "peak_minute_weight": max(per_minute.values(), default=0),
+            "weight": sum(r["weight"] for r in log if r["status"] == 200),
             "full_minute_weight": sum(full) / len(full) if full else 0}
 
 
-def run_cli(url: str, market: str, days: int, root: str) -> dict:
+def run_cli(url: str, market: str, days: int, root: str, source: str = "rest") -> dict:
     """One `kline-assets backfill`; its clock runs from its first kline request (start-up is Python and
     Dagster importing, not fetching) to the end of the command, Dagster's bookkeeping included."""
     start = dt.date(2021, 1, 1) if market == "futures" else dt.date(2018, 1, 1)
-    env = {**os.environ, "KLINE_SPOT_URL": url, "KLINE_FUTURES_URL": url, "KLINE_DATA_ROOT": root,
+    env = {**os.environ, "KLINE_SPOT_URL": url, "KLINE_FUTURES_URL": url, "KLINE_ARCHIVE_URL": url,
+           "KLINE_SOURCE": source, "KLINE_DATA_ROOT": root,
            "KLINE_LOG_DIR": os.path.join(root, "logs"), "DAGSTER_HOME": os.path.join(root, "dh"),
            "KLINE_START": start.isoformat(), "KLINE_STATE_DIR": os.path.join(root, "state")}
     os.makedirs(env["DAGSTER_HOME"], exist_ok=True)
@@ -81,7 +83,8 @@ def run_cli(url: str, market: str, days: int, root: str) -> dict:
     ended = time.time()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     log = sim_call(url, "/_sim/stats")["requests"]
-    first = min(r["t"] for r in log if r["market"] == market and r["endpoint"] == "klines")
+    first = min(r["t"] for r in log if (r["market"] == market and r["endpoint"] == "klines")
+                or r["market"] == "archive")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {"wall_s": ended - first, "startup_s": first - began, "cpu_s": cpu, "log": log,
             "peak_rss_mb": after.ru_maxrss / 1024}
@@ -150,6 +153,8 @@ def main() -> None:
     p.add_argument("--spot-days", type=int, default=2500)
     p.add_argument("--reference-days", type=int, default=60)
     p.add_argument("--no-reference", action="store_true")
+    p.add_argument("--source", default="rest", choices=["rest", "auto"],
+                   help="auto: closed days from the (simulated) public archive, REST for the rest")
     p.add_argument("--local-days", type=int, default=0,
                    help="also measure our own CPU per day without Dagster (zero budget limit)")
     a = p.parse_args()
@@ -179,7 +184,7 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as root:
                 base = run_cli(url, market, 1, root + "/base")  # start-up CPU, subtracted from CPU per day
                 wait_for_minute(base["startup_s"])
-                got = run_cli(url, market, days, root + "/run")
+                got = run_cli(url, market, days, root + "/run", a.source)
                 stats = summarise(got["log"], market)
             rate = days / got["wall_s"] * 60
             cpu_ms = (got["cpu_s"] - base["cpu_s"]) / max(1, days - 1) * 1000
@@ -191,6 +196,10 @@ def main() -> None:
                   f"({stats['full_minute_weight'] / budgets[market]:.1%} of the budget), "
                   f"peak RSS {got['peak_rss_mb']:.0f} MB, "
                   f"CPU {cpu_ms:.1f} ms/day (start-up {got['startup_s']:.1f}s excluded)")
+            if a.source != "rest":
+                files = sum(1 for r in got["log"] if r["market"] == "archive")
+                print(f"{'':8} source {a.source}: {files} archive requests, REST weight used "
+                      f"{stats['weight']} (a REST-only backfill of these days: {days * WEIGHT_PER_DAY[market]})")
             if not a.no_reference:
                 sim_call(url, "/_sim/reset", {})
                 ref = reference_loop(url, market, a.reference_days)

@@ -59,7 +59,8 @@ def watch(url: str, root: Path, days: int, every: float) -> None:
     from kline_assets.defs.storage import INSTANCE_YAML
 
     (home / "dagster.yaml").write_text(INSTANCE_YAML + "telemetry:\n  enabled: false\n")
-    env = {**os.environ, "KLINE_SPOT_URL": url, "KLINE_FUTURES_URL": url, "KLINE_DATA_ROOT": str(root / "data"),
+    env = {**os.environ, "KLINE_SPOT_URL": url, "KLINE_FUTURES_URL": url, "KLINE_ARCHIVE_URL": url,
+           "KLINE_SOURCE": "rest", "KLINE_DATA_ROOT": str(root / "data"),
            "KLINE_LOG_DIR": str(root / "logs"), "DAGSTER_HOME": str(home), "KLINE_START": start.isoformat(),
            "KLINE_PAIRS": "futures:BTC/USDT", "KLINE_STATE_DIR": str(root)}
     manifest = root / "data" / "binanceusdm" / "BTCUSDT" / "1m" / "manifest.json"

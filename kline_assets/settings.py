@@ -88,6 +88,17 @@ def parse_pairs(text: str) -> list[DatasetSpec]:
     return specs
 
 
+SOURCES = ("auto", "rest", "archive")
+
+
+def parse_source(text: str) -> str:
+    value = text.strip().lower()
+    if value not in SOURCES:
+        raise BadInput(f"unknown source {text!r}: use auto (archive for closed days, REST for the rest), rest or "
+                       "archive")
+    return value
+
+
 def parse_start_date(text: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text.strip())
@@ -108,6 +119,8 @@ class Settings:
     futures_url: str = "https://fapi.binance.com"
     build_combined_on_backfill: bool = False
     hourly: bool = False  # the example downstream asset klines_1h
+    source: str = "auto"  # auto | rest | archive: where closed days come from
+    archive_url: str = "https://data.binance.vision"
 
     def origin(self, market: str) -> str:
         return (self.spot_url if market == "spot" else self.futures_url).rstrip("/")
@@ -130,4 +143,6 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         futures_url=get("KLINE_FUTURES_URL", MARKETS["futures"].default_origin),
         build_combined_on_backfill=get("BUILD_COMBINED_ON_BACKFILL", "") == "1",
         hourly=get("KLINE_HOURLY", "") == "1",
+        source=parse_source(get("KLINE_SOURCE", "auto")),
+        archive_url=get("KLINE_ARCHIVE_URL", "https://data.binance.vision"),
     )

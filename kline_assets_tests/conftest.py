@@ -26,11 +26,13 @@ def sim():
 
 @pytest.fixture
 def make_settings(sim, tmp_path):
-    def make(tz: str = "UTC", start: str = "2020-01-01", pairs: str = "futures:BTC/USDT,spot:BTC/USDT"):
+    def make(tz: str = "UTC", start: str = "2020-01-01", pairs: str = "futures:BTC/USDT,spot:BTC/USDT",
+             source: str = "rest"):
+        """REST by default (most tests are about REST's semantics); the archive tests ask for `auto`."""
         return load_settings({
             "KLINE_DATA_ROOT": str(tmp_path / "data"), "KLINE_LOG_DIR": str(tmp_path / "logs"),
-            "KLINE_SPOT_URL": sim.url, "KLINE_FUTURES_URL": sim.url, "KLINE_ALIGN_TZ": tz,
-            "KLINE_START": start, "KLINE_PAIRS": pairs,
+            "KLINE_SPOT_URL": sim.url, "KLINE_FUTURES_URL": sim.url, "KLINE_ARCHIVE_URL": sim.url,
+            "KLINE_ALIGN_TZ": tz, "KLINE_START": start, "KLINE_PAIRS": pairs, "KLINE_SOURCE": source,
         })
     return make
 

@@ -19,7 +19,7 @@ else
   .venv/bin/kline-assets simulate --port "$port" > /dev/null 2>&1 &
   sim_pid=$!
   trap 'kill $sim_pid 2>/dev/null || true' EXIT
-  export KLINE_SPOT_URL="http://127.0.0.1:$port" KLINE_FUTURES_URL="http://127.0.0.1:$port"
+  export KLINE_SPOT_URL="http://127.0.0.1:$port" KLINE_FUTURES_URL="http://127.0.0.1:$port" KLINE_ARCHIVE_URL="http://127.0.0.1:$port"
   export KLINE_DATA_ROOT="${KLINE_DATA_ROOT:-demo-data}"
   for _ in $(seq 50); do .venv/bin/python -c "import urllib.request as u; u.urlopen('$KLINE_SPOT_URL/api/v3/ping')" 2>/dev/null && break; sleep 0.1; done
 fi

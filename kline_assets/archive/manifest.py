@@ -33,6 +33,8 @@ class ChunkEntry:
     written_at: str
     # Everything before this instant is either stored or a confirmed gap; live runs resume here.
     covered_until_ms: int = 0
+    source: str = "rest"  # rest | archive
+    source_sha256: str | None = None  # archive days: the published CHECKSUM of each UTC file, comma-joined
 
     @property
     def gap_minutes(self) -> int:

@@ -39,6 +39,7 @@ def dataset_status(folder: Path, now_ms: int | None = None) -> dict:
         "incomplete_days": [e.partition for e in entries if not e.complete],
         "exchange_gaps": sum(len(e.exchange_gaps) for e in entries),
         "exchange_gap_minutes": sum(e.gap_minutes for e in entries),
+        "sources": {src: sum(1 for e in entries if e.source == src) for src in ("archive", "rest")},
         "missing_days": missing,
         "last_verify": manifest.extra.get("last_verify"),
         "disk_bytes": disk,
@@ -82,6 +83,7 @@ def render(statuses: list[dict], data_root: Path) -> str:
             f"  incomplete days: {_few(s['incomplete_days'])}",
             f"  missing days: {_few(s['missing_days'])}",
             f"  confirmed exchange gaps: {s['exchange_gaps']} ({s['exchange_gap_minutes']} minutes)",
+            f"  sources: {s['sources']['archive']:,} day(s) from the archive, {s['sources']['rest']:,} from REST",
             f"  last verify: {verified}",
         ]
     return "\n".join(lines)

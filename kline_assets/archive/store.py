@@ -104,7 +104,8 @@ class DatasetStore:
         return pq.read_table(self.paths.resolve(entry.file))
 
     # --- writing -----------------------------------------------------------------------------
-    def stage(self, day: dt.date, table: pa.Table, gaps: list[list[int]], covered_until_ms: int) -> Staged:
+    def stage(self, day: dt.date, table: pa.Table, gaps: list[list[int]], covered_until_ms: int,
+              source: str = "rest", source_sha256: str | None = None) -> Staged:
         index = self.index_of(day)
         start_ms, end_ms = self.zone.day_window_ms(day)
         data = table_to_parquet(table)
@@ -125,6 +126,7 @@ class DatasetStore:
             last_open_time=open_times[-1].as_py() if table.num_rows else None,
             sha256=sha, bytes=len(data), complete=covered_until_ms >= end_ms,
             exchange_gaps=gaps, written_at=utc_now_iso(), covered_until_ms=covered_until_ms,
+            source=source, source_sha256=source_sha256,
         )
         return Staged(entry, pending)
 

@@ -18,6 +18,7 @@ KIND_OF = {INTEGRITY: "corrupt", CONTINUITY: "discontinuous", SANITY: "insane"}
 @dataclass
 class Problem:
     kind: str  # missing_file | corrupt | discontinuous | insane | incomplete | missing_day | stray_file
+    # | differs_from_rest (verify --cross-check)
     day: str | None
     detail: str
 

@@ -12,6 +12,7 @@ retried), the stream yields `None` every `TICK_S`, so its consumer can commit wh
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -25,9 +26,12 @@ import pyarrow.compute as pc
 from kline_assets.archive.manifest import ChunkEntry, Manifest
 from kline_assets.archive.schema import rows_to_table
 from kline_assets.archive.store import DatasetStore, Staged
+from kline_assets.binance.archive import NEWEST_LAG_DAYS, ArchiveClient, ArchiveUnusable
 from kline_assets.binance.client import BinanceClient
 from kline_assets.binance.paging import add_gap, fetch_window
+from kline_assets.timezones import MINUTE_MS
 
+log = logging.getLogger("kline_assets")
 TICK_S = 0.5
 
 
@@ -40,15 +44,20 @@ class DayData:
     requests: int = 0
     entry: ChunkEntry | None = None  # the stored entry when nothing is new
     staged: Staged | None = None  # the new chunk, written as a pending file (the stream's output)
+    source: str = "rest"
+    source_sha256: str | None = None
 
 
 class DayStream:
     """Lazily fetched days of one dataset, written by the chunk IO manager's `write_days`."""
 
     def __init__(self, store: DatasetStore, client: BinanceClient, days: list[dt.date], page: int,
-                 workers: int = 4) -> None:
+                 workers: int = 4, archive: ArchiveClient | None = None, archive_only: bool = False) -> None:
+        """`archive`: closed days whose entry is absent or damaged come from the public archive when it has
+        them (REST otherwise, or, with `archive_only`, an error)."""
         self.store, self.client, self.days, self.page = store, client, days, page
         self.workers = max(1, workers)
+        self.archive, self.archive_only = archive, archive_only
         self.snapshot: Manifest = store.manifest()
         self.started = time.monotonic()
 
@@ -86,9 +95,46 @@ class DayStream:
     def prepare(self, day: dt.date) -> DayData:
         data = self.collect(day)
         if data.table is not None:
-            data.staged = self.store.stage(day, data.table, data.gaps, data.covered_until_ms)
+            data.staged = self.store.stage(day, data.table, data.gaps, data.covered_until_ms, data.source,
+                                           data.source_sha256)
             data.table = None  # on disk now: memory holds no day the consumer has not taken
         return data
+
+    def from_archive(self, day: dt.date, start_ms: int, end_ms: int) -> DayData | None:
+        """The whole local day from the archive's UTC files that cover it (two where the zone is not UTC),
+        or None (said in the log) when any of them cannot be used: never half a day from each source."""
+        first, last = (dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).date() for ms in (start_ms, end_ms - 1))
+        today = dt.datetime.fromtimestamp(self.client.server_time_ms() / 1000, dt.timezone.utc).date()
+        files, symbol = [], self.store.spec.symbol
+        utc_day = first
+        while utc_day <= last:
+            reason = None
+            if not ArchiveClient.has(utc_day, today):
+                reason = f"the archive publishes nothing newer than {NEWEST_LAG_DAYS} days"
+            else:
+                try:
+                    got = self.archive.day(symbol, utc_day)
+                    reason = None if got is not None else "not in the archive (404)"
+                except ArchiveUnusable as exc:
+                    reason, got = str(exc), None
+            if reason is not None:
+                if self.archive_only:
+                    raise ArchiveUnusable(f"{self.store.spec.name} {day}: {reason} (source archive: no REST)")
+                if ArchiveClient.has(utc_day, today):
+                    log.info("%s %s from REST: %s", self.store.spec.name, day, reason)
+                return None
+            files.append(got)
+            utc_day += dt.timedelta(days=1)
+        rows = [r for f in files for r in f.rows if start_ms <= r[0] < end_ms]
+        gaps: list[list[int]] = []
+        expected = start_ms
+        for row in rows:  # a minute the verified file lacks is a gap the exchange confirmed, as on REST
+            if row[0] - expected >= MINUTE_MS:
+                add_gap(gaps, expected, row[0])
+            expected = row[0] + MINUTE_MS
+        add_gap(gaps, expected, end_ms)
+        return DayData(day, rows_to_table(rows), gaps, end_ms, 0, source="archive",
+                       source_sha256=",".join(f.sha256 for f in files))
 
     def collect(self, day: dt.date) -> DayData:
         """The day's closed rows: the stored chunk extended from its last covered minute, or fetched whole."""
@@ -97,6 +143,10 @@ class DayStream:
         if entry is not None and intact and entry.complete:
             return DayData(day, None, entry.exchange_gaps, entry.covered_until_ms, entry=entry)
         start_ms, end_ms = self.store.zone.day_window_ms(day)
+        if self.archive is not None and not intact:
+            from_archive = self.from_archive(day, start_ms, end_ms)
+            if from_archive is not None:
+                return from_archive
         old, gaps, from_ms = None, [], start_ms
         if entry is not None and intact and (entry.start_ms, entry.end_ms) == (start_ms, end_ms):
             old, from_ms = self.store.read_table(entry), entry.covered_until_ms

@@ -19,6 +19,7 @@ from kline_assets.archive.paths import manifest_file
 from kline_assets.archive.status import all_status, dataset_status, render
 from kline_assets.archive.store import DatasetStore
 from kline_assets.archive.verify import quarantine, record, verify
+from kline_assets.binance.crosscheck import archived_days, cross_check, sample
 from kline_assets.binance.symbols import resolve_pair
 from kline_assets.cli.live import StopFlag, run_loop
 from kline_assets.defs.live import live_days
@@ -150,6 +151,8 @@ def local_window(args: argparse.Namespace, settings: Settings) -> tuple[dt.date 
 
 
 def cmd_verify(args: argparse.Namespace, settings: Settings, spec: DatasetSpec) -> int:
+    if args.cross_check < 0:
+        raise BadInput(f"--cross-check {args.cross_check}: give a number of days, 1 or more")
     first, last = local_window(args, settings)
     store = open_store(settings, spec)
     if store.read_manifest() is None:
@@ -158,10 +161,14 @@ def cmd_verify(args: argparse.Namespace, settings: Settings, spec: DatasetSpec) 
     setup_logging(settings.log_dir)
     today = now_utc().astimezone(settings.align_tz.tzinfo).date()
     report = verify(store, first, last, today)
+    if args.cross_check:
+        report.problems += check_against_rest(settings, store, first, last, args.cross_check)
     record(store, report)
     print(report.render(spec.name))
     if report.ok or not args.repair:
         return 0 if report.ok else 1
+    if any(p.kind == "differs_from_rest" for p in report.problems):
+        settings = replace(settings, source="rest")  # the archive would serve the same rows again
     settings, spec, store = prepare(args, settings, spec)
     days = [d for d in report.bad_days() if store.start <= d <= today]
     quarantine(store, report)
@@ -177,6 +184,15 @@ def cmd_verify(args: argparse.Namespace, settings: Settings, spec: DatasetSpec) 
     record(store, report)
     print("after repair: " + report.render(spec.name))
     return 0 if report.ok else 1
+
+
+def check_against_rest(settings: Settings, store: DatasetStore, first: dt.date | None, last: dt.date | None,
+                       n: int) -> list:
+    days = sample(archived_days(store, first, last), n)
+    print(f"cross-checking {len(days)} archive day(s) against REST" + (f": {days[0]} .. {days[-1]}" if days else ""),
+          file=sys.stderr)
+    exchange = ExchangeResource.from_settings(settings)
+    return cross_check(store, exchange.client(store.spec.market), days, exchange.page(store.spec.market))
 
 
 def run_combine(settings: Settings, spec: DatasetSpec, from_index: int | None = None, to_index: int | None = None,

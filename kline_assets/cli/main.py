@@ -14,7 +14,15 @@ from pathlib import Path
 
 from kline_assets.errors import BadInput, ExchangeFinal, ExchangeTransient
 from kline_assets.logs import show_progress
-from kline_assets.settings import DEFAULT_PAIR, DatasetSpec, Settings, get_market, load_settings, normalise_pair
+from kline_assets.settings import (
+    DEFAULT_PAIR,
+    DatasetSpec,
+    Settings,
+    get_market,
+    load_settings,
+    normalise_pair,
+    parse_source,
+)
 from kline_assets.timezones import parse_zone
 
 log = logging.getLogger("kline_assets")
@@ -22,7 +30,7 @@ log = logging.getLogger("kline_assets")
 EXAMPLES = {
     "backfill": "example: kline-assets --market spot --pair ETH/USDT backfill --start 2021-01-01 --end 2021-02-01",
     "live": "example: kline-assets --market futures live",
-    "verify": "example: kline-assets verify --start 2021-01-01 --repair",
+    "verify": "example: kline-assets verify --start 2021-01-01 --repair   (or --cross-check 20)",
     "status": "example: kline-assets status --json",
     "combine": "example: kline-assets combine --tz Europe/Zurich",
     "simulate": "example: kline-assets simulate --port 8099",
@@ -61,12 +69,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-size", type=str, default="1440",
                    help="minutes per chunk; chunks are local days, so only 1440 is accepted")
     p.add_argument("--strict", action="store_true", help="fail instead of falling back to BTC/USDT for unknown pairs")
+    p.add_argument("--source", help="auto (public archive for closed days, REST for the rest), rest or archive "
+                                    "(KLINE_SOURCE)")
     p = verb("live", "keep today's chunk current every minute, in the foreground")
     p.add_argument("--cycles", type=int, default=0, help="stop after N cycles (default: run until Ctrl-C)")
     p = verb("verify", "check chunks against the manifest and continuity; --repair re-collects bad days")
     p.add_argument("--start", help="first day to check (inclusive)")
     p.add_argument("--end", help="end of the window (exclusive)")
     p.add_argument("--repair", action="store_true", help="re-collect bad or missing days through Dagster")
+    p.add_argument("--cross-check", type=int, default=0, metavar="N",
+                   help="fetch N random archive days of the window again from REST and compare row by row")
     p = verb("status", "what is stored, per dataset")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--plot", metavar="FILE", help="write a coverage calendar PNG (one file per dataset)")
@@ -90,6 +102,8 @@ def resolve_settings(args: argparse.Namespace) -> tuple[Settings, DatasetSpec]:
         settings = replace(settings, data_root=args.data_root)
     if args.align_tz is not None:
         settings = replace(settings, align_tz=parse_zone(args.align_tz))
+    if getattr(args, "source", None) is not None:
+        settings = replace(settings, source=parse_source(args.source))
     market = get_market(args.market or "futures").name
     spec = DatasetSpec(market, normalise_pair(args.pair or DEFAULT_PAIR))
     root = Path(settings.data_root)

@@ -20,7 +20,6 @@ from kline_assets.archive.checks import CHECK_NAMES, CONTINUITY, INTEGRITY, SANI
 from kline_assets.archive.manifest import ChunkEntry, Manifest
 from kline_assets.archive.schema import COLUMN_NAMES
 from kline_assets.archive.store import DatasetStore
-from kline_assets.binance.days import DayStream
 from kline_assets.defs.io_manager import ChunkIOManager
 from kline_assets.defs.names import ARCHIVE, CHUNK_IO_MANAGER, EXCHANGE, group_name, klines_key
 from kline_assets.defs.partitions import key_to_day
@@ -110,8 +109,7 @@ def build_klines_asset(spec: DatasetSpec, partitions_def: dg.PartitionsDefinitio
         checks = [name for name in CHECK_NAMES if dg.AssetCheckKey(key, name) in context.selected_asset_check_keys]
         days = sorted(key_to_day(k) for k in context.partition_keys)
         store = archive.store(spec)
-        stream = DayStream(store, exchange.client(spec.market), days, page=exchange.page(spec.market),
-                           workers=exchange.workers)
+        stream = exchange.day_stream(store, days)
         progress = logging.getLogger(PROGRESS)
 
         def report(line: str) -> None:  # the run's log in Dagster, and loader.log (and the CLI's stderr)

@@ -10,7 +10,9 @@ import dagster as dg
 from kline_assets.archive.manifest import Manifest
 from kline_assets.archive.paths import dataset_dir, manifest_file
 from kline_assets.archive.store import DatasetStore
+from kline_assets.binance.archive import ArchiveClient
 from kline_assets.binance.client import BinanceClient
+from kline_assets.binance.days import DayStream
 from kline_assets.errors import ChunkUnavailable
 from kline_assets.settings import MARKETS, DatasetSpec, Settings
 from kline_assets.timezones import AlignZone, parse_zone
@@ -32,12 +34,28 @@ class ExchangeResource(dg.ConfigurableResource):
     timeout_ms: int = 10_000
     max_attempts: int = 8
     workers: int = 8  # days fetched at once: spot's budget needs ~5 requests in flight at 100 ms latency
+    archive_workers: int = 16  # days downloaded at once from the archive (no budget: latency is the limit)
+    source: str = "auto"  # auto | rest | archive
+    archive_url: str = "https://data.binance.vision"
     spot_page: int = DEFAULT_PAGE["spot"]
     futures_page: int = DEFAULT_PAGE["futures"]
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides) -> ExchangeResource:
-        return cls(spot_url=settings.spot_url, futures_url=settings.futures_url, **overrides)
+        return cls(spot_url=settings.spot_url, futures_url=settings.futures_url, source=settings.source,
+                   archive_url=settings.archive_url, **overrides)
+
+    def archive(self, market: str) -> ArchiveClient | None:
+        """The public archive for closed days, unless the source is REST only."""
+        return None if self.source == "rest" else ArchiveClient(market, self.archive_url)
+
+    def day_stream(self, store: DatasetStore, days: list[dt.date]) -> DayStream:
+        """The days of one dataset, from the sources this resource is set to."""
+        market = store.spec.market
+        archive = self.archive(market)
+        return DayStream(store, self.client(market), days, page=self.page(market),
+                         workers=self.archive_workers if archive else self.workers, archive=archive,
+                         archive_only=self.source == "archive")
 
     def origin(self, market: str) -> str:
         return (self.spot_url if market == "spot" else self.futures_url).rstrip("/")

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import hashlib
 import random
@@ -15,8 +16,6 @@ MINUTE = 60_000
 
 
 def _ms(iso: str) -> int:
-    import datetime as dt
-
     return int(dt.datetime.fromisoformat(iso).replace(tzinfo=dt.timezone.utc).timestamp() * 1000)
 
 
@@ -85,6 +84,9 @@ class SimConfig:
     extra_gaps: list = field(default_factory=list)  # [[market, symbol, from_ms, to_ms], ...]
     failing_windows: list = field(default_factory=list)  # [[market, from_ms, to_ms], ...]: kline requests
     # whose startTime falls inside answer HTTP 500 (a day that cannot be fetched until the retries run out)
+    archive_missing: list = field(default_factory=list)  # UTC dates the archive answers 404 for
+    archive_bad_checksum: list = field(default_factory=list)  # UTC dates whose CHECKSUM does not match
+    archive_truncated: list = field(default_factory=list)  # UTC dates whose zip is cut in half
     missing_endpoints: list = field(default_factory=list)  # e.g. ["time", "exchangeInfo"]: answered 404
     odd_minutes: list = field(default_factory=list)  # open times served as early Binance data looks:
     # 3 s off the minute, high below open (stored as sent, flagged by the checks)
@@ -105,6 +107,12 @@ class SimState:
     def now_ms(self) -> int:
         real = time.time() * 1000
         return int(self.anchor[1] + (real - self.anchor[0]) * self.config.clock_speed + self.config.clock_offset_ms)
+
+    def listings(self, market: str) -> dict[str, int]:
+        return LISTINGS[market]
+
+    def today_utc(self) -> dt.date:
+        return dt.datetime.fromtimestamp(self.now_ms() / 1000, dt.timezone.utc).date()
 
     def gaps(self, market: str, symbol: str) -> list[tuple[int, int]]:
         extra = [(a, b) for m, s, a, b in self.config.extra_gaps if m == market and s == symbol]

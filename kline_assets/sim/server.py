@@ -22,6 +22,7 @@ from dataclasses import asdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
+from kline_assets.sim import archive
 from kline_assets.sim.market import (  # re-exported: tests and demos import them from here
     GAPS,
     LISTINGS,
@@ -81,6 +82,14 @@ class Handler(BaseHTTPRequestHandler):
         if url.path == "/_sim/stats":
             with st.lock:
                 return self._send(200, {"requests": list(st.log), "now_ms": st.now_ms()})
+        if url.path.startswith("/data/"):  # the public archive: no weight, no limits
+            if st.config.latency_ms:
+                time.sleep(st.config.latency_ms / 1000)
+            status, data = archive.answer(st, url.path)
+            with st.lock:
+                st.log.append({"t": time.time(), "market": "archive", "endpoint": url.path.rsplit("/", 1)[-1],
+                               "status": status, "weight": 0, "fault": None, "retry_after": None})
+            return self._send(status, None, raw=data)
         market = "spot" if url.path.startswith("/api/v3/") else "futures" if url.path.startswith("/fapi/v1/") else None
         endpoint = url.path.rsplit("/", 1)[-1]
         known = {"ping", "time", "exchangeInfo", "klines"} - set(st.config.missing_endpoints)

@@ -13,7 +13,7 @@ from unittest import mock
 import dagster as dg
 import pytest
 
-from kline_assets_tests.helpers import BIN, check_days, cli, env_for
+from kline_assets_tests.helpers import BIN, FUT, check_days, cli, env_for
 
 pytestmark = pytest.mark.e2e
 
@@ -156,3 +156,35 @@ def test_combine_cli_and_build_combined_on_backfill(sim, tmp_path):
     assert empty.returncode == 2 and "no chunk in the index range 20..30" in empty.stderr
     assert sorted(p.name for p in combined.iterdir()) == ["BTCUSDT_1m_000002-000003_UTC+0200.parquet",
                                                           "BTCUSDT_1m_all.parquet"]
+
+
+def test_cross_check_finds_a_replaced_archive_file_and_repair_takes_rest(sim, tmp_path):
+    env = env_for(sim, tmp_path, KLINE_SOURCE="auto")
+    done = cli(env, "backfill", "--start", "2021-06-01", "--end", "2021-06-04")
+    assert done.returncode == 0, done.stderr
+    status = json.loads(cli(env, "status", "--json").stdout)["datasets"][0]
+    assert status["sources"] == {"archive": 3, "rest": 0}
+    assert "3 day(s) from the archive, 0 from REST" in cli(env, "status").stdout
+    assert cli(env, "verify", "--cross-check", "3").returncode == 0
+    # Binance replaced a file after we stored it: plant a difference in one archived day, as a new file
+    # would bring it (a valid chunk, matching the manifest, whose rows disagree with REST)
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from kline_assets.archive.store import DatasetStore
+    from kline_assets.timezones import parse_zone
+
+    store = DatasetStore(tmp_path / "data", FUT, parse_zone("UTC"), dt.date(2021, 1, 1))
+    day = dt.date(2021, 6, 2)
+    table = pq.read_table(store.paths.resolve(store.manifest().entry_for(day).file))
+    table = table.set_column(4, "close", pc.add(table["close"], 1.0))
+    entry = store.manifest().entry_for(day)
+    store.commit([store.stage(day, table, entry.exchange_gaps, entry.covered_until_ms, "archive", entry.source_sha256)])
+    found = cli(env, "verify", "--cross-check", "3")
+    assert found.returncode == 1
+    assert "2021-06-02 differs_from_rest: row 0 differs" in found.stdout
+    repaired = cli(env, "verify", "--cross-check", "3", "--repair")
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    after = json.loads(cli(env, "status", "--json").stdout)["datasets"][0]
+    assert after["sources"] == {"archive": 2, "rest": 1}
+    check_days(sim, tmp_path / "data", dt.date(2021, 6, 1), 3)

@@ -38,7 +38,7 @@ def dagster_dev(sim, tmp_path):
     # the instance the CLI writes (webserver, daemon and run workers share its storage class)
     (home / "dagster.yaml").write_text(INSTANCE_YAML + "telemetry:\n  enabled: false\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KLINE_", "DAGSTER_"))}
-    env.update(DAGSTER_HOME=str(home), KLINE_SPOT_URL=sim.url, KLINE_FUTURES_URL=sim.url,
+    env.update(DAGSTER_HOME=str(home), KLINE_SPOT_URL=sim.url, KLINE_FUTURES_URL=sim.url, KLINE_ARCHIVE_URL=sim.url,
                KLINE_DATA_ROOT=str(tmp_path / "data"), KLINE_LOG_DIR=str(tmp_path / "logs"),
                KLINE_START="2021-01-01", KLINE_PAIRS="spot:BTC/USDT")
     proc = subprocess.Popen([str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],

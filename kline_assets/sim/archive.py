@@ -1,0 +1,66 @@
+"""The simulated public archive (data.binance.vision's layout): a daily zip of the 12-field CSV per
+(market, symbol, UTC date), with its `.CHECKSUM`, holding the same rows as the REST endpoints.
+
+As Binance writes them: futures files carry a header line from 2022 on (none before), spot files from
+2025-01-01 carry open and close times in microseconds, and numbers are formatted differently across
+years (trailing zeros dropped before 2021). A day is published once it is over (the real archive takes
+some hours more). Switchable faults, by UTC date (`YYYY-MM-DD`) in `SimConfig`: `archive_missing`
+(404), `archive_bad_checksum` (the CHECKSUM names other bytes), `archive_truncated` (half a zip).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import re
+import zipfile
+
+from kline_assets.sim.market import SimState
+
+PATH = re.compile(r"^/data/(spot|futures/um)/daily/klines/([A-Z0-9]+)/1m/\2-1m-(\d{4}-\d{2}-\d{2})\.zip(\.CHECKSUM)?$")
+HEADER = ("open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,"
+          "taker_buy_quote_volume,ignore")
+DAY_MS = 86_400_000
+
+
+def _number(text: str, year: int) -> str:
+    return text.rstrip("0").rstrip(".") if year < 2021 and "." in text else text
+
+
+def day_csv(state: SimState, market: str, symbol: str, day: dt.date) -> bytes:
+    start = int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc).timestamp() * 1000)
+    rows = state.klines(market, symbol, start, start + DAY_MS - 1, 1440)
+    micro = market == "spot" and day >= dt.date(2025, 1, 1)
+    lines = [HEADER] if market == "futures" and day.year >= 2022 else []
+    for r in rows:
+        times = (r[0] * 1000, r[6] * 1000) if micro else (r[0], r[6])
+        values = [str(times[0]), *(_number(v, day.year) for v in r[1:6]), str(times[1]), _number(r[7], day.year),
+                  str(r[8]), _number(r[9], day.year), _number(r[10], day.year), r[11]]
+        lines.append(",".join(values))
+    return ("\n".join(lines) + "\n").encode()
+
+
+def answer(state: SimState, path: str) -> tuple[int, bytes]:
+    """(status, body) for an archive path; 404 for what the archive does not have."""
+    match = PATH.match(path)
+    if not match:
+        return 404, b"not found"
+    market = "spot" if match.group(1) == "spot" else "futures"
+    symbol, date, checksum = match.group(2), match.group(3), bool(match.group(4))
+    day = dt.date.fromisoformat(date)
+    listed = state.listings(market)
+    cfg = state.config
+    if symbol not in listed or date in cfg.archive_missing or day >= state.today_utc():
+        return 404, b"<Error><Code>NoSuchKey</Code></Error>"
+    name = f"{symbol}-1m-{date}"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        # a fixed date: the zip is the same bytes at every request, as a published file is
+        member = zipfile.ZipInfo(f"{name}.csv", date_time=(day.year, day.month, day.day, 0, 0, 0))
+        zf.writestr(member, day_csv(state, market, symbol, day), compress_type=zipfile.ZIP_DEFLATED)
+    data = buffer.getvalue()
+    if checksum:
+        digest = hashlib.sha256(data + (b"x" if date in cfg.archive_bad_checksum else b"")).hexdigest()
+        return 200, f"{digest}  {name}.zip\n".encode()
+    return 200, data[: len(data) // 2] if date in cfg.archive_truncated else data
