@@ -16,6 +16,7 @@ used in each full minute (all but the last) is the steady figure, the peak shows
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -26,6 +27,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import ccxt
@@ -44,6 +46,25 @@ def sim_call(url: str, path: str, body: dict | None = None) -> dict:
     data = json.dumps(body).encode() if body is not None else None
     with urllib.request.urlopen(urllib.request.Request(url + path, data=data, method="POST" if data else "GET")) as r:
         return json.loads(r.read())
+
+
+@contextlib.contextmanager
+def simulator(*args: str) -> Iterator[str]:
+    """The bundled simulator in a process of its own (as a real exchange would be); yields its URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    sim = subprocess.Popen([sys.executable, "-m", "kline_assets.sim.server", "--port", str(port), *args],
+                           stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                sim_call(url, "/_sim/stats")
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield url
+    finally:
+        sim.terminate()
 
 
 def summarise(log: list[dict], market: str) -> dict:
@@ -88,6 +109,21 @@ def run_cli(url: str, market: str, days: int, root: str, source: str = "rest") -
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {"wall_s": ended - first, "startup_s": first - began, "cpu_s": cpu, "log": log,
             "peak_rss_mb": after.ru_maxrss / 1024}
+
+
+def warm(url: str, market: str, days: int) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    start = dt.date(2021, 1, 1) if market == "futures" else dt.date(2018, 1, 1)
+    folder = "futures/um" if market == "futures" else "spot"
+
+    def get(n: int) -> None:
+        day = start + dt.timedelta(days=n)
+        urllib.request.urlopen(f"{url}/data/{folder}/daily/klines/BTCUSDT/1m/BTCUSDT-1m-{day}.zip.CHECKSUM").read()
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(get, range(days)))
+    sim_call(url, "/_sim/reset", {})
 
 
 def wait_for_minute(lead_s: float) -> None:
@@ -155,21 +191,14 @@ def main() -> None:
     p.add_argument("--no-reference", action="store_true")
     p.add_argument("--source", default="rest", choices=["rest", "auto"],
                    help="auto: closed days from the (simulated) public archive, REST for the rest")
+    p.add_argument("--warm-archive", action="store_true",
+                   help="have the simulator build every archive file before the timed run, so the figure is "
+                        "the client's (building a day costs the simulator ~20 ms of CPU on this machine)")
     p.add_argument("--local-days", type=int, default=0,
                    help="also measure our own CPU per day without Dagster (zero budget limit)")
     a = p.parse_args()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    sim = subprocess.Popen([sys.executable, "-m", "kline_assets.sim.server", "--port", str(port),
-                            "--latency-ms", str(a.latency_ms), "--futures-budget", str(a.futures_budget),
-                            "--spot-budget", str(a.spot_budget)], stdout=subprocess.DEVNULL)
-    try:
-        for _ in range(100):
-            try:
-                sim_call(url, "/_sim/stats")
-                break
-            except OSError:
-                time.sleep(0.05)
+    with simulator("--latency-ms", str(a.latency_ms), "--futures-budget", str(a.futures_budget),
+                   "--spot-budget", str(a.spot_budget)) as url:
         budgets = {"futures": a.futures_budget, "spot": a.spot_budget}
         if a.local_days:
             cost = local_cost(url, a.local_days)
@@ -183,6 +212,8 @@ def main() -> None:
             limit = budgets[market] / WEIGHT_PER_DAY[market]
             with tempfile.TemporaryDirectory() as root:
                 base = run_cli(url, market, 1, root + "/base")  # start-up CPU, subtracted from CPU per day
+                if a.warm_archive:
+                    warm(url, market, days)
                 wait_for_minute(base["startup_s"])
                 got = run_cli(url, market, days, root + "/run", a.source)
                 stats = summarise(got["log"], market)
@@ -205,8 +236,6 @@ def main() -> None:
                 ref = reference_loop(url, market, a.reference_days)
                 print(f"{'':8} reference sequential ccxt loop: {ref:7.0f} days/min "
                       f"-> kline-assets is {rate / ref:.1f}x")
-    finally:
-        sim.terminate()
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from pathlib import Path
 
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.backfill import free_port, sim_call  # noqa: E402
+from bench.backfill import simulator  # noqa: E402
 
 
 def main() -> None:
@@ -32,21 +32,8 @@ def main() -> None:
     p.add_argument("--latency-ms", type=float, default=50)
     p.add_argument("--every", type=float, default=5.0, help="seconds between polls")
     a = p.parse_args()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    sim = subprocess.Popen([sys.executable, "-m", "kline_assets.sim.server", "--port", str(port),
-                            "--latency-ms", str(a.latency_ms)], stdout=subprocess.DEVNULL)
-    try:
-        for _ in range(100):
-            try:
-                sim_call(url, "/_sim/stats")
-                break
-            except OSError:
-                time.sleep(0.05)
-        with tempfile.TemporaryDirectory() as root:
-            watch(url, Path(root), a.days, a.every)
-    finally:
-        sim.terminate()
+    with simulator("--latency-ms", str(a.latency_ms)) as url, tempfile.TemporaryDirectory() as root:
+        watch(url, Path(root), a.days, a.every)
 
 
 def watch(url: str, root: Path, days: int, every: float) -> None:

@@ -12,7 +12,6 @@ the UTC day) raises `ArchiveUnusable`, and the caller takes that day from REST. 
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import hashlib
 import io
@@ -25,6 +24,11 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from kline_assets.archive.schema import COLUMN_NAMES, COLUMNS, SCHEMA
 from kline_assets.errors import ExchangeTransient
 
 log = logging.getLogger("kline_assets")
@@ -39,7 +43,7 @@ class ArchiveUnusable(Exception):
 
 @dataclass
 class ArchiveDay:
-    rows: list[list]  # the 12 fields, times in ms, values as sent
+    table: pa.Table  # the chunk schema, times in ms
     sha256: str  # the published CHECKSUM the zip matched
 
 
@@ -95,34 +99,33 @@ class ArchiveClient:
             time.sleep(delay)
 
 
-def parse_zip(data: bytes, day: dt.date, name: str) -> list[list]:
+def parse_zip(data: bytes, day: dt.date, name: str) -> pa.Table:
+    """The one CSV of a verified zip as a chunk-schema table, sorted by open_time, times in ms."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             members = [m for m in zf.namelist() if m.endswith(".csv")]
             if len(members) != 1:
                 raise ArchiveUnusable(f"{name} holds {len(members)} CSV files, not one")
-            text = zf.read(members[0]).decode("ascii")
-    except (zipfile.BadZipFile, OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:
+            text = zf.read(members[0])
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
         raise ArchiveUnusable(f"{name} is damaged ({type(exc).__name__}: {exc})") from None
+    if not text.strip():
+        return SCHEMA.empty_table()
+    header = not text[:1].isdigit()  # futures files carry one since about 2022, older ones and spot none
+    try:
+        table = pacsv.read_csv(
+            pa.BufferReader(text),
+            read_options=pacsv.ReadOptions(column_names=COLUMN_NAMES, skip_rows=1 if header else 0),
+            convert_options=pacsv.ConvertOptions(column_types=dict(COLUMNS), strings_can_be_null=False),
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise ArchiveUnusable(f"{name}: the CSV does not parse ({str(exc).splitlines()[0]})") from None
+    if table.num_rows and pc.max(table["open_time"]).as_py() >= 10**15:  # microseconds (16 digits)
+        for column in ("open_time", "close_time"):
+            table = table.set_column(table.schema.get_field_index(column), column,
+                                     pc.divide(table[column], 1000))
     start = int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc).timestamp() * 1000)
-    rows = []
-    for line in csv.reader(io.StringIO(text)):
-        if not line:
-            continue
-        if not line[0].isdigit():
-            if rows:
-                raise ArchiveUnusable(f"{name}: a line that is not a kline: {','.join(line)[:80]}")
-            continue  # the header line
-        if len(line) < 12:
-            raise ArchiveUnusable(f"{name}: a line with {len(line)} fields, not 12")
-        try:
-            open_time, close_time, trades = int(line[0]), int(line[6]), int(line[8])
-        except ValueError:
-            raise ArchiveUnusable(f"{name}: a line that does not parse: {','.join(line)[:80]}") from None
-        if open_time >= 10**15:  # microseconds (16 digits)
-            open_time, close_time = open_time // 1000, close_time // 1000
-        if not start <= open_time < start + DAY_MS:
-            raise ArchiveUnusable(f"{name}: a row at {open_time} lies outside its UTC day")
-        rows.append([open_time, *line[1:6], close_time, line[7], trades, *line[9:12]])
-    rows.sort(key=lambda r: r[0])
-    return rows
+    times = table["open_time"]
+    if table.num_rows and (pc.min(times).as_py() < start or pc.max(times).as_py() >= start + DAY_MS):
+        raise ArchiveUnusable(f"{name}: rows outside its UTC day")
+    return table.sort_by("open_time")

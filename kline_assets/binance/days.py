@@ -29,6 +29,7 @@ from kline_assets.archive.store import DatasetStore, Staged
 from kline_assets.binance.archive import NEWEST_LAG_DAYS, ArchiveClient, ArchiveUnusable
 from kline_assets.binance.client import BinanceClient
 from kline_assets.binance.paging import add_gap, fetch_window
+from kline_assets.errors import ExchangeTransient
 from kline_assets.timezones import MINUTE_MS
 
 log = logging.getLogger("kline_assets")
@@ -115,7 +116,7 @@ class DayStream:
                 try:
                     got = self.archive.day(symbol, utc_day)
                     reason = None if got is not None else "not in the archive (404)"
-                except ArchiveUnusable as exc:
+                except (ArchiveUnusable, ExchangeTransient) as exc:  # retries ran out: REST may still answer
                     reason, got = str(exc), None
             if reason is not None:
                 if self.archive_only:
@@ -125,16 +126,17 @@ class DayStream:
                 return None
             files.append(got)
             utc_day += dt.timedelta(days=1)
-        rows = [r for f in files for r in f.rows if start_ms <= r[0] < end_ms]
+        table = pa.concat_tables([f.table for f in files])
+        times = table["open_time"]
+        table = table.filter(pc.and_(pc.greater_equal(times, start_ms), pc.less(times, end_ms)))
         gaps: list[list[int]] = []
         expected = start_ms
-        for row in rows:  # a minute the verified file lacks is a gap the exchange confirmed, as on REST
-            if row[0] - expected >= MINUTE_MS:
-                add_gap(gaps, expected, row[0])
-            expected = row[0] + MINUTE_MS
+        for open_time in table["open_time"].to_pylist():  # a minute the verified file lacks is a gap the
+            if open_time - expected >= MINUTE_MS:  # exchange confirmed, as REST's silence is
+                add_gap(gaps, expected, open_time)
+            expected = open_time + MINUTE_MS
         add_gap(gaps, expected, end_ms)
-        return DayData(day, rows_to_table(rows), gaps, end_ms, 0, source="archive",
-                       source_sha256=",".join(f.sha256 for f in files))
+        return DayData(day, table, gaps, end_ms, 0, source="archive", source_sha256=",".join(f.sha256 for f in files))
 
     def collect(self, day: dt.date) -> DayData:
         """The day's closed rows: the stored chunk extended from its last covered minute, or fetched whole."""

@@ -22,6 +22,7 @@ PATH = re.compile(r"^/data/(spot|futures/um)/daily/klines/([A-Z0-9]+)/1m/\2-1m-(
 HEADER = ("open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,"
           "taker_buy_quote_volume,ignore")
 DAY_MS = 86_400_000
+ARCHIVE_CACHE_DAYS = 8192  # ~40 kB each: a warmed cache lets a benchmark measure the client, not the server
 
 
 def _number(text: str, year: int) -> str:
@@ -41,6 +42,24 @@ def day_csv(state: SimState, market: str, symbol: str, day: dt.date) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+def zipped_day(state: SimState, market: str, symbol: str, day: dt.date) -> bytes:
+    """The day's zip, made once (a client asks for the CHECKSUM, then the zip) and kept for a while."""
+    key = (market, symbol, day)
+    with state.lock:
+        if key in state.archive_cache:
+            return state.archive_cache[key]
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        # a fixed date: the zip is the same bytes at every request, as a published file is
+        member = zipfile.ZipInfo(f"{symbol}-1m-{day}.csv", date_time=(day.year, day.month, day.day, 0, 0, 0))
+        zf.writestr(member, day_csv(state, market, symbol, day), compress_type=zipfile.ZIP_DEFLATED)
+    with state.lock:
+        state.archive_cache[key] = buffer.getvalue()
+        while len(state.archive_cache) > ARCHIVE_CACHE_DAYS:
+            state.archive_cache.pop(next(iter(state.archive_cache)))
+        return state.archive_cache[key]
+
+
 def answer(state: SimState, path: str) -> tuple[int, bytes]:
     """(status, body) for an archive path; 404 for what the archive does not have."""
     match = PATH.match(path)
@@ -54,12 +73,7 @@ def answer(state: SimState, path: str) -> tuple[int, bytes]:
     if symbol not in listed or date in cfg.archive_missing or day >= state.today_utc():
         return 404, b"<Error><Code>NoSuchKey</Code></Error>"
     name = f"{symbol}-1m-{date}"
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-        # a fixed date: the zip is the same bytes at every request, as a published file is
-        member = zipfile.ZipInfo(f"{name}.csv", date_time=(day.year, day.month, day.day, 0, 0, 0))
-        zf.writestr(member, day_csv(state, market, symbol, day), compress_type=zipfile.ZIP_DEFLATED)
-    data = buffer.getvalue()
+    data = zipped_day(state, market, symbol, day)
     if checksum:
         digest = hashlib.sha256(data + (b"x" if date in cfg.archive_bad_checksum else b"")).hexdigest()
         return 200, f"{digest}  {name}.zip\n".encode()

@@ -103,6 +103,7 @@ class SimState:
         self.over_budget: dict[str, int] = {}
         self.retry_until: dict[str, float] = {}
         self.log: list[dict] = []
+        self.archive_cache: dict[tuple, bytes] = {}  # recent archive zips (kline_assets.sim.archive)
 
     def now_ms(self) -> int:
         real = time.time() * 1000
