@@ -1,11 +1,10 @@
 """The chunk IO manager: the only writer of chunks and `manifest.json` for `klines_1m`.
 
-The stream's workers stage each day (a pending chunk file); here batches become part of the dataset.
 Dagster calls an IO manager's `handle_output` only once the asset's body has returned, and what
 it records then arrives at the end of the step: a range run of 2,000 days would show nothing until
 it ends, and a failure on day 12 would lose the record of days 1-11. So the asset hands its
-`DayStream` to `write_days`, which writes each day as a zstd Parquet chunk, commits the manifest in
-batches (every `COMMIT_EVERY_DAYS` days or `COMMIT_EVERY_S` seconds, also while a slow day is still
+`DayStream` to `write_days`: the stream's workers stage each day as a pending zstd Parquet chunk, and
+`write_days` makes them part of the dataset by committing the manifest in batches (every `COMMIT_EVERY_DAYS` days or `COMMIT_EVERY_S` seconds, also while a slow day is still
 being retried, and once more with whatever is staged when the stream fails) and yields each
 committed batch, so the asset records those days in Dagster while the run goes on.
 Batches keep the manifest from being rewritten per chunk (quadratic over years of days).
@@ -17,7 +16,7 @@ import datetime as dt
 import time
 import typing
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import dagster as dg
 import pyarrow as pa
@@ -39,7 +38,6 @@ class Progress:
     written: int = 0
     rows: int = 0
     requests: int = 0
-    started: float = field(default_factory=time.monotonic)
 
     def line(self, stream: DayStream, final: bool = False) -> str:
         name = stream.store.spec.name
