@@ -115,8 +115,8 @@ def build_hourly_after_klines_sensor(settings: Settings, job) -> dg.SensorDefini
             days.setdefault(event.asset_key, []).append(event.partition)
         requests = [
             dg.RunRequest(run_key=f"hourly:{run.run_id}:{spec.name}", asset_selection=[hourly_key(spec)],
-                          tags={**range_tags(min(days[klines_key(spec)]), max(days[klines_key(spec)])),
-                                TAG_DATASET: spec.name})
+                          # no dataset tag: klines_1h writes no chunk, so the live sensor need not wait for it
+                          tags=range_tags(min(days[klines_key(spec)]), max(days[klines_key(spec)])))
             for spec in settings.pairs if days.get(klines_key(spec))
         ]
         return requests or dg.SkipReason("the run loaded no klines_1m")
