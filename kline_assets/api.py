@@ -85,7 +85,8 @@ def open_dataset(market: str = "futures", pair: str = DEFAULT_PAIR, *,
     """A `pyarrow.dataset.Dataset` over exactly the chunks the manifest lists (never pending or stray
     files), each checked against its sha256 first, for DuckDB, Polars or pyarrow scans of years of data."""
     store = _store(market, pair, data_root)
-    entries = [store.manifest().chunks[i] for i in sorted(store.manifest().chunks)]
+    chunks = store.manifest().chunks
+    entries = [chunks[i] for i in sorted(chunks)]
     for entry in entries:
         verified_table(store, entry)
     return pads.dataset([str(store.paths.resolve(e.file)) for e in entries], schema=SCHEMA, format="parquet")

@@ -46,11 +46,14 @@ class AlignZone:
         return self.name.replace("/", "-")
 
 
+UTC = AlignZone("UTC", "UTC")  # the archive's files and the exchange's days are UTC days
+
+
 def parse_zone(text: str) -> AlignZone:
     """IANA names and fixed offsets; whole-hour offsets map to Etc/GMT zones (whose sign is inverted)."""
     raw = text.strip()
     if raw.upper() in {"UTC", "Z", "GMT", "+00:00", "-00:00", "+0000"}:
-        return AlignZone("UTC", "UTC")
+        return UTC
     match = _OFFSET.match(raw)
     if match:
         sign, hours, minutes = match.group(1), int(match.group(2)), int(match.group(3) or 0)
@@ -62,7 +65,7 @@ def parse_zone(text: str) -> AlignZone:
                 "such as Asia/Kolkata for half-hour offsets"
             )
         if hours == 0:
-            return AlignZone("UTC", "UTC")
+            return UTC
         etc = f"Etc/GMT{'-' if sign == '+' else '+'}{hours}"
         return AlignZone(f"{sign}{hours:02d}:00", etc)
     try:

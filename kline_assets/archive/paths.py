@@ -56,13 +56,13 @@ class DatasetPaths:
         return self.dir / relpath
 
 
-def dataset_dir(data_root: str | Path, exchange_id: str, symbol: str) -> Path:
-    return Path(data_root) / exchange_id / symbol / INTERVAL
+def dataset_dir(data_root: str | Path, exchange_id: str, symbol: str, interval: str = INTERVAL) -> Path:
+    return Path(data_root) / exchange_id / symbol / interval
 
 
 def hourly_file(data_root: str | Path, spec: DatasetSpec, partition: str) -> Path:
     """A day of the example asset klines_1h (kline_assets.defs.hourly)."""
-    return Path(data_root) / spec.exchange_id / spec.symbol / "1h" / f"{partition}.parquet"
+    return dataset_dir(data_root, spec.exchange_id, spec.symbol, "1h") / f"{partition}.parquet"
 
 
 def manifest_file(dataset_dir: Path) -> Path:

@@ -30,10 +30,10 @@ import pyarrow.csv as pacsv
 
 from kline_assets.archive.schema import COLUMN_NAMES, COLUMNS, SCHEMA
 from kline_assets.errors import ExchangeTransient
+from kline_assets.timezones import UTC
 
 log = logging.getLogger("kline_assets")
 
-DAY_MS = 86_400_000
 NEWEST_LAG_DAYS = 2  # the archive publishes a day some hours after it ends, sometimes days: ask no newer
 
 
@@ -52,7 +52,6 @@ class ArchiveClient:
                  backoff_s: float = 0.25) -> None:
         self.market, self.origin = market, origin.rstrip("/")
         self.timeout_s, self.max_attempts, self.backoff_s = timeout_s, max_attempts, backoff_s
-        self.requests = 0
 
     def url(self, symbol: str, day: dt.date) -> str:
         folder = "spot" if self.market == "spot" else "futures/um"
@@ -79,7 +78,6 @@ class ArchiveClient:
     def _get(self, url: str) -> bytes | None:
         attempt = 0
         while True:
-            self.requests += 1
             try:
                 with urllib.request.urlopen(url, timeout=self.timeout_s) as response:
                     return response.read()
@@ -124,8 +122,8 @@ def parse_zip(data: bytes, day: dt.date, name: str) -> pa.Table:
         for column in ("open_time", "close_time"):
             table = table.set_column(table.schema.get_field_index(column), column,
                                      pc.divide(table[column], 1000))
-    start = int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc).timestamp() * 1000)
+    start, end = UTC.day_window_ms(day)
     times = table["open_time"]
-    if table.num_rows and (pc.min(times).as_py() < start or pc.max(times).as_py() >= start + DAY_MS):
+    if table.num_rows and (pc.min(times).as_py() < start or pc.max(times).as_py() >= end):
         raise ArchiveUnusable(f"{name}: rows outside its UTC day")
     return table.sort_by("open_time")

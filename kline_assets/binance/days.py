@@ -28,9 +28,9 @@ from kline_assets.archive.schema import rows_to_table
 from kline_assets.archive.store import DatasetStore, Staged
 from kline_assets.binance.archive import NEWEST_LAG_DAYS, ArchiveClient, ArchiveUnusable
 from kline_assets.binance.client import BinanceClient
-from kline_assets.binance.paging import add_gap, fetch_window
+from kline_assets.binance.paging import add_gap, fetch_window, note_rows
 from kline_assets.errors import ExchangeTransient
-from kline_assets.timezones import MINUTE_MS
+from kline_assets.timezones import UTC
 
 log = logging.getLogger("kline_assets")
 TICK_S = 0.5
@@ -104,8 +104,8 @@ class DayStream:
     def from_archive(self, day: dt.date, start_ms: int, end_ms: int) -> DayData | None:
         """The whole local day from the archive's UTC files that cover it (two where the zone is not UTC),
         or None (said in the log) when any of them cannot be used: never half a day from each source."""
-        first, last = (dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).date() for ms in (start_ms, end_ms - 1))
-        today = dt.datetime.fromtimestamp(self.client.server_time_ms() / 1000, dt.timezone.utc).date()
+        first, last = UTC.local_date(start_ms), UTC.local_date(end_ms - 1)
+        today = UTC.local_date(self.client.server_time_ms())
         files, symbol = [], self.store.spec.symbol
         utc_day = first
         while utc_day <= last:
@@ -129,13 +129,8 @@ class DayStream:
         table = pa.concat_tables([f.table for f in files])
         times = table["open_time"]
         table = table.filter(pc.and_(pc.greater_equal(times, start_ms), pc.less(times, end_ms)))
-        gaps: list[list[int]] = []
-        expected = start_ms
-        for open_time in table["open_time"].to_pylist():  # a minute the verified file lacks is a gap the
-            if open_time - expected >= MINUTE_MS:  # exchange confirmed, as REST's silence is
-                add_gap(gaps, expected, open_time)
-            expected = open_time + MINUTE_MS
-        add_gap(gaps, expected, end_ms)
+        gaps: list[list[int]] = []  # a minute the verified file lacks is a gap the exchange confirmed
+        add_gap(gaps, note_rows(gaps, start_ms, table["open_time"].to_pylist()), end_ms)
         return DayData(day, table, gaps, end_ms, 0, source="archive", source_sha256=",".join(f.sha256 for f in files))
 
     def collect(self, day: dt.date) -> DayData:

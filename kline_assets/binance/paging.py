@@ -30,6 +30,17 @@ def add_gap(gaps: list[list[int]], start: int, end: int) -> None:
         gaps.append([start, end])
 
 
+def note_rows(gaps: list[list[int]], expected: int, open_times: list[int]) -> int:
+    """Rows the exchange sent, in order, from the minute `expected` on: a jump of more than a minute before
+    a row is a confirmed gap. Returns the minute expected after the last row. The archive's verified
+    files follow the same rule, so a day's gaps do not depend on where it came from."""
+    for open_time in open_times:
+        if open_time - expected >= MINUTE_MS:
+            add_gap(gaps, expected, open_time)
+        expected = open_time + MINUTE_MS
+    return expected
+
+
 def closed_horizon(now_ms: int) -> int:
     """Klines opening before this instant have closed (close_time = open + 59999 < now)."""
     return (now_ms // MINUTE_MS) * MINUTE_MS
@@ -61,10 +72,8 @@ def fetch_window(source: KlineSource, symbol: str, start_ms: int, end_ms: int, n
                 break
             add_gap(out.gaps, expected, stop)
             break
-        for row in rows:
-            if row[0] - expected >= MINUTE_MS:
-                add_gap(out.gaps, expected, row[0])
-            out.rows.append(row)
-            last_open, expected = row[0], row[0] + MINUTE_MS
+        expected = note_rows(out.gaps, expected, [r[0] for r in rows])
+        out.rows.extend(rows)
+        last_open = rows[-1][0]
         ask = last_open + 1
     return out
