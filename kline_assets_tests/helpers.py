@@ -80,12 +80,17 @@ def check_days(sim, root, first, days):
         assert stored_rows(store.paths.resolve(entry.file)) == expected_rows(sim.state, FUT, "UTC", day)
 
 
-def run(settings, instance, spec, first, last):
+def run(settings, instance, spec, first, last, resources=None, raise_on_error=True):
+    """One in-process run of klines_1m over first..last, as a range run from the UI or the CLI."""
     return dg.materialize(
-        build_assets(settings), resources=build_resources(settings), instance=instance,
-        selection=[klines_key(spec)],
-        tags=range_tags(first, last),
+        build_assets(settings), resources=resources or build_resources(settings), instance=instance,
+        selection=[klines_key(spec)], tags=range_tags(first, last), raise_on_error=raise_on_error,
     )
+
+
+def step_failure(result):
+    """The first failed step's error (its `.message`, its metadata), from any in-process run result."""
+    return next(e for e in result.all_events if e.is_step_failure).step_failure_data
 
 
 def manifest(settings, spec):

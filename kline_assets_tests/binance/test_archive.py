@@ -11,7 +11,7 @@ import pytest
 from kline_assets.archive.paths import DatasetPaths
 from kline_assets.binance.archive import ArchiveClient, ArchiveUnusable, parse_zip
 from kline_assets.sim.archive import answer
-from kline_assets_tests.helpers import FUT, SPOT, expected_rows, manifest, run, sim_requests, stored_rows
+from kline_assets_tests.helpers import FUT, SPOT, expected_rows, manifest, run, sim_requests, step_failure, stored_rows
 
 
 def archive_requests(sim):
@@ -80,22 +80,11 @@ def test_recent_days_and_source_rest_ask_the_archive_nothing(sim, make_settings,
 def test_archive_only_fails_clearly_for_a_day_it_does_not_have(sim, make_settings, instance):
     settings = make_settings(start="2021-01-01", source="archive")
     sim.state.config.archive_missing = ["2021-06-02"]
-    result = run_failing(settings, instance)
-    assert "2021-06-02" in result and "source archive" in result
-    assert [c["partition"] for c in manifest(settings, FUT)["chunks"]] == ["2021-06-01"]
-
-
-def run_failing(settings, instance) -> str:
-    import dagster as dg
-
-    from kline_assets.defs.definitions import build_assets, build_resources
-    from kline_assets.defs.names import klines_key, range_tags
-
-    result = dg.materialize(build_assets(settings), resources=build_resources(settings), instance=instance,
-                            selection=[klines_key(FUT)], tags=range_tags("2021-06-01", "2021-06-03"),
-                            raise_on_error=False)
+    result = run(settings, instance, FUT, "2021-06-01", "2021-06-03", raise_on_error=False)
     assert not result.success
-    return str(next(e for e in result.all_events if e.is_step_failure).step_failure_data.error)
+    error = str(step_failure(result).error)
+    assert "2021-06-02" in error and "source archive" in error
+    assert [c["partition"] for c in manifest(settings, FUT)["chunks"]] == ["2021-06-01"]
 
 
 def test_parse_zip_refuses_rows_outside_the_day_and_lines_that_do_not_parse(sim):

@@ -5,7 +5,6 @@ import errno
 import time
 from pathlib import Path
 
-import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
@@ -15,8 +14,8 @@ from kline_assets.archive.paths import DatasetPaths
 from kline_assets.archive.schema import SCHEMA
 from kline_assets.binance.days import DayStream
 from kline_assets.defs import io_manager
-from kline_assets.defs.definitions import build_assets, build_definitions, build_resources
-from kline_assets.defs.names import EXCHANGE, klines_key, range_tags
+from kline_assets.defs.definitions import build_definitions, build_resources
+from kline_assets.defs.names import EXCHANGE, klines_key
 from kline_assets.defs.resources import ExchangeResource
 from kline_assets.timezones import parse_zone
 from kline_assets_tests.helpers import (
@@ -27,6 +26,7 @@ from kline_assets_tests.helpers import (
     manifest,
     run,
     sim_requests,
+    step_failure,
     stored_rows,
 )
 
@@ -122,9 +122,7 @@ def test_a_range_failing_on_day_k_keeps_and_records_exactly_the_days_before(sim,
     start12, end12 = parse_zone("UTC").day_window_ms(dt.date(2021, 1, 12))
     sim.state.config.failing_windows = [["futures", start12, end12]]  # HTTP 500 until the retries run out
     resources = {**build_resources(settings), EXCHANGE: ExchangeResource.from_settings(settings, max_attempts=2)}
-    result = dg.materialize(build_assets(settings), resources=resources, instance=instance,
-                            selection=[klines_key(FUT)], tags=range_tags("2021-01-01", "2021-01-20"),
-                            raise_on_error=False)
+    result = run(settings, instance, FUT, "2021-01-01", "2021-01-20", resources=resources, raise_on_error=False)
     assert not result.success
     in_manifest = {c["partition"] for c in manifest(settings, FUT)["chunks"]}
     assert in_manifest == {f"2021-01-{d:02d}" for d in range(1, 12)}
@@ -186,12 +184,9 @@ def test_a_full_disk_fails_clearly_and_tears_nothing(sim, make_settings, instanc
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
     monkeypatch.setattr(store_module, "write_durable", full)
-    result = dg.materialize(build_assets(settings), resources=build_resources(settings), instance=instance,
-                            selection=[klines_key(FUT)], tags=range_tags("2021-01-03", "2021-01-04"),
-                            raise_on_error=False)
+    result = run(settings, instance, FUT, "2021-01-03", "2021-01-04", raise_on_error=False)
     assert not result.success
-    failure = next(e for e in result.all_events if e.is_step_failure)
-    assert "No space left on device" in str(failure.step_failure_data.error)
+    assert "No space left on device" in str(step_failure(result).error)
     assert manifest(settings, FUT)["chunks"] == good["chunks"]  # the dataset is as it was
     chunks_dir = DatasetPaths(Path(settings.data_root), FUT).chunks_dir
     assert sorted(p.name for p in chunks_dir.iterdir()) == sorted(Path(c["file"]).name for c in good["chunks"])
@@ -206,6 +201,6 @@ def test_verify_job_fails_on_one_flipped_byte(sim, make_settings, instance):
     flip_byte(chunk)
     result = job.execute_in_process(instance=instance, raise_on_error=False)
     assert not result.success
-    failure = next(e for e in result.all_events if e.is_step_failure)
-    assert "1 problem(s): 1 corrupt" in failure.step_failure_data.error.message
-    assert "2021-01-02 corrupt" in failure.step_failure_data.user_failure_data.metadata["report"].value
+    failure = step_failure(result)
+    assert "1 problem(s): 1 corrupt" in failure.error.message
+    assert "2021-01-02 corrupt" in failure.user_failure_data.metadata["report"].value

@@ -18,7 +18,7 @@ from kline_assets.archive.schema import COLUMN_NAMES
 from kline_assets.defs.definitions import build_assets, build_resources
 from kline_assets.defs.names import hourly_key, klines_key, range_tags
 from kline_assets.defs.partitions import daily_partitions
-from kline_assets_tests.helpers import FUT, expected_rows, flip_byte, run
+from kline_assets_tests.helpers import FUT, expected_rows, flip_byte, run, step_failure
 
 SEEN: dict = {}
 
@@ -77,13 +77,11 @@ def test_a_corrupt_chunk_or_a_missing_day_fails_the_step_with_what_to_do(loaded,
     flip_byte(entry)
     result = materialize_downstream(loaded, instance, downstream(loaded, "pandas"), "2021-01-02", "2021-01-02",
                                     raise_on_error=False)
-    failure = next(e for e in result.all_events if e.is_step_failure)
-    assert "2021-01-02" in str(failure.step_failure_data.error) and "verify --repair" in str(
-        failure.step_failure_data.error)
+    error = str(step_failure(result).error)
+    assert "2021-01-02" in error and "verify --repair" in error
     result = materialize_downstream(loaded, instance, downstream(loaded, "pandas"), "2021-01-05", "2021-01-05",
                                     raise_on_error=False)
-    failure = next(e for e in result.all_events if e.is_step_failure)
-    assert "no chunk for 2021-01-05" in str(failure.step_failure_data.error)
+    assert "no chunk for 2021-01-05" in str(step_failure(result).error)
 
 
 def resampled(frame: pd.DataFrame) -> pd.DataFrame:
