@@ -72,20 +72,44 @@ class DatasetSpec:
         return f"{self.exchange_id}/{self.symbol}"
 
 
-def parse_pairs(text: str) -> list[DatasetSpec]:
+@dataclass(frozen=True)
+class Selector:
+    """`market:*/QUOTE`: every symbol of the market quoted in QUOTE whose status is TRADING (futures:
+    perpetuals only), resolved from exchangeInfo by `binance.listing`."""
+
+    market: str
+    quote: str
+
+    def __str__(self) -> str:
+        return f"{self.market}:*/{self.quote}"
+
+
+def parse_pairs(text: str) -> tuple[list[DatasetSpec], list[Selector]]:
+    """KLINE_PAIRS: explicit `market:BASE/QUOTE` pairs and `market:*/QUOTE` selectors, mixed."""
     specs: list[DatasetSpec] = []
+    selectors: list[Selector] = []
     for item in (p.strip() for p in text.split(",")):
         if not item:
             continue
         market, sep, pair = item.partition(":")
         if not sep:
-            raise BadInput(f"bad KLINE_PAIRS entry {item!r}: write market:BASE/QUOTE, e.g. futures:BTC/USDT")
-        spec = DatasetSpec(get_market(market).name, normalise_pair(pair))
+            raise BadInput(f"bad KLINE_PAIRS entry {item!r}: write market:BASE/QUOTE (e.g. futures:BTC/USDT) or "
+                           "market:*/QUOTE (e.g. futures:*/USDT)")
+        name = get_market(market).name
+        if pair.strip().startswith("*"):
+            base, slash, quote = pair.strip().partition("/")
+            if base != "*" or not slash or not quote.strip().isalnum():
+                raise BadInput(f"bad KLINE_PAIRS selector {item!r}: write market:*/QUOTE, e.g. spot:*/USDT")
+            selector = Selector(name, quote.strip().upper())
+            if selector not in selectors:
+                selectors.append(selector)
+            continue
+        spec = DatasetSpec(name, normalise_pair(pair))
         if spec not in specs:
             specs.append(spec)
-    if not specs:
+    if not specs and not selectors:
         raise BadInput("KLINE_PAIRS names no dataset")
-    return specs
+    return specs, selectors
 
 
 SOURCES = ("auto", "rest", "archive")
@@ -121,9 +145,18 @@ class Settings:
     hourly: bool = False  # the example downstream asset klines_1h
     source: str = "auto"  # auto | rest | archive: where closed days come from
     archive_url: str = "https://data.binance.vision"
+    # `market:*/QUOTE` entries of KLINE_PAIRS; `binance.listing.resolve_settings` turns them into `pairs`
+    selectors: tuple[Selector, ...] = ()
+    # datasets kept for their history whose symbol no longer trades: live leaves them alone
+    retired: frozenset[DatasetSpec] = frozenset()
 
     def origin(self, market: str) -> str:
         return (self.spot_url if market == "spot" else self.futures_url).rstrip("/")
+
+    @property
+    def live_pairs(self) -> tuple[DatasetSpec, ...]:
+        """The datasets live keeps current: all but those whose symbol stopped trading."""
+        return tuple(spec for spec in self.pairs if spec not in self.retired)
 
 
 def load_settings(env: dict[str, str] | None = None) -> Settings:
@@ -133,10 +166,12 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         value = env.get(name, "").strip()
         return value or default
 
+    pairs, selectors = parse_pairs(get("KLINE_PAIRS", "futures:BTC/USDT,spot:BTC/USDT"))
     return Settings(
         data_root=get("KLINE_DATA_ROOT", "data"),
         log_dir=get("KLINE_LOG_DIR", "logs"),
-        pairs=tuple(parse_pairs(get("KLINE_PAIRS", "futures:BTC/USDT,spot:BTC/USDT"))),
+        pairs=tuple(pairs),
+        selectors=tuple(selectors),
         align_tz=parse_zone(get("KLINE_ALIGN_TZ", "UTC")),
         start=parse_start_date(get("KLINE_START", "2020-01-01")),
         spot_url=get("KLINE_SPOT_URL", MARKETS["spot"].default_origin),

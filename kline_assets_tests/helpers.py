@@ -19,7 +19,7 @@ from kline_assets.archive.store import DatasetStore
 from kline_assets.defs.definitions import build_assets, build_resources
 from kline_assets.defs.names import klines_key, range_tags
 from kline_assets.settings import MARKETS, DatasetSpec
-from kline_assets.sim.server import LISTINGS, SimState, kline_row
+from kline_assets.sim.server import SimState, kline_row
 from kline_assets.timezones import parse_zone
 
 FUT = DatasetSpec("futures", "BTC/USDT")
@@ -33,7 +33,7 @@ def expected_rows(state: SimState, spec: DatasetSpec, tz: str, day: dt.date) -> 
     """What the exchange serves for a closed local day, converted to the chunk schema."""
     start, end = parse_zone(tz).day_window_ms(day)
     symbol = spec.symbol
-    first = LISTINGS[spec.market][symbol]
+    first = state.listings(spec.market)[symbol]
     gaps = state.gaps(spec.market, symbol)
     out = []
     for t in range(max(start, first - first % 60_000), end, 60_000):

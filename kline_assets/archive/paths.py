@@ -78,6 +78,16 @@ def symbols_cache(data_root: Path) -> Path:
     return Path(data_root) / ".kline_assets" / "symbols.json"
 
 
+def listing_cache(data_root: str | Path, market: str) -> Path:
+    """A market's symbols and their status, as learnt from exchangeInfo (`binance.listing`)."""
+    return Path(data_root) / ".kline_assets" / f"listing_{market}.json"
+
+
+def local_symbols(data_root: str | Path, exchange_id: str) -> list[str]:
+    """Symbols of one exchange id that have a dataset (a manifest) under the data root."""
+    return sorted(p.parent.parent.name for p in (Path(data_root) / exchange_id).glob(f"*/{INTERVAL}/{MANIFEST}"))
+
+
 def find_datasets(data_root: Path) -> list[Path]:
     """Dataset folders under a data root, found by their manifest."""
     if not data_root.is_dir():

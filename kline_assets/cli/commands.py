@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import sys
 import time
 from dataclasses import replace
@@ -22,13 +23,14 @@ from kline_assets.archive.verify import quarantine, record, verify
 from kline_assets.binance.crosscheck import archived_days, cross_check, sample
 from kline_assets.binance.symbols import resolve_pair
 from kline_assets.cli.live import StopFlag, run_loop
-from kline_assets.defs.live import live_days
+from kline_assets.defs.definitions import resolve_datasets
+from kline_assets.defs.live import live_groups
 from kline_assets.defs.names import SOURCE_LIVE, TAG_SOURCE, combined_key
 from kline_assets.defs.resources import ArchiveResource, ExchangeResource
 from kline_assets.defs.runs import dagster_instance, materialize_range, materialize_unpartitioned
 from kline_assets.errors import BadInput
 from kline_assets.logs import setup_logging
-from kline_assets.settings import DatasetSpec, Settings
+from kline_assets.settings import DatasetSpec, Settings, get_market
 from kline_assets.timezones import ceil_to_local_day, floor_to_local_day, ms_to_iso, parse_instant, parse_zone
 
 
@@ -77,9 +79,27 @@ def prepare(args: argparse.Namespace, settings: Settings,
     return settings, resolved, store
 
 
+def configured(args: argparse.Namespace, settings: Settings) -> Settings:
+    """`--all`: the datasets KLINE_PAIRS defines, selectors resolved, narrowed by an explicit `--market`."""
+    market = get_market(args.market).name if args.market is not None else None
+    settings = resolve_datasets(settings)
+    pairs = tuple(s for s in settings.pairs if market is None or s.market == market)
+    if not pairs:
+        raise BadInput("--all: KLINE_PAIRS defines no dataset" + (f" of the {market} market" if market else "")
+                       + f" (it is {os.environ.get('KLINE_PAIRS') or 'unset'})")
+    return replace(settings, pairs=pairs)
+
+
+def describe(specs: tuple[DatasetSpec, ...] | list[DatasetSpec]) -> str:
+    per = {m: sum(1 for s in specs if s.market == m) for m in ("futures", "spot")}
+    return f"{len(specs)} dataset(s) ({per['futures']} futures, {per['spot']} spot)"
+
+
 def cmd_backfill(args: argparse.Namespace, settings: Settings, spec: DatasetSpec) -> int:
     if args.chunk_size.strip() != "1440":
         raise BadInput(f"--chunk-size {args.chunk_size}: chunks are local days, so only 1440 (minutes) is accepted")
+    if args.all:
+        return backfill_all(args, settings)
     manifest = open_store(settings, spec).read_manifest()
     first, end = plan_window(args, settings, manifest.start_date if manifest else None)  # input checks first
     settings, resolved, store = prepare(args, settings, spec)
@@ -94,7 +114,7 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings, spec: DatasetSpec
     print(f"backfill {spec.name} ({spec.market} {spec.pair}): {first} .. {last}, "
           f"{(end - first).days} day(s) in {settings.align_tz.name}, data in {store.paths.dir}", file=sys.stderr)
     began = time.monotonic()
-    outcome = materialize_range(settings, spec, first.isoformat(), last.isoformat(), dagster_instance())
+    outcome = materialize_range(settings, [spec], first.isoformat(), last.isoformat(), dagster_instance())
     elapsed = time.monotonic() - began
     status = dataset_status(store.paths.dir) if store.paths.manifest.exists() else None
     if not outcome.success:
@@ -107,6 +127,32 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings, spec: DatasetSpec
         run_combine(settings, spec)
     print(f"done in {elapsed:.1f}s: {(end - first).days} day(s), dataset now {status['chunks'] if status else 0} "
           f"chunks / {rows:,} rows (run {outcome.run_id})")
+    return 0
+
+
+def backfill_all(args: argparse.Namespace, settings: Settings) -> int:
+    """Every configured dataset over one window, in one run: they share each market's weight budget, and
+    a dataset that fails does not stop the others (the summary names each failed one)."""
+    first, end = plan_window(args, settings, None)  # input checks before anything else
+    settings = configured(args, settings)
+    if first < settings.start:  # the partitions must reach the window; stored datasets keep their own start
+        settings = replace(settings, start=first)
+    setup_logging(settings.log_dir)
+    last = end - dt.timedelta(days=1)
+    print(f"backfill {describe(settings.pairs)}: {first} .. {last}, {(end - first).days} day(s) in "
+          f"{settings.align_tz.name}, data under {settings.data_root}", file=sys.stderr)
+    began = time.monotonic()
+    outcome = materialize_range(settings, list(settings.pairs), first.isoformat(), last.isoformat(),
+                                dagster_instance())
+    elapsed = time.monotonic() - began
+    if not outcome.success:
+        print(f"kline-assets: backfill failed after {elapsed:.1f}s: {outcome.error}\n(run {outcome.run_id}; details "
+              "in loader.log; the days committed stay, a rerun completes the rest)", file=sys.stderr)
+        return 130 if outcome.interrupted else 1
+    rows = sum(e.rows for s in settings.pairs if (m := open_store(settings, s).read_manifest())
+               for e in m.chunks.values())
+    print(f"done in {elapsed:.1f}s: {describe(settings.pairs)}, {(end - first).days} day(s) each, {rows:,} rows "
+          f"stored in all (run {outcome.run_id})")
     return 0
 
 
@@ -154,11 +200,28 @@ def cmd_verify(args: argparse.Namespace, settings: Settings, spec: DatasetSpec) 
     if args.cross_check < 0:
         raise BadInput(f"--cross-check {args.cross_check}: give a number of days, 1 or more")
     first, last = local_window(args, settings)
-    store = open_store(settings, spec)
-    if store.read_manifest() is None:
-        print(f"kline-assets: no dataset at {store.paths.dir} (nothing to verify)", file=sys.stderr)
-        return 1
+    if not args.all:
+        store = open_store(settings, spec)
+        if store.read_manifest() is None:
+            print(f"kline-assets: no dataset at {store.paths.dir} (nothing to verify)", file=sys.stderr)
+            return 1
+        setup_logging(settings.log_dir)
+        return verify_one(args, settings, spec, first, last)
+    settings = configured(args, settings)
     setup_logging(settings.log_dir)
+    stored = [s for s in settings.pairs if open_store(settings, s).read_manifest() is not None]
+    if len(stored) < len(settings.pairs):
+        print(f"{len(settings.pairs) - len(stored)} configured dataset(s) have no data yet (not verified)",
+              file=sys.stderr)
+    failed = [s.name for s in stored if verify_one(args, replace(settings, pairs=(s,)), s, first, last) != 0]
+    print(f"verified {len(stored)} dataset(s): " + (f"{len(failed)} with problems: {', '.join(failed)}" if failed
+                                                     else "all ok"))
+    return 1 if failed else 0
+
+
+def verify_one(args: argparse.Namespace, settings: Settings, spec: DatasetSpec, first: dt.date | None,
+               last: dt.date | None) -> int:
+    store = open_store(settings, spec)
     today = now_utc().astimezone(settings.align_tz.tzinfo).date()
     report = verify(store, first, last, today)
     if args.cross_check:
@@ -177,7 +240,7 @@ def cmd_verify(args: argparse.Namespace, settings: Settings, spec: DatasetSpec) 
         kept = f"; the {span - len(days)} intact day(s) among them are kept, not fetched" if span > len(days) else ""
         print(f"repairing {len(days)} day(s) between {days[0]} and {days[-1]} in one Dagster run over those "
               f"{span} day(s){kept}", file=sys.stderr)
-        outcome = materialize_range(settings, spec, days[0].isoformat(), days[-1].isoformat(), dagster_instance())
+        outcome = materialize_range(settings, [spec], days[0].isoformat(), days[-1].isoformat(), dagster_instance())
         if not outcome.success:
             print(f"kline-assets: repair run failed: {outcome.error} (run {outcome.run_id})", file=sys.stderr)
     report = verify(store, first, last, today)
@@ -234,33 +297,62 @@ def cmd_combine(args: argparse.Namespace, settings: Settings, spec: DatasetSpec)
 
 
 def cmd_live(args: argparse.Namespace, settings: Settings, spec: DatasetSpec) -> int:
+    """Shortly after each minute boundary, one run per group of datasets needing the same days (usually
+    one run for all): the same shape as the live sensor, without the daemon."""
     if args.cycles < 0:
         raise BadInput(f"--cycles {args.cycles}: use 0 (until stopped) or a positive number")
-    settings, spec, store = prepare(args, settings, spec)
+    if args.all:
+        settings = configured(args, settings)
+        for gone in sorted(settings.retired, key=lambda s: s.name):
+            print(f"{gone.name} no longer trades: its data stays, live leaves it alone", file=sys.stderr)
+    else:
+        settings, spec, _ = prepare(args, settings, spec)
+    specs = list(settings.live_pairs)
+    if not specs:
+        raise BadInput("live --all: none of the configured datasets trades")
     setup_logging(settings.log_dir)
     instance = dagster_instance()
-    client = ExchangeResource.from_settings(settings).client(spec.market)
+    stores = [open_store(settings, s) for s in specs]
+    client = ExchangeResource.from_settings(settings).client(specs[0].market)
     stop = StopFlag()
     stop.install()
-    print(f"live {spec.name}: updating every minute with closed klines; Ctrl-C stops", file=sys.stderr)
+    name = specs[0].name if len(specs) == 1 else describe(specs)
+    print(f"live {name}: updating every minute with closed klines; Ctrl-C stops", file=sys.stderr)
 
     def cycle() -> bool:
         now_ms = client.sync_time()
-        first, today = live_days(store.read_manifest(), settings.align_tz, now_ms, store.start)
-        outcome = materialize_range(settings, spec, first.isoformat(), today.isoformat(), instance,
-                                    tags={TAG_SOURCE: SOURCE_LIVE})
-        entry = store.manifest().entry_for(today)
-        if outcome.interrupted:
-            stop.event.set()
-        if not outcome.success:
-            print(f"{ms_to_iso(now_ms)} cycle failed: {outcome.error}", file=sys.stderr)
-        elif entry is not None:
-            lag = (client.server_time_ms() - (entry.last_open_time + 59_999)) / 1000 if entry.last_open_time else None
-            print(f"{ms_to_iso(now_ms)} {spec.name} {today}: {entry.rows} rows, last closed minute "
-                  f"{ms_to_iso(entry.last_open_time)}" + (f", lag {lag:.0f}s" if lag is not None else ""),
-                  file=sys.stderr)
-        return outcome.success
+        began = time.monotonic()
+        outcomes = []
+        for (first, today), members in live_groups(stores, settings.align_tz, now_ms).items():
+            outcomes.append(materialize_range(settings, [s.spec for s in members], first.isoformat(),
+                                              today.isoformat(), instance, tags={TAG_SOURCE: SOURCE_LIVE}))
+            if outcomes[-1].interrupted:
+                stop.event.set()
+                break
+        for outcome in outcomes:
+            if not outcome.success:
+                print(f"{ms_to_iso(now_ms)} cycle failed: {outcome.error}", file=sys.stderr)
+        report_live(stores, settings, now_ms, time.monotonic() - began)
+        return all(o.success for o in outcomes)
 
     failed = run_loop(cycle, client.server_time_ms, stop, args.cycles)
-    print(f"live {spec.name}: stopped", file=sys.stderr)
+    print(f"live {name}: stopped", file=sys.stderr)
     return 0 if failed == 0 else 1
+
+
+def report_live(stores: list[DatasetStore], settings: Settings, now_ms: int, took_s: float) -> None:
+    """One dataset: its day, rows and lag; several: how many hold the minute that closed last."""
+    today = settings.align_tz.local_date(now_ms)
+    entries = [store.manifest().entry_for(today) for store in stores]
+    if len(stores) == 1:
+        entry = entries[0]
+        if entry is not None:
+            lag = (now_ms - (entry.last_open_time + 59_999)) / 1000 if entry.last_open_time else None
+            print(f"{ms_to_iso(now_ms)} {stores[0].spec.name} {today}: {entry.rows} rows, last closed minute "
+                  f"{ms_to_iso(entry.last_open_time)}" + (f", lag {lag:.0f}s" if lag is not None else ""),
+                  file=sys.stderr)
+        return
+    closed = now_ms // 60_000 * 60_000 - 60_000  # open time of the minute that closed last
+    current = sum(1 for e in entries if e is not None and e.covered_until_ms > closed)
+    print(f"{ms_to_iso(now_ms)} {current}/{len(stores)} datasets hold the minute {ms_to_iso(closed)} "
+          f"(took {took_s:.1f}s)", file=sys.stderr)

@@ -28,9 +28,10 @@ from kline_assets.timezones import parse_zone
 log = logging.getLogger("kline_assets")
 
 EXAMPLES = {
-    "backfill": "example: kline-assets --market spot --pair ETH/USDT backfill --start 2021-01-01 --end 2021-02-01",
-    "live": "example: kline-assets --market futures live",
-    "verify": "example: kline-assets verify --start 2021-01-01 --repair   (or --cross-check 20)",
+    "backfill": "example: kline-assets --market spot --pair ETH/USDT backfill --start 2021-01-01 --end 2021-02-01"
+                "   (or: KLINE_PAIRS='futures:*/USDT' kline-assets backfill --all --start 2025-01-01)",
+    "live": "example: kline-assets --market futures live   (or: kline-assets live --all)",
+    "verify": "example: kline-assets verify --start 2021-01-01 --repair   (or --cross-check 20, or --all)",
     "status": "example: kline-assets status --json",
     "combine": "example: kline-assets combine --tz Europe/Zurich",
     "simulate": "example: kline-assets simulate --port 8099",
@@ -51,10 +52,16 @@ def _globals(parser: argparse.ArgumentParser, default: object) -> None:
     parser.add_argument("--data-root", default=default, help="data root (KLINE_DATA_ROOT)")
 
 
+def every(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--all", action="store_true",
+                        help="every dataset KLINE_PAIRS defines (selectors included); --market narrows it")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="kline-assets", description=__doc__.splitlines()[0],
                            epilog="Environment: KLINE_DATA_ROOT, KLINE_LOG_DIR, KLINE_ALIGN_TZ, KLINE_START, "
-                                  "KLINE_SPOT_URL, KLINE_FUTURES_URL, DAGSTER_HOME.")
+                                  "KLINE_SPOT_URL, KLINE_FUTURES_URL, KLINE_PAIRS (for --all), KLINE_SOURCE, "
+                                  "KLINE_ARCHIVE_URL, DAGSTER_HOME.")
     _globals(parser, None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
 
@@ -64,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = verb("backfill", "load closed klines for a window of local days through Dagster")
+    every(p)
     p.add_argument("--start", help="first day, ISO date or date-time (inclusive; default: the dataset's start)")
     p.add_argument("--end", help="end, ISO date or date-time (exclusive, rounded up to a local midnight; default now)")
     p.add_argument("--chunk-size", type=str, default="1440",
@@ -72,8 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", help="auto (public archive for closed days, REST for the rest), rest or archive "
                                     "(KLINE_SOURCE)")
     p = verb("live", "keep today's chunk current every minute, in the foreground")
+    every(p)
     p.add_argument("--cycles", type=int, default=0, help="stop after N cycles (default: run until Ctrl-C)")
     p = verb("verify", "check chunks against the manifest and continuity; --repair re-collects bad days")
+    every(p)
     p.add_argument("--start", help="first day to check (inclusive)")
     p.add_argument("--end", help="end of the window (exclusive)")
     p.add_argument("--repair", action="store_true", help="re-collect bad or missing days through Dagster")
@@ -104,11 +114,15 @@ def resolve_settings(args: argparse.Namespace) -> tuple[Settings, DatasetSpec]:
         settings = replace(settings, align_tz=parse_zone(args.align_tz))
     if getattr(args, "source", None) is not None:
         settings = replace(settings, source=parse_source(args.source))
+    if getattr(args, "all", False) and args.pair is not None:
+        raise BadInput("--all and --pair together: --all means every configured dataset (narrow it with --market)")
     market = get_market(args.market or "futures").name
     spec = DatasetSpec(market, normalise_pair(args.pair or DEFAULT_PAIR))
     root = Path(settings.data_root)
     if root.exists() and not root.is_dir():
         raise BadInput(f"data root {root} is not a folder")
+    if getattr(args, "all", False):  # the configured datasets; commands resolve the selectors
+        return settings, spec
     return replace(settings, pairs=(spec,)), spec
 
 

@@ -1,7 +1,7 @@
-"""The `klines_1m` asset of one dataset: a partition per local day, a whole range in one run, each day
+"""The `klines_1m` assets: per dataset a partition per local day, a whole range in one run, each day
 recorded in Dagster (materialization and three check evaluations) as soon as its batch is committed.
 
-Why `multi_asset` for one asset: Dagster records the events an asset body yields as they come, but it
+Why `multi_asset` (also for one dataset): Dagster records the events an asset body yields as they come, but it
 adds a bare materialization for every partition of the range when the body returns an output, and an
 `@asset` with check specs must return its check outputs. A subsettable `multi_asset` makes every output
 optional, so the body yields only per-day `AssetMaterialization`s and `AssetCheckEvaluation`s: each
@@ -20,8 +20,9 @@ from kline_assets.archive.checks import CHECK_NAMES, CONTINUITY, INTEGRITY, SANI
 from kline_assets.archive.manifest import ChunkEntry, Manifest
 from kline_assets.archive.schema import COLUMN_NAMES
 from kline_assets.archive.store import DatasetStore
+from kline_assets.defs.fleet import Work, run_fleet
 from kline_assets.defs.io_manager import ChunkIOManager
-from kline_assets.defs.names import ARCHIVE, CHUNK_IO_MANAGER, EXCHANGE, group_name, klines_key
+from kline_assets.defs.names import ARCHIVE, CHUNK_IO_MANAGER, EXCHANGE, KLINES, group_name, klines_key
 from kline_assets.defs.partitions import key_to_day
 from kline_assets.defs.resources import ArchiveResource, ExchangeResource
 from kline_assets.logs import PROGRESS
@@ -85,18 +86,25 @@ def check_evaluations(store: DatasetStore, manifest: Manifest, days: list[dt.dat
                                           metadata=md, partition=day.isoformat(), blocking=True, severity=severity)
 
 
-def build_klines_asset(spec: DatasetSpec, partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
-    key = klines_key(spec)
-    asset_spec = dg.AssetSpec(
-        key, group_name=group_name(spec), kinds={"parquet", "binance"}, tags={"market": spec.market},
+def klines_spec(spec: DatasetSpec, partitions_def: dg.PartitionsDefinition) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        klines_key(spec), group_name=group_name(spec), kinds={"parquet", "binance"}, tags={"market": spec.market},
         description=klines_description(spec), partitions_def=partitions_def,
     ).with_io_manager_key(CHUNK_IO_MANAGER)
 
+
+def build_klines_assets(specs: tuple[DatasetSpec, ...], partitions_def: dg.PartitionsDefinition) -> list:
+    """The `klines_1m` asset of every dataset, all in one subsettable node: a run of any selection of them is
+    one step that fetches them side by side (`defs.fleet`), whether live, a backfill or the command line."""
+    if not specs:
+        return []
+    by_key = {klines_key(spec): spec for spec in specs}
+
     @dg.multi_asset(
-        name=key.to_python_identifier(),
-        specs=[asset_spec],
+        name=KLINES,
+        specs=[klines_spec(spec, partitions_def) for spec in specs],
         check_specs=[dg.AssetCheckSpec(name, asset=key, description=text, blocking=True)
-                     for name, text in CHECK_DESCRIPTIONS.items()],
+                     for key in by_key for name, text in CHECK_DESCRIPTIONS.items()],
         can_subset=True,  # makes the outputs optional: days are recorded as events (module docstring)
         partitions_def=partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run(),  # one run per range: ~3 s per run adds up
@@ -106,28 +114,37 @@ def build_klines_asset(spec: DatasetSpec, partitions_def: dg.PartitionsDefinitio
         archive: ArchiveResource = getattr(context.resources, ARCHIVE)
         exchange: ExchangeResource = getattr(context.resources, EXCHANGE)
         chunks: ChunkIOManager = getattr(context.resources, CHUNK_IO_MANAGER)
-        checks = [name for name in CHECK_NAMES if dg.AssetCheckKey(key, name) in context.selected_asset_check_keys]
         days = sorted(key_to_day(k) for k in context.partition_keys)
-        store = archive.store(spec)
-        stream = exchange.day_stream(store, days)
         progress = logging.getLogger(PROGRESS)
 
         def report(line: str) -> None:  # the run's log in Dagster, and loader.log (and the CLI's stderr)
             context.log.info(line)
             progress.info(line)
 
-        report(f"{spec.name}: {len(days)} day(s) {days[0]}..{days[-1]}")
+        work = []
+        for key in sorted(context.selected_asset_keys, key=lambda k: k.to_user_string()):
+            store = archive.store(by_key[key])
+            own = [day for day in days if day >= store.start]  # a stored dataset keeps its own first day
+            if own:
+                work.append(Work(store, own))
+            else:
+                context.log.info(f"{store.spec.name}: no day of {days[0]}..{days[-1]} is on or after its "
+                                 f"first day {store.start}")
+        checks = {key: [n for n in CHECK_NAMES if dg.AssetCheckKey(key, n) in context.selected_asset_check_keys]
+                  for key in by_key}
+        names = work[0].store.spec.name if len(work) == 1 else f"{len(work)} datasets"
+        report(f"{names}: {len(days)} day(s) {days[0]}..{days[-1]}")
         recording = 0.0  # wall time of this thread spent while Dagster stores the days' events
-        for batch in chunks.write_days(stream, report=report):
-            began = time.monotonic()
-            now_ms = int(time.time() * 1000)
+        for store, batch in run_fleet(exchange, chunks, work, report):
+            began, now_ms = time.monotonic(), int(time.time() * 1000)
+            key = klines_key(store.spec)
             for day, entry in batch.days:
                 yield dg.AssetMaterialization(asset_key=key, partition=day.isoformat(),
                                               metadata=day_metadata(entry, str(store.paths.resolve(entry.file)),
                                                                     now_ms))
-            yield from check_evaluations(store, batch.manifest, [day for day, _ in batch.days], checks)
+            yield from check_evaluations(store, batch.manifest, [day for day, _ in batch.days], checks[key])
             recording += time.monotonic() - began
-        report(f"{spec.name}: checking and recording {len(days)} day(s) in Dagster took {recording:.1f}s, "
-               "while the next days were being fetched")
+        report(f"{names}: checking and recording {sum(len(w.days) for w in work)} day(s) in Dagster took "
+               f"{recording:.1f}s, while the next days were being fetched")
 
-    return _klines
+    return [_klines]

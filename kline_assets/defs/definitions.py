@@ -8,8 +8,9 @@ from dataclasses import replace
 
 import dagster as dg
 
+from kline_assets.binance.listing import resolve_selectors
 from kline_assets.binance.symbols import resolve_for_definitions
-from kline_assets.defs.assets import build_klines_asset
+from kline_assets.defs.assets import build_klines_assets
 from kline_assets.defs.combined import build_combined_asset
 from kline_assets.defs.hourly import build_hourly_asset
 from kline_assets.defs.io_manager import ChunkIOManager
@@ -39,21 +40,28 @@ def build_resources(settings: Settings) -> dict:
 
 def build_assets(settings: Settings) -> list:
     partitions_def = daily_partitions(settings.align_tz, settings.start)
-    klines = [build_klines_asset(spec, partitions_def) for spec in settings.pairs]
+    klines = build_klines_assets(settings.pairs, partitions_def)
     hourly = [build_hourly_asset(spec, partitions_def, settings.align_tz) for spec in settings.pairs
               if settings.hourly]
     return klines + hourly + [build_combined_asset(spec) for spec in settings.pairs]
+
+
+def resolve_datasets(settings: Settings) -> Settings:
+    """The datasets `settings` define: explicit pairs the exchange does not list replaced by BTC/USDT, and
+    the selectors' symbols added (`binance.listing`); asking the exchange ~2 s at most, else from the cache."""
+    probe = ExchangeResource.from_settings(settings, **PROBE)
+    clients = {m: probe.client(m) for m in MARKETS}
+    settings = replace(settings, pairs=resolve_for_definitions(settings.data_root, settings.pairs, clients))
+    return resolve_selectors(settings, clients)
 
 
 def build_definitions(settings: Settings | None = None, resolve_pairs: bool = True) -> dg.Definitions:
     """The whole code location from `settings` (default: the environment's). `resolve_pairs`: replace
     pairs the exchange does not list by BTC/USDT, asking at most once per pair and data root."""
     settings = settings or load_settings()
-    if resolve_pairs:
-        probe = ExchangeResource.from_settings(settings, **PROBE)
-        settings = replace(settings, pairs=resolve_for_definitions(
-            settings.data_root, settings.pairs, {m: probe.client(m) for m in MARKETS}))
     setup_logging(settings.log_dir)
+    if resolve_pairs:
+        settings = resolve_datasets(settings)
     live_job, combine_job = build_live_job(settings), build_combine_job(settings)
     sensors = [build_live_sensor(settings, live_job)]
     jobs = [live_job, combine_job, *(build_verify_job(spec) for spec in settings.pairs)]

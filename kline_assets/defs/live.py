@@ -11,6 +11,7 @@ import datetime as dt
 import time
 
 from kline_assets.archive.manifest import Manifest
+from kline_assets.archive.store import DatasetStore
 from kline_assets.timezones import AlignZone
 
 
@@ -29,3 +30,12 @@ def live_days(manifest: Manifest | None, zone: AlignZone, now_ms: int,
         first = last_day if not last.complete else last_day + dt.timedelta(days=1)
     first = max(min(first, today), first_allowed)
     return first, today
+
+
+def live_groups(stores: list[DatasetStore], zone: AlignZone,
+                now_ms: int) -> dict[tuple[dt.date, dt.date], list[DatasetStore]]:
+    """Datasets grouped by the days their live update must touch: each group is one run."""
+    groups: dict[tuple[dt.date, dt.date], list[DatasetStore]] = {}
+    for store in stores:
+        groups.setdefault(live_days(store.read_manifest(), zone, now_ms, store.start), []).append(store)
+    return groups

@@ -29,6 +29,7 @@ SOURCE_CLI = "cli"
 SOURCE_LIVE = "live"
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
+PARTITION = "dagster/partition"
 
 
 def klines_key(spec: DatasetSpec) -> dg.AssetKey:

@@ -65,6 +65,8 @@ def _first_error(result: dg.ExecuteInProcessResult) -> str | None:
             log.error("run %s, step %s failed:\n%s", result.run_id, event.step_key, err.to_string())
             while err.cause is not None and err.cls_name.startswith("DagsterExecution"):
                 err = err.cause  # Dagster's wrappers: the user-facing reason is the cause
+            if err.cls_name == "FleetFailure":  # one line per failed dataset
+                return err.message.strip().partition(": ")[2]
             line = err.message.strip().splitlines()[0] if err.message else err.cls_name
             head, sep, rest = line.partition(": ")
             text = rest if sep and head.endswith(err.cls_name) else line
@@ -72,25 +74,26 @@ def _first_error(result: dg.ExecuteInProcessResult) -> str | None:
     return None if result.success else "the run failed (see the Dagster UI for its events)"
 
 
-def materialize_range(settings: Settings, spec: DatasetSpec, first_key: str, last_key: str,
+def materialize_range(settings: Settings, specs: list[DatasetSpec], first_key: str, last_key: str,
                       instance: dg.DagsterInstance, tags: dict | None = None) -> RunOutcome:
-    """One run loading the days first_key..last_key of `spec`; with `KLINE_HOURLY=1` a second run then
-    builds klines_1h of the same days (in its own run: klines_1m records its days as events and emits no
-    output, so a downstream step in the same run would be skipped)."""
-    outcome = _range_run(settings, spec, klines_key(spec), first_key, last_key, instance, tags)
+    """One run loading the days first_key..last_key of every dataset in `specs` (one step, side by side);
+    with `KLINE_HOURLY=1` a second run then builds klines_1h of the same days (in its own run: klines_1m
+    records its days as events and emits no output, so a downstream step in the same run would be skipped)."""
+    outcome = _range_run(settings, specs, [klines_key(s) for s in specs], first_key, last_key, instance, tags)
     if outcome.success and settings.hourly:
-        return _range_run(settings, spec, hourly_key(spec), first_key, last_key, instance, tags)
+        return _range_run(settings, specs, [hourly_key(s) for s in specs], first_key, last_key, instance, tags)
     return outcome
 
 
-def _range_run(settings: Settings, spec: DatasetSpec, key: dg.AssetKey, first_key: str, last_key: str,
-               instance: dg.DagsterInstance, tags: dict | None) -> RunOutcome:
+def _range_run(settings: Settings, specs: list[DatasetSpec], keys: list[dg.AssetKey], first_key: str,
+               last_key: str, instance: dg.DagsterInstance, tags: dict | None) -> RunOutcome:
     result = dg.materialize(
         build_assets(settings),
         resources=build_resources(settings),
         instance=instance,
-        selection=[key],
-        tags={**range_tags(first_key, last_key), TAG_SOURCE: SOURCE_CLI, TAG_DATASET: spec.name, **(tags or {})},
+        selection=keys,
+        tags={**range_tags(first_key, last_key), TAG_SOURCE: SOURCE_CLI,
+              TAG_DATASET: ",".join(s.name for s in specs), **(tags or {})},
         run_config=_QUIET,
         raise_on_error=False,
     )

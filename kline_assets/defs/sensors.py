@@ -1,6 +1,7 @@
-"""The live sensor: about every minute, one run per dataset that brings today up to the last closed
-minute (and completes or catches up earlier days). It skips while a run of that dataset is still
-going, so live runs never pile up or write a chunk beside a backfill.
+"""The live sensor: once a minute, one run for all datasets that need the same days, bringing today up
+to the last closed minute (and completing or catching up earlier days). A dataset is left out while a
+run writing the same days of it is still going, so live runs never pile up or write a chunk beside a
+backfill of those days (other days of a dataset may be written meanwhile: commits are per day, locked).
 
 No `from __future__ import annotations`: Dagster reads the context annotation at run time.
 """
@@ -9,11 +10,14 @@ import time
 
 import dagster as dg
 
-from kline_assets.defs.live import live_days
+from kline_assets.defs.live import live_groups
 from kline_assets.defs.names import (
     COMBINE_SENSOR,
     HOURLY_SENSOR,
     LIVE_SENSOR,
+    PARTITION,
+    RANGE_END,
+    RANGE_START,
     SOURCE_LIVE,
     TAG_DATASET,
     TAG_SOURCE,
@@ -29,49 +33,63 @@ IN_PROGRESS = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.D
                dg.DagsterRunStatus.STARTED]
 
 
-def busy_keys(instance: dg.DagsterInstance, settings: Settings) -> set[dg.AssetKey]:
-    """Asset keys that a queued or running run (live, backfill, UI, CLI) is writing. In-process runs
-    (the CLI's) record no asset selection, so their dataset tag counts too."""
+def busy_ranges(instance: dg.DagsterInstance, settings: Settings) -> dict[dg.AssetKey, list[tuple[str, str]]]:
+    """Per asset key, the day ranges that queued or running runs (live, backfill, UI, CLI) are writing. In-process
+    runs (the CLI's) record no asset selection, so their dataset tag counts too; a run that names no range
+    counts as writing every day."""
     by_name = {spec.name: klines_key(spec) for spec in settings.pairs}
-    keys: set[dg.AssetKey] = set()
+    busy: dict[dg.AssetKey, list[tuple[str, str]]] = {}
     for record in instance.get_run_records(dg.RunsFilter(statuses=IN_PROGRESS), limit=200):
         run = record.dagster_run
-        keys.update(run.asset_selection or ())
-        for name in run.tags.get(TAG_DATASET, "").split(","):
-            if name in by_name:
-                keys.add(by_name[name])
-    return keys
+        tags = run.tags
+        one = tags.get(PARTITION)
+        span = (tags.get(RANGE_START) or one or "0000-00-00", tags.get(RANGE_END) or one or "9999-99-99")
+        keys = set(run.asset_selection or ())
+        keys.update(by_name[name] for name in tags.get(TAG_DATASET, "").split(",") if name in by_name)
+        for key in keys:
+            busy.setdefault(key, []).append(span)
+    return busy
 
 
 def build_live_sensor(settings: Settings, job) -> dg.SensorDefinition:
     @dg.sensor(name=LIVE_SENSOR, job=job, minimum_interval_seconds=5,
                default_status=dg.DefaultSensorStatus.RUNNING,
-               description="Every minute: today's partition of each dataset up to the last closed minute; "
-                           "completes yesterday after midnight and catches up missed days.")
+               description="Every minute: today's partition of each trading dataset up to the last closed minute; "
+                           "completes yesterday after midnight and catches up missed days. One run for all "
+                           "datasets that need the same days.")
     def _live(context: dg.SensorEvaluationContext):
         now_ms = int(time.time() * 1000)
         minute = now_ms // 60_000
-        busy = busy_keys(context.instance, settings)
+        if context.cursor == str(minute):  # once a minute: reading every manifest is the cost of a tick
+            return dg.SkipReason(f"this minute's live runs were requested already ({len(settings.pairs)} datasets)")
+        context.update_cursor(str(minute))
+        busy = busy_ranges(context.instance, settings)
         groups: dict[tuple, list] = {}  # datasets with the same day range share one run (one start-up)
         skipped = []
         archive = ArchiveResource.from_settings(settings)
-        for spec in settings.pairs:
-            if klines_key(spec) in busy:
-                skipped.append(f"{spec.name} has a run in progress")
-                continue
-            store = archive.store(spec)
-            groups.setdefault(live_days(store.read_manifest(), settings.align_tz, now_ms, store.start), []).append(spec)
+        stores = [archive.store(spec) for spec in settings.live_pairs]
+        for (first, today), members in live_groups(stores, settings.align_tz, now_ms).items():
+            for store in members:
+                spans = busy.get(klines_key(store.spec), ())
+                if any(a <= today.isoformat() and first.isoformat() <= b for a, b in spans):
+                    skipped.append(store.spec.name)
+                else:
+                    groups.setdefault((first, today), []).append(store.spec)
         requests = [
             dg.RunRequest(
-                run_key=f"live:{','.join(s.name for s in specs)}:{minute}",
+                run_key=f"live:{minute}:{first}:{today}",
                 asset_selection=[klines_key(s) for s in specs],
                 tags={**range_tags(first.isoformat(), today.isoformat()),
                       TAG_SOURCE: SOURCE_LIVE, TAG_DATASET: ",".join(s.name for s in specs)},
             )
             for (first, today), specs in groups.items()
         ]
+        if skipped:
+            context.log.info(f"{len(skipped)} dataset(s) have a run writing the same days: "
+                             f"{', '.join(skipped[:10])}{' ...' if len(skipped) > 10 else ''}")
         if not requests:
-            return dg.SkipReason("; ".join(skipped) or "no dataset configured")
+            return dg.SkipReason(f"{len(skipped)} dataset(s) have a run in progress" if skipped
+                                 else "no trading dataset configured")
         return requests
 
     return _live

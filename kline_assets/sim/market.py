@@ -26,6 +26,9 @@ LISTINGS = {
     "futures": {"BTCUSDT": _ms("2019-09-08T17:57"), "ETHUSDT": _ms("2019-11-27T07:38"),
                 "BNBUSDT": _ms("2020-02-10T08:12"), "SOLUSDT": _ms("2020-09-14T07:00")},
 }
+# listed but never selected by `*/USDT`: another quote, and a dated (non-perpetual) future
+OTHER_LISTINGS = {"spot": {"ETHBTC": _ms("2017-08-17T04:00")}, "futures": {"BTCUSDT_261225": _ms("2026-06-26T08:00")}}
+MANY_LISTED_AT = _ms("2019-06-01T00:00")  # the `many_symbols` listings: whole days from then on
 GAPS = {
     "spot": [(_ms("2020-02-19T11:35"), _ms("2020-02-19T17:30")), (_ms("2021-04-25T04:00"), _ms("2021-04-25T08:45")),
              (_ms("2023-03-24T12:39"), _ms("2023-03-24T14:00"))],
@@ -39,7 +42,7 @@ def _units(*parts: object) -> tuple[float, ...]:
     return tuple(int.from_bytes(digest[i:i + 8], "big") / 2**64 for i in range(0, 32, 8))
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=4096)
 def _base(symbol: str) -> float:
     return 100.0 + 900.0 * _units(symbol)[0]
 
@@ -88,6 +91,9 @@ class SimConfig:
     archive_bad_checksum: list = field(default_factory=list)  # UTC dates whose CHECKSUM does not match
     archive_truncated: list = field(default_factory=list)  # UTC dates whose zip is cut in half
     missing_endpoints: list = field(default_factory=list)  # e.g. ["time", "exchangeInfo"]: answered 404
+    many_symbols: int = 0  # N more USDT symbols per market (C000USDT ...), for archives of the whole market
+    delisted: list = field(default_factory=list)  # [[market, symbol], ...]: exchangeInfo says BREAK (spot) or
+    # SETTLING (futures); their history is still served
     odd_minutes: list = field(default_factory=list)  # open times served as early Binance data looks:
     # 3 s off the minute, high below open (stored as sent, flagged by the checks)
 
@@ -104,13 +110,29 @@ class SimState:
         self.retry_until: dict[str, float] = {}
         self.log: list[dict] = []
         self.archive_cache: dict[tuple, bytes] = {}  # recent archive zips (kline_assets.sim.archive)
+        self._listings = {market: {**LISTINGS[market], **OTHER_LISTINGS[market],
+                                   **{f"C{i:03d}USDT": MANY_LISTED_AT for i in range(config.many_symbols)}}
+                          for market in LISTINGS}
 
     def now_ms(self) -> int:
         real = time.time() * 1000
         return int(self.anchor[1] + (real - self.anchor[0]) * self.config.clock_speed + self.config.clock_offset_ms)
 
     def listings(self, market: str) -> dict[str, int]:
-        return LISTINGS[market]
+        """symbol -> listing time (ms) of every symbol the market knows."""
+        return self._listings[market]
+
+    def symbol_info(self, market: str, symbol: str) -> dict:
+        """The symbol's exchangeInfo entry (the fields kline-assets reads, as Binance names them)."""
+        base, _, expiry = symbol.partition("_")
+        quote = next(q for q in ("USDT", "BTC") if base.endswith(q))
+        delisted = [market, symbol] in self.config.delisted
+        info = {"symbol": symbol, "status": ("BREAK" if market == "spot" else "SETTLING") if delisted else "TRADING",
+                "baseAsset": base[:-len(quote)], "quoteAsset": quote}
+        if market == "futures":
+            info.update(contractType="CURRENT_QUARTER" if expiry else "PERPETUAL",
+                        onboardDate=self._listings[market][symbol])
+        return info
 
     def today_utc(self) -> dt.date:
         return dt.datetime.fromtimestamp(self.now_ms() / 1000, dt.timezone.utc).date()
@@ -128,7 +150,7 @@ class SimState:
 
     def klines(self, market: str, symbol: str, start: int | None, end: int | None, limit: int) -> list:
         now = self.now_ms()
-        first = LISTINGS[market][symbol]
+        first = self._listings[market][symbol]
         current = now // MINUTE * MINUTE
         hi = current if end is None else min(current, end // MINUTE * MINUTE)
         lo = max(first, hi - (limit - 1) * MINUTE) if start is None else max(first, -(-start // MINUTE) * MINUTE)

@@ -109,14 +109,13 @@ class Handler(BaseHTTPRequestHandler):
             return 1, 200, {}
         if endpoint == "time":
             return 1, 200, {"serverTime": st.now_ms()}
-        symbols = LISTINGS[market]
+        symbols = st.listings(market)
         if endpoint == "exchangeInfo":
             wanted = q.get("symbol")
             if wanted and wanted not in symbols:
                 return 20, 400, {"code": -1121, "msg": "Invalid symbol."}
             chosen = [wanted] if wanted else sorted(symbols)
-            info = [{"symbol": s, "status": "TRADING", "baseAsset": s[:-4], "quoteAsset": s[-4:],
-                     "onboardDate": symbols[s]} for s in chosen]
+            info = [st.symbol_info(market, s) for s in chosen]
             budget = st.config.spot_budget if market == "spot" else st.config.futures_budget
             return (20 if market == "spot" else 1), 200, {
                 "timezone": "UTC", "serverTime": st.now_ms(), "rateLimits": rate_limits(budget), "symbols": info}
@@ -226,9 +225,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--futures-budget", type=int, default=2400)
     parser.add_argument("--clock-offset-ms", type=int, default=0)
     parser.add_argument("--clock-speed", type=float, default=1.0)
+    parser.add_argument("--many-symbols", type=int, default=0, help="N more USDT symbols per market (C000USDT ...)")
     args = parser.parse_args(argv)
     config = SimConfig(spot_budget=args.spot_budget, futures_budget=args.futures_budget, latency_ms=args.latency_ms,
-                       fault_rate=args.fault_rate, clock_offset_ms=args.clock_offset_ms, clock_speed=args.clock_speed)
+                       fault_rate=args.fault_rate, clock_offset_ms=args.clock_offset_ms, clock_speed=args.clock_speed,
+                       many_symbols=args.many_symbols)
     server = make_server(args.host, args.port, config)
     print(f"Binance-compatible simulator on http://{args.host}:{server.server_address[1]} "
           f"(spot /api/v3, futures /fapi/v1); Ctrl-C stops it", flush=True)

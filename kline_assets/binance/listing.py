@@ -1,0 +1,157 @@
+"""Which symbols a market trades, from `exchangeInfo`, remembered in the data root.
+
+Two uses: KLINE_PAIRS selectors (`futures:*/USDT` = every TRADING USD-M perpetual quoted in USDT) and
+telling the datasets whose symbol stopped trading (delisted, settled), which keep their dataset and
+history but are left out of live updates.
+
+Every run process loads the code location, so a listing fresher than `MAX_AGE_S` is used as it is;
+an older one is refreshed with the short load-time probe (both markets at once, ~2 s at most), and
+when the exchange does not answer in time the stale listing still serves (said in the log). With no
+listing at all a selector selects only the datasets already on disk, and the log says why.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from kline_assets.archive.atomic import replace_atomic
+from kline_assets.archive.paths import listing_cache, local_symbols
+from kline_assets.binance.client import BinanceClient
+from kline_assets.errors import ExchangeFinal, ExchangeTransient
+from kline_assets.settings import MARKETS, DatasetSpec, Selector, Settings
+
+log = logging.getLogger("kline_assets")
+
+MAX_AGE_S = 3600
+TRADING = "TRADING"
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One market's symbols as exchangeInfo stated them: symbol -> [base, quote, status, perpetual]."""
+
+    market: str
+    fetched_at_ms: int
+    symbols: dict[str, tuple[str, str, str, bool]]
+
+    @classmethod
+    def from_exchange_info(cls, market: str, info: dict, now_ms: int) -> Listing:
+        symbols = {}
+        for item in info.get("symbols", []) if isinstance(info, dict) else []:
+            if not isinstance(item, dict) or not item.get("symbol"):
+                continue
+            # spot symbols have no contractType; a USD-M one without it is taken for a perpetual
+            perpetual = market == "spot" or item.get("contractType", "PERPETUAL") == "PERPETUAL"
+            symbols[str(item["symbol"])] = (str(item.get("baseAsset", "")), str(item.get("quoteAsset", "")),
+                                            str(item.get("status", "")), perpetual)
+        return cls(market, now_ms, symbols)
+
+    def age_s(self, now_ms: int) -> float:
+        return (now_ms - self.fetched_at_ms) / 1000
+
+    def trading(self, symbol: str) -> bool:
+        info = self.symbols.get(symbol)
+        return bool(info and info[2] == TRADING)
+
+    def select(self, quote: str) -> list[DatasetSpec]:
+        """Trading perpetuals (futures) or symbols (spot) quoted in `quote`. A base that is not plain
+        ASCII letters and digits cannot name a dataset folder everywhere, so it is skipped (logged)."""
+        out = []
+        for symbol, (base, q, status, perpetual) in sorted(self.symbols.items()):
+            if q != quote or status != TRADING or not perpetual:
+                continue
+            if not (base.isascii() and base.isalnum()):
+                log.info("selector %s:*/%s: skipping %s (base %r is not plain letters and digits)",
+                         self.market, quote, symbol, base)
+                continue
+            out.append(DatasetSpec(self.market, f"{base.upper()}/{quote}"))
+        return out
+
+    def save(self, data_root: str | Path) -> None:
+        path = listing_cache(data_root, self.market)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        body = {"market": self.market, "fetched_at_ms": self.fetched_at_ms,
+                "symbols": {s: list(v) for s, v in sorted(self.symbols.items())}}
+        replace_atomic(path, json.dumps(body, separators=(",", ":")).encode())
+
+    @classmethod
+    def load(cls, data_root: str | Path, market: str) -> Listing | None:
+        try:
+            body = json.loads(listing_cache(data_root, market).read_text())
+            return cls(market, int(body["fetched_at_ms"]),
+                       {s: (v[0], v[1], v[2], bool(v[3])) for s, v in body["symbols"].items()})
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            return None
+
+
+def fetch_listing(client: BinanceClient) -> Listing:
+    info = client.exchange_info()
+    client.apply_rate_limits(info)
+    return Listing.from_exchange_info(client.market.name, info, int(time.time() * 1000))
+
+
+def listings(data_root: str | Path, clients: dict[str, BinanceClient], markets: set[str],
+             max_age_s: float = MAX_AGE_S) -> dict[str, Listing | None]:
+    """The listing of each market in `markets`: the cached one while fresh, else asked for (all markets at
+    once) and cached; a stale cached one when the exchange does not answer; None when there is neither."""
+    now_ms = int(time.time() * 1000)
+    cached = {m: Listing.load(data_root, m) for m in markets}
+    stale = [m for m in sorted(markets) if cached[m] is None or cached[m].age_s(now_ms) > max_age_s]
+
+    def ask(market: str) -> Listing | None:
+        try:
+            listing = fetch_listing(clients[market])
+        except (ExchangeFinal, ExchangeTransient, OSError) as exc:
+            old = cached[market]
+            when = f"the listing from {old.age_s(now_ms) / 3600:.1f} h ago" if old else "no listing"
+            log.warning("exchangeInfo of %s unavailable (%s): using %s", market, exc, when)
+            return old
+        if not listing.symbols:
+            log.warning("exchangeInfo of %s lists no symbol: keeping the cached listing", market)
+            return cached[market]
+        listing.save(data_root)
+        return listing
+
+    if stale:
+        with ThreadPoolExecutor(len(stale)) as pool:
+            cached.update(zip(stale, pool.map(ask, stale), strict=True))
+    return cached
+
+
+def resolve_selectors(settings: Settings, clients: dict[str, BinanceClient]) -> Settings:
+    """`settings` with its selectors' datasets added to `pairs` (after the explicit pairs), and `retired`
+    set to the datasets whose symbol a known listing shows as no longer trading.
+
+    A selector selects the trading symbols of its quote plus every dataset of its market and quote already
+    on disk, so a delisted symbol keeps its asset, history and checks."""
+    markets = {s.market for s in settings.selectors}
+    known = listings(settings.data_root, clients, markets)
+    for market in set(MARKETS) - markets:  # explicit pairs of other markets: a cached listing, if any
+        known[market] = Listing.load(settings.data_root, market)
+    pairs = list(settings.pairs)
+    for selector in settings.selectors:
+        listing = known[selector.market]
+        chosen = listing.select(selector.quote) if listing else []
+        if listing is None:
+            log.warning("KLINE_PAIRS %s: no exchangeInfo yet (the exchange did not answer and nothing is cached): "
+                        "it selects only the datasets already under %s", selector, settings.data_root)
+        for spec in chosen + local_datasets(settings.data_root, selector):
+            if spec not in pairs:
+                pairs.append(spec)
+    retired = frozenset(spec for spec in pairs
+                        if known.get(spec.market) is not None and not known[spec.market].trading(spec.symbol))
+    return replace(settings, pairs=tuple(pairs), retired=retired)
+
+
+def local_datasets(data_root: str | Path, selector: Selector) -> list[DatasetSpec]:
+    """Datasets of the selector's market and quote already stored (found by folder, not by reading manifests)."""
+    exchange_id = MARKETS[selector.market].exchange_id
+    quote = selector.quote
+    return [DatasetSpec(selector.market, f"{symbol[:-len(quote)]}/{quote}")
+            for symbol in local_symbols(data_root, exchange_id)
+            if symbol.endswith(quote) and len(symbol) > len(quote) and symbol[:-len(quote)].isalnum()]

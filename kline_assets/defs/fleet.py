@@ -1,0 +1,164 @@
+"""Many datasets in one step: each dataset's `DayStream` written by `ChunkIOManager.write_days` in a
+driver thread, a few datasets of each market at a time, committed batches handed to the step's thread,
+which records them in Dagster as they come.
+
+Why one step for all datasets: a live update of 200 datasets is 200 tiny fetches; a step (a process,
+a code-location load) per dataset made each live run last a minute. Here the datasets of a market share
+its client, so they share one weight budget, and futures and spot fetch at the same time (separate
+budgets). How many datasets run at once follows from how many days each has: about `2 * workers` days
+in flight per market, so a live minute runs 16 datasets at once and a long backfill two, and memory
+stays bounded whatever the number of datasets.
+
+A dataset that fails does not stop the others; the step fails at the end naming each failed dataset
+and why (`FleetFailure`), after every committed day of every dataset was recorded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from kline_assets.archive.store import DatasetStore
+from kline_assets.defs.io_manager import PROGRESS_EVERY_S, ChunkIOManager, Committed
+from kline_assets.defs.resources import ExchangeResource
+
+log = logging.getLogger("kline_assets")
+_DONE = object()
+
+
+class FleetFailure(Exception):
+    """Some datasets failed; the message names each with its reason."""
+
+    def __init__(self, failures: list[tuple[str, str]], total: int) -> None:
+        self.failures = failures
+        named = "".join(f"\n  {name}: {reason}" for name, reason in failures)
+        super().__init__(f"{len(failures)} of {total} dataset(s) failed:{named}")
+
+
+@dataclass
+class Work:
+    store: DatasetStore
+    days: list[dt.date]
+
+
+@dataclass
+class FleetProgress:
+    datasets: int
+    total_days: int
+    done: int = 0
+    days: int = 0
+    rows: int = 0
+    started: float = 0.0
+
+    def line(self) -> str:
+        elapsed = max(1e-6, time.monotonic() - self.started)
+        return (f"{self.done}/{self.datasets} datasets, {self.days}/{self.total_days} days, {self.rows:,} rows, "
+                f"{self.days / elapsed * 60:.0f} days/min")
+
+
+def datasets_at_once(exchange: ExchangeResource, work: list[Work]) -> int:
+    """Datasets of one market fetched at once: ~2 * workers days in flight in all."""
+    per_stream = exchange.archive_workers if exchange.source != "rest" else exchange.workers
+    longest = max((len(w.days) for w in work), default=1)
+    return max(1, (2 * per_stream) // max(1, min(per_stream, longest)))
+
+
+def run_fleet(exchange: ExchangeResource, chunks: ChunkIOManager, work: list[Work],
+              report: Callable[[str], None]) -> Iterator[tuple[DatasetStore, Committed]]:
+    """Every committed batch of every dataset, as it commits; raises `FleetFailure` at the end when any
+    dataset failed. One dataset reports its own progress lines; several report one line for all."""
+    single = len(work) == 1
+    progress = FleetProgress(len(work), sum(len(w.days) for w in work), started=time.monotonic())
+    out: queue.Queue = queue.Queue(maxsize=256)
+    stop = threading.Event()
+
+    def drive(item: Work) -> None:
+        if stop.is_set():
+            out.put((item.store, _DONE))
+            return
+        try:
+            batches = chunks.write_days(exchange.day_stream(item.store, item.days),
+                                        report=report if single else _log_line)
+            for batch in batches:
+                out.put((item.store, batch))
+                if stop.is_set():
+                    batches.close()  # commits what is staged
+                    break
+        except BaseException as exc:
+            out.put((item.store, exc))
+            return
+        out.put((item.store, _DONE))
+
+    by_market: dict[str, list[Work]] = {}
+    for item in work:
+        by_market.setdefault(item.store.spec.market, []).append(item)
+    pools, futures = [], []
+    for market, items in by_market.items():
+        pools.append(ThreadPoolExecutor(datasets_at_once(exchange, items), thread_name_prefix=f"fleet-{market}"))
+        futures += [pools[-1].submit(drive, item) for item in items]
+    failures: list[tuple[str, BaseException]] = []
+    pending, last_report = len(work), time.monotonic()
+    try:
+        while pending:
+            try:
+                store, got = out.get(timeout=0.5)
+            except queue.Empty:
+                got = None
+            if isinstance(got, Committed):
+                progress.days += len(got.days)
+                progress.rows += sum(entry.rows for _, entry in got.days)
+                yield store, got
+            elif got is _DONE or isinstance(got, BaseException):
+                pending -= 1
+                progress.done += 1
+                if isinstance(got, BaseException):
+                    failures.append((store.spec.name, got))
+                    log.error("%s failed", store.spec.name, exc_info=got)
+            if not single and time.monotonic() - last_report >= PROGRESS_EVERY_S:
+                last_report = time.monotonic()
+                report(progress.line())
+    except GeneratorExit:  # the consumer went away: drivers commit what they staged, no one is told
+        stop.set()
+        for _ in _wind_down(futures, out):
+            pass
+        raise
+    except BaseException:  # interrupted: drivers commit what they staged; record it, then stop
+        stop.set()
+        yield from _wind_down(futures, out)
+        raise
+    for pool in pools:
+        pool.shutdown(wait=True)
+    if not single:
+        report(progress.line())
+    if single and failures:
+        raise failures[0][1]  # one dataset: its own error, as it always was
+    if failures:
+        raise FleetFailure([(name, _reason(exc)) for name, exc in failures], len(work))
+
+
+def _wind_down(futures: list[Future], out: queue.Queue) -> Iterator[tuple[DatasetStore, Committed]]:
+    """After a stop: datasets not started are dropped, running ones commit and end; their batches come out."""
+    for future in futures:
+        future.cancel()
+    while not all(f.done() for f in futures) or not out.empty():
+        try:
+            store, got = out.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        if isinstance(got, Committed):
+            yield store, got
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text
+
+
+def _log_line(line: str) -> None:
+    log.info("%s", line)
