@@ -75,7 +75,8 @@ def render(statuses: list[dict], data_root: Path) -> str:
         verify = s["last_verify"]
         verified = f"{'ok' if verify['ok'] else 'PROBLEMS'} at {verify['at']}" if verify else "never"
         lines += [
-            f"{s['dataset']}  ({s['market']} {s['pair']}, days in {s['align_tz']}, start {s['start']})",
+            f"{s['dataset']}  ({s['market']} {s['pair']}, days in {s['align_tz']}, start {s['start']})"
+            + ("  no longer trading: kept, live leaves it alone" if s.get("trading") is False else ""),
             f"  chunks {s['chunks']}: {s['first_day']} .. {s['last_day']}, {s['rows']:,} rows, "
             f"{s['disk_bytes'] / 1e6:.1f} MB",
             f"  last stored minute {s['last_stored_minute'] or '-'}"

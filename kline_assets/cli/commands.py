@@ -21,6 +21,7 @@ from kline_assets.archive.status import all_status, dataset_status, render
 from kline_assets.archive.store import DatasetStore
 from kline_assets.archive.verify import quarantine, record, verify
 from kline_assets.binance.crosscheck import archived_days, cross_check, sample
+from kline_assets.binance.listing import Listing
 from kline_assets.binance.symbols import resolve_pair
 from kline_assets.cli.live import StopFlag, run_loop
 from kline_assets.defs.definitions import resolve_datasets
@@ -30,7 +31,7 @@ from kline_assets.defs.resources import ArchiveResource, ExchangeResource
 from kline_assets.defs.runs import dagster_instance, materialize_range, materialize_unpartitioned
 from kline_assets.errors import BadInput
 from kline_assets.logs import setup_logging
-from kline_assets.settings import DatasetSpec, Settings, get_market
+from kline_assets.settings import MARKETS, DatasetSpec, Settings, get_market
 from kline_assets.timezones import ceil_to_local_day, floor_to_local_day, ms_to_iso, parse_instant, parse_zone
 
 
@@ -177,6 +178,10 @@ def cmd_status(args: argparse.Namespace, settings: Settings, spec: DatasetSpec) 
     root = Path(settings.data_root)
     statuses = [s for s in all_status(root) if (args.market is None or s["market"] == spec.market)
                 and (args.pair is None or s["pair"] == spec.pair)]
+    listings = {m: Listing.load(root, m) for m in MARKETS}  # as last learnt: status asks the exchange nothing
+    for s in statuses:
+        listing = listings[s["market"]]
+        s["trading"] = None if listing is None else listing.trading(s["dataset"].partition("/")[2])
     if args.plot:
         plot_coverage(statuses, Path(args.plot))
     if args.json:

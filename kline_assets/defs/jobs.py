@@ -34,11 +34,13 @@ def build_live_job(settings: Settings):
 
 def build_combine_job(settings: Settings):
     return dg.define_asset_job(COMBINE_JOB, selection=[combined_key(s) for s in settings.pairs],
+                               executor_def=dg.in_process_executor,  # one process for any number of datasets
                                description="Rebuild combined files (after backfills, when enabled).")
 
 
 def build_hourly_job(settings: Settings):
     return dg.define_asset_job(HOURLY_JOB, selection=[hourly_key(spec) for spec in settings.pairs],
+                               executor_def=dg.in_process_executor,  # one process for any number of datasets
                                description="klines_1h of the days a klines_1m run loaded (KLINE_HOURLY=1).")
 
 

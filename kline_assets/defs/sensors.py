@@ -108,17 +108,19 @@ def build_combine_after_backfill_sensor(settings: Settings, job) -> dg.SensorDef
         records = context.instance.get_records_for_run(
             run_id=run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=100_000).records
         keys = {r.event_log_entry.dagster_event.asset_key for r in records}
-        requests = [dg.RunRequest(run_key=f"combine:{run.run_id}:{spec.name}", asset_selection=[combined_key(spec)])
-                    for spec in settings.pairs if klines_key(spec) in keys]
-        return requests or dg.SkipReason("the run loaded no klines_1m")
+        selection = [combined_key(spec) for spec in settings.pairs if klines_key(spec) in keys]
+        if not selection:
+            return dg.SkipReason("the run loaded no klines_1m")
+        return dg.RunRequest(run_key=f"combine:{run.run_id}", asset_selection=selection)
 
     return _combine
 
 
 def build_hourly_after_klines_sensor(settings: Settings, job) -> dg.SensorDefinition:
     """KLINE_HOURLY=1: after each successful run that loaded klines_1m (live, backfill, CLI), one run per
-    dataset builds klines_1h for the days it loaded. A run of its own, because klines_1m records its days
-    as events and emits no output, so a klines_1h step in the same run would be skipped."""
+    range of days builds klines_1h of every dataset that loaded that range. A run of its own, because
+    klines_1m records its days as events and emits no output, so a klines_1h step in the same run would
+    be skipped."""
 
     @dg.run_status_sensor(name=HOURLY_SENSOR, run_status=dg.DagsterRunStatus.SUCCESS, request_job=job,
                           default_status=dg.DefaultSensorStatus.RUNNING,
@@ -131,11 +133,16 @@ def build_hourly_after_klines_sensor(settings: Settings, job) -> dg.SensorDefini
         for record in records:
             event = record.event_log_entry.dagster_event
             days.setdefault(event.asset_key, []).append(event.partition)
+        groups: dict[tuple[str, str], list] = {}
+        for spec in settings.pairs:
+            if days.get(klines_key(spec)):
+                span = (min(days[klines_key(spec)]), max(days[klines_key(spec)]))
+                groups.setdefault(span, []).append(hourly_key(spec))
         requests = [
-            dg.RunRequest(run_key=f"hourly:{run.run_id}:{spec.name}", asset_selection=[hourly_key(spec)],
+            dg.RunRequest(run_key=f"hourly:{run.run_id}:{first}:{last}", asset_selection=keys,
                           # no dataset tag: klines_1h writes no chunk, so the live sensor need not wait for it
-                          tags=range_tags(min(days[klines_key(spec)]), max(days[klines_key(spec)])))
-            for spec in settings.pairs if days.get(klines_key(spec))
+                          tags=range_tags(first, last))
+            for (first, last), keys in groups.items()
         ]
         return requests or dg.SkipReason("the run loaded no klines_1m")
 

@@ -109,11 +109,16 @@ class KlineSqliteStorage(DagsterSqliteStorage):
 
 
 HEADER = "# Written by kline-assets."
+# the run queue of `dagster dev` (and of the daemon): a UI backfill of every dataset is one run at a time
+# beside the minute's live run, so the machine is never swamped; all share each market's weight budget
+RUN_QUEUE = {"runs": {"max_concurrent_runs": 4,
+                      "tag_concurrency_limits": [{"key": "dagster/backfill", "limit": 1}]}}
 INSTANCE_YAML = HEADER + """ Dagster's default SQLite storage (the same files: history/, schedules/)
-# with the event log's connections kept open, as range runs record ~4 events per day. kline-assets
-# keeps this file up to date while this header stays; delete the header to make the file yours, or
-# empty the file to get Dagster's stock class back (an empty file is left alone). Nothing else changes.
-""" + yaml.safe_dump({"storage": STORAGE}, sort_keys=False)
+# with the event log's connections kept open, as range runs record ~4 events per day, and a run queue
+# that lets at most 4 runs go at once, one of them from a backfill. kline-assets keeps this file up to
+# date while this header stays; delete the header to make the file yours, or empty the file to get
+# Dagster's defaults back (an empty file is left alone).
+""" + yaml.safe_dump({"storage": STORAGE, "concurrency": RUN_QUEUE}, sort_keys=False)
 
 
 def written_by_us(text: str) -> bool:

@@ -94,6 +94,7 @@ class SimConfig:
     many_symbols: int = 0  # N more USDT symbols per market (C000USDT ...), for archives of the whole market
     delisted: list = field(default_factory=list)  # [[market, symbol], ...]: exchangeInfo says BREAK (spot) or
     # SETTLING (futures); their history is still served
+    unserved: list = field(default_factory=list)  # [[market, symbol], ...]: listed, but klines answer -1121
     odd_minutes: list = field(default_factory=list)  # open times served as early Binance data looks:
     # 3 s off the minute, high below open (stored as sent, flagged by the checks)
 

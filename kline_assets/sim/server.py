@@ -101,7 +101,7 @@ class Handler(BaseHTTPRequestHandler):
             weight, status, body = self._answer(market, endpoint, q)
         except (ValueError, KeyError) as exc:
             weight, status, body = 1, 400, {"code": -1100, "msg": f"Illegal characters found in a parameter: {exc}"}
-        self._account(market, endpoint, weight, status, body)
+        self._account(market, endpoint, weight, status, body, q.get("symbol"))
 
     def _answer(self, market: str, endpoint: str, q: dict) -> tuple[int, int, object]:
         st = self.state
@@ -126,7 +126,7 @@ class Handler(BaseHTTPRequestHandler):
             return weight, 400, {"code": -1120, "msg": "Invalid interval."}
         if not 1 <= limit <= max_limit:
             return weight, 400, {"code": -1130, "msg": "Data sent for parameter 'limit' is not valid."}
-        if q.get("symbol") not in symbols:
+        if q.get("symbol") not in symbols or [market, q.get("symbol")] in st.config.unserved:
             return weight, 400, {"code": -1121, "msg": "Invalid symbol."}
         start = int(q["startTime"]) if "startTime" in q else None
         end = int(q["endTime"]) if "endTime" in q else None
@@ -136,7 +136,8 @@ class Handler(BaseHTTPRequestHandler):
             return weight, 500, {"code": -1001, "msg": "Internal error; unable to process your request."}
         return weight, 200, st.klines(market, q["symbol"], start, end, limit)
 
-    def _account(self, market: str, endpoint: str, weight: int, status: int, body: object) -> None:
+    def _account(self, market: str, endpoint: str, weight: int, status: int, body: object,
+                 symbol: str | None = None) -> None:
         st = self.state
         now = time.time()
         minute = int(st.now_ms() // MINUTE)
@@ -171,7 +172,7 @@ class Handler(BaseHTTPRequestHandler):
                 if endpoint == "klines" and status == 200 and st.rng.random() < st.config.fault_rate:
                     fault = st.rng.choice(["500", "503", "reset", "truncated", "html"])
             headers["X-MBX-USED-WEIGHT-1M"] = used
-            st.log.append({"t": now, "market": market, "endpoint": endpoint, "status": status,
+            st.log.append({"t": now, "market": market, "endpoint": endpoint, "status": status, "symbol": symbol,
                            "weight": weight, "fault": fault, "retry_after": headers.get("Retry-After")})
             del st.log[:-200_000]
         if fault == "reset":

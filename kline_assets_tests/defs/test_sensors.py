@@ -9,7 +9,7 @@ import dagster as dg
 
 from kline_assets.archive.store import DatasetStore
 from kline_assets.cli.live import seconds_to_next_boundary
-from kline_assets.defs.definitions import build_definitions
+from kline_assets.defs.definitions import build_assets, build_definitions, build_resources, resolve_datasets
 from kline_assets.defs.live import live_days
 from kline_assets.defs.names import (
     HOURLY_SENSOR,
@@ -20,6 +20,7 @@ from kline_assets.defs.names import (
     TAG_DATASET,
     TAG_SOURCE,
 )
+from kline_assets.sim.server import RunningSimulator, SimConfig
 from kline_assets.timezones import parse_zone
 from kline_assets_tests.helpers import FUT, cli, env_for, expected_rows, run, stored_rows
 
@@ -64,13 +65,38 @@ def test_sensor_skips_while_a_run_of_the_dataset_is_in_progress(sim, make_settin
     assert not result.run_requests and "in progress" in result.skip_message
 
 
-def test_run_keys_are_one_per_minute(sim, make_settings, instance):
+def test_the_sensor_requests_once_a_minute(sim, make_settings, instance):
     settings = make_settings(pairs="futures:BTC/USDT")
-    _, first = sensor_requests(settings, instance)
-    _, second = sensor_requests(settings, instance)
+    defs = build_definitions(settings)
+    sensor = defs.resolve_sensor_def(LIVE_SENSOR)
+    context = dg.build_sensor_context(instance=instance, definitions=defs)
+    first = sensor.evaluate_tick(context)
     minute = int(time.time() // 60)
-    assert first.run_requests[0].run_key in {f"live:binanceusdm/BTCUSDT:{m}" for m in (minute - 1, minute)}
-    assert second.run_requests[0].run_key.split(":")[-1] >= first.run_requests[0].run_key.split(":")[-1]
+    today = dt.datetime.now(dt.timezone.utc).date().isoformat()
+    assert first.run_requests[0].run_key in {f"live:{m}:{today}:{today}" for m in (minute - 1, minute)}
+    again = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, cursor=first.cursor))
+    assert not again.run_requests and "requested already" in again.skip_message
+
+
+def test_one_live_run_brings_many_datasets_to_the_last_closed_minute(make_settings, instance):
+    with RunningSimulator(SimConfig(many_symbols=10, delisted=[["spot", "C003USDT"]])) as market:
+        settings = resolve_datasets(dataclasses.replace(
+            make_settings(pairs="futures:*/USDT,spot:*/USDT"), spot_url=market.url, futures_url=market.url))
+        assert len(settings.pairs) == 27 and not settings.retired  # C003 has no data: not selected at all
+        _, result = sensor_requests(settings, instance)
+        (request,) = result.run_requests
+        assert len(request.asset_selection) == 27
+        began = time.time()
+        done = dg.materialize(build_assets(settings), resources=build_resources(settings), instance=instance,
+                              selection=request.asset_selection, tags=request.tags)
+        closed = int(began // 60 * 60_000) - 60_000
+        assert done.success and [e.step_key for e in done.all_events if e.is_step_success] == ["klines_1m"]
+        today = dt.datetime.now(dt.timezone.utc).date()
+        for spec in settings.pairs:
+            store = DatasetStore(settings.data_root, spec, parse_zone("UTC"), settings.start)
+            entry = store.manifest().entry_for(today)
+            assert entry.covered_until_ms > closed, spec
+        assert len(done.get_asset_materialization_events()) == 27
 
 
 def test_live_days_and_boundaries():
@@ -124,7 +150,7 @@ def test_combine_sensor_follows_backfills_but_not_live_runs(sim, make_settings, 
     ctx = dg.build_run_status_sensor_context(sensor_name=sensor.name, dagster_event=success,
                                              dagster_instance=instance, dagster_run=run_)
     out = sensor(ctx)
-    assert out[0].asset_selection == [dg.AssetKey(["binanceusdm", "BTCUSDT", "klines_1m_combined"])]
+    assert out.asset_selection == [dg.AssetKey(["binanceusdm", "BTCUSDT", "klines_1m_combined"])]
     key = dg.AssetKey(["binanceusdm", "BTCUSDT", "klines_1m"])
     live_run = instance.create_run_for_job(defs.resolve_job_def("live_klines"), tags={"kline_assets/source": "live"},
                                            asset_selection=frozenset({key}))

@@ -1,0 +1,226 @@
+"""The archive of a whole market: live and backfill figures for hundreds of datasets (issue #13). Not a
+test: it takes minutes. The simulator runs in a process of its own with `--many-symbols` more USDT
+symbols per market (96 gives 100 futures + 100 spot datasets) and 50 ms latency.
+
+    python bench/scale.py live --minutes 10            # kline-assets live --all, no daemon
+    python bench/scale.py dagster --minutes 10         # dagster dev with the live sensor on
+    python bench/scale.py backfill --days 10           # kline-assets backfill --all --source rest
+    python bench/scale.py load --many 296              # code location load with 600 datasets
+
+Live: 20 s after each minute boundary the share of datasets whose chunk of today holds the minute that
+just closed; the longest live run (Dagster's run records); whether two runs ever wrote one dataset at
+once; the CPU of every process of ours (the simulator excluded) over the whole time.
+Backfill: days/min, weight per full minute against each budget, 429/418, and every stored row compared
+with what the simulator serves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from bench.backfill import BIN, free_port, sim_call, simulator, summarise
+from kline_assets.archive.manifest import Manifest
+from kline_assets.archive.paths import find_datasets, manifest_file
+from kline_assets.archive.schema import rows_to_table
+from kline_assets.sim.market import SimConfig, SimState
+from kline_assets.timezones import UTC
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds of a process and all its descendants, living or already reaped."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return 0.0
+    own = sum(int(x) for x in fields[11:15]) / CLK_TCK  # utime, stime, cutime, cstime
+    return own + sum(tree_cpu_s(int(c)) for c in children)
+
+
+def environment(url: str, root: Path, days_back: int, **extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KLINE_", "DAGSTER_"))}
+    start = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=days_back)
+    env.update(KLINE_SPOT_URL=url, KLINE_FUTURES_URL=url, KLINE_ARCHIVE_URL=url, KLINE_SOURCE="rest",
+               KLINE_PAIRS="futures:*/USDT,spot:*/USDT", KLINE_DATA_ROOT=str(root / "data"),
+               KLINE_LOG_DIR=str(root / "logs"), DAGSTER_HOME=str(root / "dagster_home"),
+               KLINE_STATE_DIR=str(root / "state"), KLINE_START=start.isoformat(), **extra)
+    for name in ("dagster_home", "state"):
+        (root / name).mkdir(parents=True, exist_ok=True)
+    (root / "dagster_home" / "dagster.yaml").write_text(instance_yaml())
+    return env
+
+
+def instance_yaml() -> str:
+    from kline_assets.defs.storage import INSTANCE_YAML
+
+    return INSTANCE_YAML + "telemetry:\n  enabled: false\n"
+
+
+def holding(data_root: Path, closed_open_ms: int) -> tuple[int, int]:
+    """(datasets whose chunk of the closed minute's day covers it, datasets)."""
+    day = UTC.local_date(closed_open_ms)
+    folders = find_datasets(data_root)
+    held = 0
+    for folder in folders:
+        try:
+            entry = Manifest.load(manifest_file(folder)).entry_for(day)
+        except (OSError, ValueError):
+            continue
+        held += entry is not None and entry.covered_until_ms > closed_open_ms
+    return held, len(folders)
+
+
+def live_runs(home: Path) -> list[dict]:
+    """Start, end and datasets of every live run in the instance at `home`."""
+    os.environ["DAGSTER_HOME"] = str(home)
+    import dagster as dg
+
+    from kline_assets.defs.names import SOURCE_LIVE, TAG_DATASET, TAG_SOURCE
+
+    with dg.DagsterInstance.get() as instance:
+        records = instance.get_run_records(dg.RunsFilter(tags={TAG_SOURCE: SOURCE_LIVE}))
+        return [{"start": r.start_time, "end": r.end_time, "status": r.dagster_run.status.value,
+                 "datasets": set(r.dagster_run.tags.get(TAG_DATASET, "").split(","))} for r in records]
+
+
+def overlapping_writers(runs: list[dict]) -> int:
+    """Pairs of runs that were going at the same time and wrote a dataset in common."""
+    done = [r for r in runs if r["start"] and r["end"]]
+    return sum(1 for i, a in enumerate(done) for b in done[i + 1:]
+               if a["start"] < b["end"] and b["start"] < a["end"] and a["datasets"] & b["datasets"])
+
+
+def measure_live(args: argparse.Namespace, command: list[str]) -> dict:
+    with simulator("--many-symbols", str(args.many), "--latency-ms", str(args.latency_ms)) as url, \
+            tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        env = environment(url, root, 1)
+        with open(root / "stderr.txt", "w") as stderr:
+            proc = subprocess.Popen(command, env=env, cwd=Path(__file__).resolve().parents[1],
+                                    stdout=subprocess.DEVNULL, stderr=stderr)
+        try:
+            time.sleep(60 - time.time() % 60 + 60)  # a first minute to start and catch up today
+            cpu0, t0 = tree_cpu_s(proc.pid), time.time()
+            shares = []
+            for _ in range(args.minutes):
+                time.sleep(60 - time.time() % 60 + 20)  # 20 s after the boundary
+                closed = int(time.time() // 60 * 60_000) - 60_000
+                held, total = holding(root / "data", closed)
+                shares.append((held, total))
+                print(f"  {dt.datetime.now(dt.timezone.utc):%H:%M:%S} {held}/{total} datasets hold "
+                      f"{dt.datetime.fromtimestamp(closed / 1000, dt.timezone.utc):%H:%M}", flush=True)
+            cpu = (tree_cpu_s(proc.pid) - cpu0) / (time.time() - t0)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        runs = live_runs(root / "dagster_home")
+        measured = [r for r in runs if r["start"] and r["end"] and r["start"] >= t0]
+        log = sim_call(url, "/_sim/stats")["requests"]
+    worst = min(h / t for h, t in shares) if shares else 0
+    return {"datasets": shares[-1][1] if shares else 0, "worst_share_held_at_20s": round(worst, 4),
+            "mean_share_held_at_20s": round(sum(h / t for h, t in shares) / len(shares), 4),
+            "live_runs": len(measured), "longest_run_s": round(max((r["end"] - r["start"] for r in measured),
+                                                                   default=0), 1),
+            "failed_runs": sum(r["status"] != "SUCCESS" for r in measured),
+            "overlapping_writers": overlapping_writers(runs), "cpu_cores": round(cpu, 3),
+            "429": sum(r["status"] == 429 for r in log), "418": sum(r["status"] == 418 for r in log)}
+
+
+def exact(data_root: Path, state: SimState) -> tuple[int, int]:
+    """(closed days equal to the simulator's rows, closed days checked) over every dataset."""
+    good = checked = 0
+    today = dt.datetime.now(dt.timezone.utc).date()
+    for folder in find_datasets(data_root):
+        manifest = Manifest.load(manifest_file(folder))
+        market = manifest.market
+        for entry in manifest.chunks.values():
+            day = dt.date.fromisoformat(entry.partition)
+            if day >= today:
+                continue
+            start, end = UTC.day_window_ms(day)
+            rows = [r for r in state.klines(market, manifest.symbol, start, end - 1, 1440) if r[0] < end]
+            checked += 1
+            good += pq.read_table(folder / entry.file).equals(rows_to_table(rows))
+    return good, checked
+
+
+def measure_backfill(args: argparse.Namespace) -> dict:
+    with simulator("--many-symbols", str(args.many), "--latency-ms", str(args.latency_ms)) as url, \
+            tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        env = environment(url, root, args.days)
+        start = (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=args.days)).isoformat()
+        end = dt.datetime.now(dt.timezone.utc).date().isoformat()
+        began = time.time()
+        done = subprocess.run([str(BIN / "kline-assets"), "backfill", "--all", "--start", start, "--end", end],
+                              env=env, capture_output=True, text=True)
+        ended = time.time()
+        log = sim_call(url, "/_sim/stats")["requests"]
+        good, checked = exact(root / "data", SimState(SimConfig(many_symbols=args.many)))
+    klines = [r for r in log if r["endpoint"] == "klines"]
+    first = min(r["t"] for r in klines)
+    out = {"exit": done.returncode, "last_line": done.stdout.strip().splitlines()[-1:] or done.stderr[-300:],
+           "wall_s_from_first_request": round(ended - first, 1), "startup_s": round(first - began, 1),
+           "days": checked, "days_per_min": round(checked / (ended - first) * 60),
+           "exact_days": f"{good}/{checked}"}
+    for market, budget in (("futures", 2400), ("spot", 6000)):
+        s = summarise(log, market)
+        out[market] = {"requests": s["requests"], "429": s["429"], "418": s["418"],
+                       "peak_minute_weight": s["peak_minute_weight"],
+                       "full_minute_share_of_budget": round(s["full_minute_weight"] / budget, 3)}
+    return out
+
+
+def measure_load(args: argparse.Namespace) -> dict:
+    with simulator("--many-symbols", str(args.many)) as url, tempfile.TemporaryDirectory() as tmp:
+        env = environment(url, Path(tmp), 1)
+        code = ("import time; t = time.time(); from kline_assets.definitions import defs; d = defs(); "
+                "n = len([k for k in d.resolve_all_asset_keys() if k.path[-1] == 'klines_1m']); "
+                "d.get_repository_def().get_all_jobs(); print(n, round(time.time() - t, 2))")
+        figures = []
+        for _ in range(2):  # the first asks exchangeInfo, the second uses the cached listing
+            began = time.time()
+            out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+            datasets, inside = out.stdout.split()
+            figures.append({"datasets": int(datasets), "definitions_s": float(inside),
+                            "process_s": round(time.time() - began, 2)})
+    return {"cold_listing": figures[0], "cached_listing": figures[1]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=["live", "dagster", "backfill", "load"])
+    parser.add_argument("--many", type=int, default=96, help="extra symbols per market (96: 100 + 100 datasets)")
+    parser.add_argument("--minutes", type=int, default=10)
+    parser.add_argument("--days", type=int, default=10)
+    parser.add_argument("--latency-ms", type=float, default=50.0)
+    args = parser.parse_args()
+    if args.mode == "live":
+        result = measure_live(args, [str(BIN / "kline-assets"), "live", "--all"])
+    elif args.mode == "dagster":
+        port = free_port()
+        result = measure_live(args, [str(BIN / "dagster"), "dev", "-p", str(port)])
+    elif args.mode == "backfill":
+        result = measure_backfill(args)
+    else:
+        result = measure_load(args)
+    print(json.dumps(result, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()

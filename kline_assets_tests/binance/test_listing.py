@@ -1,0 +1,122 @@
+"""KLINE_PAIRS selectors: resolved from exchangeInfo, cached in the data root, never slow at load, and
+symbols that stop trading keep their datasets."""
+
+import json
+import logging
+import socket
+import time
+from dataclasses import replace
+
+import pytest
+
+from kline_assets.archive.paths import listing_cache
+from kline_assets.binance.listing import Listing
+from kline_assets.defs.definitions import build_definitions, resolve_datasets
+from kline_assets.errors import BadInput
+from kline_assets.settings import DatasetSpec, Selector, parse_pairs
+from kline_assets.sim.server import RunningSimulator, SimConfig
+from kline_assets_tests.helpers import FUT, SPOT, cli, env_for
+
+
+@pytest.fixture
+def market_sim():
+    """Three more USDT symbols per market; spot C001USDT no longer trades."""
+    with RunningSimulator(SimConfig(many_symbols=3, delisted=[["spot", "C001USDT"]])) as running:
+        yield running
+
+
+def settings_for(make_settings, sim, pairs):
+    return replace(make_settings(pairs=pairs), spot_url=sim.url, futures_url=sim.url)
+
+
+def names(settings):
+    return [f"{s.market}:{s.pair}" for s in settings.pairs]
+
+
+def test_parse_pairs_mixes_selectors_and_pairs():
+    specs, selectors = parse_pairs("futures:*/usdt, spot:BTC/USDT,futures:*/USDT")
+    assert specs == [SPOT] and selectors == [Selector("futures", "USDT")]
+    for bad in ("futures:*", "futures:*/", "futures:ETH*/USDT", "spot:*/US-DT"):
+        with pytest.raises(BadInput, match=r"selector|BASE/QUOTE"):
+            parse_pairs(bad)
+
+
+def test_selectors_pick_trading_symbols_of_the_quote_after_the_explicit_pairs(market_sim, make_settings):
+    settings = resolve_datasets(settings_for(make_settings, market_sim, "spot:ETH/BTC,futures:*/USDT,spot:*/USDT"))
+    futures = ["futures:BNB/USDT", "futures:BTC/USDT", "futures:C000/USDT", "futures:C001/USDT",
+               "futures:C002/USDT", "futures:ETH/USDT", "futures:SOL/USDT"]  # no dated BTCUSDT_261225
+    spot = ["spot:BNB/USDT", "spot:BTC/USDT", "spot:C000/USDT", "spot:C002/USDT", "spot:ETH/USDT",
+            "spot:SOL/USDT"]  # C001 does not trade, ETHBTC is another quote
+    assert names(settings) == ["spot:ETH/BTC", *futures, *spot]
+    assert not settings.retired
+    keys = build_definitions(settings, resolve_pairs=False).resolve_all_asset_keys()
+    assert len([k for k in keys if k.path[-1] == "klines_1m"]) == 14
+
+
+def test_listing_is_cached_and_serves_when_the_exchange_is_down(market_sim, make_settings, caplog):
+    settings = settings_for(make_settings, market_sim, "futures:*/USDT")
+    first = resolve_datasets(settings)
+    cached = listing_cache(settings.data_root, "futures")
+    body = json.loads(cached.read_text())
+    assert body["symbols"]["C000USDT"] == ["C000", "USDT", "TRADING", True]
+    body["fetched_at_ms"] -= 2 * 3600 * 1000  # stale: asked again, but the exchange is gone
+    cached.write_text(json.dumps(body))
+    down = replace(settings, futures_url="http://127.0.0.1:9", spot_url="http://127.0.0.1:9")
+    with caplog.at_level(logging.WARNING, logger="kline_assets"):
+        assert resolve_datasets(down).pairs == first.pairs
+    assert "exchangeInfo of futures unavailable" in caplog.text and "2.0 h ago" in caplog.text
+
+
+def test_loading_never_waits_long_on_a_silent_exchange(make_settings, caplog):
+    """An origin that accepts connections and never answers: ~2 s, then the explicit pairs only."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+    try:
+        settings = replace(make_settings(pairs="futures:BTC/USDT,spot:*/USDT,futures:*/USDT"), spot_url=url,
+                           futures_url=url)
+        began = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="kline_assets"):
+            defs = build_definitions(settings)
+        took = time.monotonic() - began
+    finally:
+        silent.close()
+    assert took < 4.5  # the pair probe and both listings wait ~2 s each at most, the listings side by side
+    keys = [k for k in defs.resolve_all_asset_keys() if k.path[-1] == "klines_1m"]
+    assert [k.path[:2] for k in keys] == [["binanceusdm", "BTCUSDT"]]
+    assert "KLINE_PAIRS spot:*/USDT: no exchangeInfo yet" in caplog.text
+
+
+def test_a_symbol_that_stops_trading_keeps_its_dataset_and_live_leaves_it(make_settings, tmp_path):
+    with RunningSimulator(SimConfig(many_symbols=2)) as sim:
+        env = env_for(sim, tmp_path, KLINE_PAIRS="futures:*/USDT")
+        done = cli(env, "--pair", "C001/USDT", "backfill", "--start", "2021-01-01", "--end", "2021-01-02")
+        assert done.returncode == 0, done.stderr
+    delisted = [["futures", "C001USDT"], ["futures", "C000USDT"]]
+    with RunningSimulator(SimConfig(many_symbols=2, delisted=delisted)) as sim:
+        env = env_for(sim, tmp_path, KLINE_PAIRS="futures:*/USDT")
+        (tmp_path / "data" / ".kline_assets" / "listing_futures.json").unlink(missing_ok=True)  # news
+        settings = resolve_datasets(settings_for(make_settings, sim, "futures:*/USDT"))
+        gone = DatasetSpec("futures", "C001/USDT")
+        assert gone in settings.pairs and settings.retired == {gone}  # C000 had no data: simply not selected
+        assert DatasetSpec("futures", "C000/USDT") not in settings.pairs
+        assert gone not in settings.live_pairs and FUT in settings.live_pairs
+        status = cli(env, "status")
+        assert "binanceusdm/C001USDT" in status.stdout and "no longer trading" in status.stdout
+        assert json.loads(cli(env, "status", "--json").stdout)["datasets"][0]["trading"] is False
+        live = cli(env, "live", "--all", "--cycles", "1")
+        assert live.returncode == 0, live.stderr
+        assert "binanceusdm/C001USDT no longer trades" in live.stderr
+        assert not any(r["symbol"] == "C001USDT" for r in sim.state.log if r["endpoint"] == "klines")
+
+
+def test_listing_reads_exchange_info_fields():
+    info = {"symbols": [{"symbol": "BTCUSDT", "baseAsset": "BTC", "quoteAsset": "USDT", "status": "TRADING",
+                         "contractType": "PERPETUAL"},
+                        {"symbol": "ETHUSDT_261225", "baseAsset": "ETH", "quoteAsset": "USDT", "status": "TRADING",
+                         "contractType": "CURRENT_QUARTER"},
+                        {"symbol": "XUSDT", "baseAsset": "X", "quoteAsset": "USDT", "status": "SETTLING"}]}
+    listing = Listing.from_exchange_info("futures", info, 0)
+    assert listing.select("USDT") == [FUT]
+    assert listing.trading("BTCUSDT") and not listing.trading("XUSDT") and not listing.trading("NOPE")
