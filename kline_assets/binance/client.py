@@ -71,7 +71,7 @@ class RequestStats:
 
 
 class BinanceClient:
-    """Thread-safe: one ccxt instance per thread, one weight limiter per origin."""
+    """Thread-safe: one ccxt instance per thread, one weight limiter per origin and market."""
 
     def __init__(self, market: Market, origin: str, *, timeout_ms: int = 10_000, max_attempts: int = 8,
                  backoff_s: float = 0.25, limiter: WeightLimiter | None = None) -> None:
@@ -80,7 +80,10 @@ class BinanceClient:
         self.timeout_ms = timeout_ms
         self.max_attempts = max_attempts
         self.backoff_s = backoff_s
-        self.limiter = limiter or limiter_for(self.origin, market.default_budget)
+        # Binance counts weight (and bans) per API: /api (spot) and /fapi (USD-M) have budgets of their own,
+        # also where one origin serves both (a mirror, the simulator)
+        self.budget_key = f"{self.origin} {market.name}"
+        self.limiter = limiter or limiter_for(self.budget_key, market.default_budget)
         self.stats = RequestStats()
         self._local = threading.local()
         self._prefix = "public" if market.name == "spot" else "fapiPublic"
@@ -142,7 +145,7 @@ class BinanceClient:
             wait = float(raw) if raw is not None else 60.0
         except ValueError:
             wait = 60.0
-        self.limiter.block(wait, self.origin)
+        self.limiter.block(wait, self.budget_key)
         if wait > MAX_RETRY_AFTER_S:
             kind = "banned this IP (HTTP 418)" if status == 418 else "rate-limited this IP (HTTP 429)"
             raise Banned(f"{self.origin} {kind} for {wait:.0f}s; try again after that")

@@ -91,9 +91,10 @@ def test_a_ban_is_remembered_for_the_next_process_on_this_machine():
         sim.state.banned_until["futures"] = 10**12
         with pytest.raises(ExchangeFinal, match="418"):
             client(sim).klines("BTCUSDT", 0, 10**12, 10)
-        assert remembered_block(sim.url) > 10**9
+        assert remembered_block(f"{sim.url} futures") > 10**9
+        assert remembered_block(f"{sim.url} spot") == 0  # a ban on /fapi is not one on /api
         fresh = BinanceClient(MARKETS["futures"], sim.url, limiter=None)  # as a new process would start
-        assert fresh.limiter is limiter_for(sim.url, 2400)
+        assert fresh.limiter is limiter_for(f"{sim.url} futures", 2400)
         before = len(sim_requests(sim.state))
         with pytest.raises(ExchangeFinal, match="wait"):
             fresh.klines("BTCUSDT", 0, 10**12, 10)
