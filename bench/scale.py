@@ -6,6 +6,8 @@ symbols per market (96 gives 100 futures + 100 spot datasets) and 50 ms latency.
     python bench/scale.py dagster --minutes 10         # dagster dev with the live sensor on
     python bench/scale.py backfill --days 10           # kline-assets backfill --all --source rest
     python bench/scale.py load --many 296              # code location load with 600 datasets
+    python bench/scale.py ui --days 5                  # dagster dev: one UI backfill of every klines_1m
+    python bench/scale.py catalog --many 296           # the asset catalog of 600 datasets in Chromium
 
 Live: 20 s after each minute boundary the share of datasets whose chunk of today holds the minute that
 just closed; the longest live run (Dagster's run records); whether two runs ever wrote one dataset at
@@ -17,13 +19,17 @@ with what the simulator serves.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -180,8 +186,11 @@ def measure_backfill(args: argparse.Namespace) -> dict:
            "exact_days": f"{good}/{checked}"}
     for market, budget in (("futures", 2400), ("spot", 6000)):
         s = summarise(log, market)
-        out[market] = {"requests": s["requests"], "429": s["429"], "418": s["418"],
+        times = [r["t"] for r in klines if r["market"] == market]
+        active = max(times) - min(times)  # the markets finish apart: each is measured over its own time
+        out[market] = {"requests": s["requests"], "429": s["429"], "418": s["418"], "active_s": round(active, 1),
                        "peak_minute_weight": s["peak_minute_weight"],
+                       "share_of_budget_while_active": round(s["weight"] / (budget * active / 60), 3),
                        "full_minute_share_of_budget": round(s["full_minute_weight"] / budget, 3)}
     return out
 
@@ -202,9 +211,117 @@ def measure_load(args: argparse.Namespace) -> dict:
     return {"cold_listing": figures[0], "cached_listing": figures[1]}
 
 
+LAUNCH = """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
+  __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }"""
+
+
+def graphql(url: str, query: str, variables: dict) -> dict:
+    body = json.dumps({"query": query, "variables": variables}).encode()
+    request = urllib.request.Request(url + "/graphql", data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+@contextlib.contextmanager
+def dagster_dev(env: dict, port: int):
+    """`dagster dev` of this repository's workspace; yields the webserver URL once it answers."""
+    proc = subprocess.Popen([str(BIN / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(port)], env=env,
+                            cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        began = time.time()
+        while time.time() - began < 180:
+            try:
+                urllib.request.urlopen(url + "/server_info", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def klines_keys(data_root_env: dict) -> list[list[str]]:
+    code = ("import json; from kline_assets.definitions import defs; "
+            "print(json.dumps([k.path for k in defs().resolve_all_asset_keys() if k.path[-1] == 'klines_1m']))")
+    out = subprocess.run([sys.executable, "-c", code], env=data_root_env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def measure_ui(args: argparse.Namespace) -> dict:
+    """One backfill of every klines_1m asset over `--days` closed days, launched as the UI does (GraphQL)."""
+    with simulator("--many-symbols", str(args.many), "--latency-ms", str(args.latency_ms)) as url, \
+            tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        env = environment(url, root, args.days + 1)
+        keys = klines_keys(env)
+        today = dt.datetime.now(dt.timezone.utc).date()
+        days = [(today - dt.timedelta(days=n)).isoformat() for n in range(args.days, 0, -1)]
+        with dagster_dev(env, free_port()) as web:
+            began = time.time()
+            answer = graphql(web, LAUNCH, {"params": {"assetSelection": [{"path": k} for k in keys],
+                                                       "partitionNames": days, "fromFailure": False}})
+            assert answer["data"]["launchPartitionBackfill"]["__typename"] == "LaunchBackfillSuccess", answer
+            os.environ["DAGSTER_HOME"] = env["DAGSTER_HOME"]
+            import dagster as dg
+
+            with dg.DagsterInstance.get() as instance:
+                most = 0
+                while time.time() - began < 1800:
+                    running = instance.get_runs_count(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
+                    most = max(most, running)
+                    held = sum(1 for folder in find_datasets(root / "data") for e in
+                               Manifest.load(manifest_file(folder)).chunks.values() if e.partition in days)
+                    if held >= len(keys) * len(days):
+                        break
+                    time.sleep(5)
+                filled = time.time() - began
+                while instance.get_runs_count(dg.RunsFilter(tags={"dagster/backfill": answer["data"][
+                        "launchPartitionBackfill"]["backfillId"]}, statuses=[dg.DagsterRunStatus.STARTED])):
+                    time.sleep(2)
+                recorded = sum(len(instance.get_materialized_partitions(dg.AssetKey(k)) & set(days)) for k in keys)
+                runs = instance.get_runs_count(dg.RunsFilter(tags={"dagster/backfill": answer["data"][
+                    "launchPartitionBackfill"]["backfillId"]}))
+        good, checked = exact(root / "data", SimState(SimConfig(many_symbols=args.many)))
+    return {"datasets": len(keys), "days": len(days), "backfill_runs": runs, "most_runs_at_once": most,
+            "filled_s": round(filled, 1), "days_per_min": round(len(keys) * len(days) / filled * 60),
+            "partitions_recorded": f"{recorded}/{len(keys) * len(days)}", "exact_days": f"{good}/{checked}"}
+
+
+def measure_catalog(args: argparse.Namespace) -> dict:
+    """Open the asset catalog of `2 * (many + 4)` datasets in headless Chromium; a screenshot goes to artifacts/."""
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    shots = Path(__file__).resolve().parents[1] / "artifacts" / "scale"
+    shots.mkdir(parents=True, exist_ok=True)
+    with simulator("--many-symbols", str(args.many)) as url, tempfile.TemporaryDirectory() as tmp:
+        env = environment(url, Path(tmp), 1)
+        with dagster_dev(env, free_port()) as web, sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            began = time.time()
+            page.goto(web + "/assets")
+            page.get_by_text("C000USDT").first.wait_for(timeout=120_000)
+            opened = time.time() - began
+            page.screenshot(path=str(shots / "catalog.png"))
+            began = time.time()
+            page.goto(web + "/assets/binanceusdm/C100USDT/klines_1m")
+            page.get_by_text("Materialize").first.wait_for(timeout=120_000)
+            asset_page = time.time() - began
+            browser.close()
+    return {"datasets": 2 * (args.many + 4), "catalog_open_s": round(opened, 1), "asset_page_s": round(asset_page, 1),
+            "screenshot": str(shots / "catalog.png")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["live", "dagster", "backfill", "load"])
+    parser.add_argument("mode", choices=["live", "dagster", "backfill", "load", "ui", "catalog"])
     parser.add_argument("--many", type=int, default=96, help="extra symbols per market (96: 100 + 100 datasets)")
     parser.add_argument("--minutes", type=int, default=10)
     parser.add_argument("--days", type=int, default=10)
@@ -213,10 +330,13 @@ def main() -> None:
     if args.mode == "live":
         result = measure_live(args, [str(BIN / "kline-assets"), "live", "--all"])
     elif args.mode == "dagster":
-        port = free_port()
-        result = measure_live(args, [str(BIN / "dagster"), "dev", "-p", str(port)])
+        result = measure_live(args, [str(BIN / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(free_port())])
     elif args.mode == "backfill":
         result = measure_backfill(args)
+    elif args.mode == "ui":
+        result = measure_ui(args)
+    elif args.mode == "catalog":
+        result = measure_catalog(args)
     else:
         result = measure_load(args)
     print(json.dumps(result, indent=2, default=str))

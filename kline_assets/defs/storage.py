@@ -49,7 +49,18 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
         self._engines: OrderedDict[str, Engine] = OrderedDict()
         self._engines_lock = threading.Lock()
+        self._tables: set[str] = set()
         super().__init__(base_dir, inst_data)
+
+    def has_table(self, table_name: str) -> bool:
+        """Dagster asks this for every check evaluation and tagged materialization, each time through a
+        new engine (~4 ms, half the cost of recording a day). A table, once there, stays until `wipe`."""
+        if table_name in self._tables:
+            return True
+        found = super().has_table(table_name)
+        if found:
+            self._tables.add(table_name)
+        return found
 
     def _engine(self, conn_string: str) -> Engine:
         with self._engines_lock:
@@ -83,6 +94,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
 
     def wipe(self) -> None:
         self._dispose_engines()  # the run shard files are about to be unlinked
+        self._tables.clear()
         super().wipe()
 
     def dispose(self) -> None:
