@@ -46,9 +46,15 @@ def _covered(start: int, end: int, gaps: list[list[int]]) -> bool:
 
 
 def continuity(table: pa.Table, entry: ChunkEntry, prev: ChunkEntry | None = None) -> Outcome:
+    times = table.column("open_time")
+    return follows_previous(within_day(table, entry), entry, prev, times[0].as_py() if len(times) else None)
+
+
+def within_day(table: pa.Table, entry: ChunkEntry) -> Outcome:
+    """Continuity inside the day's window (the previous day's gaps end at midnight, so only its own count)."""
     column = table.column("open_time").to_numpy()
     times = column.tolist()
-    gaps = entry.exchange_gaps + (prev.exchange_gaps if prev else [])
+    gaps = entry.exchange_gaps
     dupes = disorder = unexplained = 0
     first_problem = None
     expected = entry.start_ms
@@ -79,16 +85,23 @@ def continuity(table: pa.Table, entry: ChunkEntry, prev: ChunkEntry | None = Non
     off_minute = int(np.count_nonzero(column % MINUTE_MS))
     md = {"rows": len(times), "exchange_gap_minutes": entry.gap_minutes, "unexplained_missing_minutes": unexplained,
           "duplicates": dupes, "out_of_order": disorder, "off_minute_rows": off_minute}
-    if prev is not None and prev.last_open_time is not None and times:
-        # across midnight: the first row follows the previous day's last, or the minutes between are gaps
-        follows = times[0] - prev.last_open_time == MINUTE_MS or _covered(
-            prev.last_open_time + MINUTE_MS, times[0], gaps)
-        md["follows_previous_day"] = follows
-        if not follows and prev.end_ms == entry.start_ms:
-            unexplained += 1
-            first_problem = first_problem or f"day does not follow {prev.partition}'s last row"
-    md["unexplained_missing_minutes"] = unexplained
     return Outcome(unexplained == dupes == disorder == 0, md, first_problem)
+
+
+def follows_previous(inside: Outcome, entry: ChunkEntry, prev: ChunkEntry | None,
+                     first_open_time: int | None) -> Outcome:
+    """Continuity across midnight, from the manifest alone: the day's first row follows the previous day's
+    last, or the minutes between are confirmed gaps."""
+    if prev is None or prev.last_open_time is None or first_open_time is None:
+        return inside
+    gaps = entry.exchange_gaps + prev.exchange_gaps
+    follows = first_open_time - prev.last_open_time == MINUTE_MS or _covered(
+        prev.last_open_time + MINUTE_MS, first_open_time, gaps)
+    md = {**inside.metadata, "follows_previous_day": follows}
+    if follows or prev.end_ms != entry.start_ms:
+        return Outcome(inside.passed, md, inside.problem)
+    md["unexplained_missing_minutes"] = md["unexplained_missing_minutes"] + 1
+    return Outcome(False, md, inside.problem or f"day does not follow {prev.partition}'s last row")
 
 
 def integrity(path: Path, entry: ChunkEntry) -> tuple[Outcome, pa.Table | None]:
@@ -146,11 +159,25 @@ def written_ms(entry: ChunkEntry) -> int:
     return int(dt.datetime.fromisoformat(entry.written_at.replace("Z", "+00:00")).timestamp() * 1000)
 
 
+NOT_CHECKED = "not checked: the file does not match the manifest"
+
+
 def evaluate(path: Path, entry: ChunkEntry, prev: ChunkEntry | None) -> dict[str, Outcome]:
     """All three checks for one stored day, reading the file once."""
+    return with_previous(evaluate_day(path, entry), entry, prev)
+
+
+def evaluate_day(path: Path, entry: ChunkEntry) -> dict[str, Outcome]:
+    """The three checks of one day's file without its neighbour: what a writer's thread can do before
+    the commit, on the very bytes the commit renames into place (`with_previous` completes them)."""
     intact, table = integrity(path, entry)
     if table is None:
-        skipped = Outcome(False, {}, "not checked: the file does not match the manifest")
+        skipped = Outcome(False, {}, NOT_CHECKED)
         return {INTEGRITY: intact, CONTINUITY: skipped, SANITY: skipped}
-    return {INTEGRITY: intact, CONTINUITY: continuity(table, entry, prev),
-            SANITY: sanity(table, entry, written_ms(entry))}
+    return {INTEGRITY: intact, CONTINUITY: within_day(table, entry), SANITY: sanity(table, entry, written_ms(entry))}
+
+
+def with_previous(outcomes: dict[str, Outcome], entry: ChunkEntry, prev: ChunkEntry | None) -> dict[str, Outcome]:
+    if outcomes[CONTINUITY].problem == NOT_CHECKED:
+        return outcomes
+    return {**outcomes, CONTINUITY: follows_previous(outcomes[CONTINUITY], entry, prev, entry.first_open_time)}

@@ -1,6 +1,7 @@
 """Turning a list of days into closed, exact day tables, a few days ahead in a bounded pool.
 
-Each worker also writes its day's chunk as a pending file (zstd Parquet, sha256, fsync: `store.stage`),
+Each worker also writes its day's chunk as a pending file (zstd Parquet, sha256, fsync: `store.stage`)
+and runs the day's checks on that file (`checks.evaluate_day`: the bytes the commit renames into place),
 so the consumer only commits and records; Parquet encoding releases the GIL, and in the workers it runs
 beside the fetching instead of queueing behind it in the one thread that records days in Dagster.
 Days come out in order whatever order they finish in, so at most `2 * workers` days are in flight and
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from kline_assets.archive.checks import evaluate_day
 from kline_assets.archive.manifest import ChunkEntry, Manifest
 from kline_assets.archive.schema import rows_to_table
 from kline_assets.archive.store import DatasetStore, Staged
@@ -47,6 +49,7 @@ class DayData:
     staged: Staged | None = None  # the new chunk, written as a pending file (the stream's output)
     source: str = "rest"
     source_sha256: str | None = None
+    checked: dict | None = None  # the day's checks on its file, but for the previous day (`evaluate_day`)
 
 
 class DayStream:
@@ -99,6 +102,9 @@ class DayStream:
             data.staged = self.store.stage(day, data.table, data.gaps, data.covered_until_ms, data.source,
                                            data.source_sha256)
             data.table = None  # on disk now: memory holds no day the consumer has not taken
+            data.checked = evaluate_day(data.staged.pending, data.staged.entry)
+        elif data.entry is not None:
+            data.checked = evaluate_day(self.store.paths.resolve(data.entry.file), data.entry)
         return data
 
     def from_archive(self, day: dt.date, start_ms: int, end_ms: int) -> DayData | None:

@@ -16,12 +16,12 @@ import time
 
 import dagster as dg
 
-from kline_assets.archive.checks import CHECK_NAMES, CONTINUITY, INTEGRITY, SANITY, evaluate
-from kline_assets.archive.manifest import ChunkEntry, Manifest
+from kline_assets.archive.checks import CHECK_NAMES, CONTINUITY, INTEGRITY, SANITY, evaluate, with_previous
+from kline_assets.archive.manifest import ChunkEntry
 from kline_assets.archive.schema import COLUMN_NAMES
 from kline_assets.archive.store import DatasetStore
 from kline_assets.defs.fleet import Work, run_fleet
-from kline_assets.defs.io_manager import ChunkIOManager
+from kline_assets.defs.io_manager import ChunkIOManager, Committed
 from kline_assets.defs.names import ARCHIVE, CHUNK_IO_MANAGER, EXCHANGE, KLINES, group_name, klines_key
 from kline_assets.defs.partitions import key_to_day
 from kline_assets.defs.resources import ArchiveResource, ExchangeResource
@@ -66,15 +66,21 @@ def day_metadata(entry: ChunkEntry, path: str, now_ms: int | None = None) -> dic
     return md
 
 
-def check_evaluations(store: DatasetStore, manifest: Manifest, days: list[dt.date], checks: list[str]):
-    """One evaluation per check and day, reading each chunk once; a day with no entry fails integrity."""
+def check_evaluations(store: DatasetStore, batch: Committed, checks: list[str]):
+    """One evaluation per check and day of a committed batch. The stream's threads already checked each
+    file; a day whose committed entry is not the file they checked (another writer's won) is checked here,
+    and so is continuity across midnight (from the manifest). A day with no entry fails integrity."""
     key = klines_key(store.spec)
-    for day in days:
+    manifest = batch.manifest
+    for day, _ in batch.days:
         entry = manifest.entry_for(day)
+        prev = manifest.entry_for(day - dt.timedelta(1))
         if entry is None:
             outcomes = dict.fromkeys(checks)
+        elif day in batch.checked and batch.checked[day][0] == entry.sha256:
+            outcomes = with_previous(batch.checked[day][1], entry, prev)
         else:
-            outcomes = evaluate(store.paths.resolve(entry.file), entry, manifest.entry_for(day - dt.timedelta(1)))
+            outcomes = evaluate(store.paths.resolve(entry.file), entry, prev)
         for name in checks:
             outcome = outcomes[name]
             md = dict(outcome.metadata) if outcome else {}
@@ -142,7 +148,7 @@ def build_klines_assets(specs: tuple[DatasetSpec, ...], partitions_def: dg.Parti
                 yield dg.AssetMaterialization(asset_key=key, partition=day.isoformat(),
                                               metadata=day_metadata(entry, str(store.paths.resolve(entry.file)),
                                                                     now_ms))
-            yield from check_evaluations(store, batch.manifest, [day for day, _ in batch.days], checks[key])
+            yield from check_evaluations(store, batch, checks[key])
             recording += time.monotonic() - began
         report(f"{names}: checking and recording {sum(len(w.days) for w in work)} day(s) in Dagster took "
                f"{recording:.1f}s, while the next days were being fetched")

@@ -55,6 +55,7 @@ class Committed:
 
     days: list[tuple[dt.date, ChunkEntry]]
     manifest: Manifest
+    checked: dict[dt.date, tuple[str, dict]]  # day -> (sha256 of the checked file, its `evaluate_day`)
 
 
 class _Batch:
@@ -62,6 +63,7 @@ class _Batch:
         self.store = store
         self.days: list[dt.date] = []
         self.staged: list[Staged] = []
+        self.checked: dict[dt.date, tuple[str, dict]] = {}
         self.opened = time.monotonic()
 
     def due(self) -> bool:
@@ -71,8 +73,9 @@ class _Batch:
     def commit(self) -> Committed:
         self.store.commit(self.staged)
         manifest = self.store.manifest()  # an entry another writer made larger meanwhile wins
-        done = Committed([(day, e) for day in self.days if (e := manifest.entry_for(day)) is not None], manifest)
-        self.days, self.staged, self.opened = [], [], time.monotonic()
+        done = Committed([(day, e) for day in self.days if (e := manifest.entry_for(day)) is not None], manifest,
+                         self.checked)
+        self.days, self.staged, self.checked, self.opened = [], [], {}, time.monotonic()
         return done
 
 
@@ -97,6 +100,9 @@ class ChunkIOManager(dg.ConfigurableIOManager):
                         progress.written += 1
                         progress.rows += data.staged.entry.rows
                     batch.days.append(data.day)
+                    written = data.staged.entry if data.staged else data.entry
+                    if data.checked is not None and written is not None:
+                        batch.checked[data.day] = (written.sha256, data.checked)
                 if batch.due():
                     yield batch.commit()
                 if report and time.monotonic() - last_report >= PROGRESS_EVERY_S:
