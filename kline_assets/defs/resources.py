@@ -34,7 +34,7 @@ class ExchangeResource(dg.ConfigurableResource):
     timeout_ms: int = 10_000
     max_attempts: int = 8
     workers: int = 8  # days fetched at once: spot's budget needs ~5 requests in flight at 100 ms latency
-    archive_workers: int = 16  # days downloaded at once from the archive (no budget: latency is the limit)
+    archive_workers: int = 32  # days downloaded at once from the archive (no budget: latency is the limit)
     source: str = "auto"  # auto | rest | archive
     archive_url: str = "https://data.binance.vision"
     spot_page: int = DEFAULT_PAGE["spot"]
