@@ -28,7 +28,7 @@ MUTANTS = [  # (what breaks, file, text, replacement, tests that must fail)
      'table = table.filter(pc.greater(table["open_time"], old["open_time"][-1]))', "pass",
      [T + "binance/test_days.py"]),
     ("sensor ignores CLI runs", "kline_assets/defs/sensors.py",
-     'for name in run.tags.get(TAG_DATASET, "").split(","):', "for name in []:",
+     'for name in tags.get(TAG_DATASET, "").split(",") if name in by_name', "for name in []",
      [T + "defs/test_sensors.py::test_sensor_skips_a_dataset_that_a_command_line_run_is_writing"]),
     ("long Retry-After waited out", "kline_assets/binance/client.py",
      "if wait > MAX_RETRY_AFTER_S:", "if False:",
