@@ -306,8 +306,9 @@ def measure_catalog(args: argparse.Namespace) -> dict:
             browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             began = time.time()
-            page.goto(web + "/assets")
-            page.get_by_text("C000USDT").first.wait_for(timeout=120_000)
+            page.goto(web + "/assets")  # rows show truncated keys: wait until a page of them is on screen
+            while page.inner_text("body").count("klines_1m") < 20 and time.time() - began < 120:
+                page.wait_for_timeout(200)
             opened = time.time() - began
             page.screenshot(path=str(shots / "catalog.png"))
             began = time.time()
