@@ -23,6 +23,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -53,6 +54,18 @@ def tree_cpu_s(pid: int) -> float:
         return 0.0
     own = sum(int(x) for x in fields[11:15]) / CLK_TCK  # utime, stime, cutime, cstime
     return own + sum(tree_cpu_s(int(c)) for c in children)
+
+
+def cpu_of_command_line(fragment: str) -> float:
+    """CPU seconds so far of the process whose command line contains `fragment` (the simulator)."""
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if fragment in (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode():
+                    return tree_cpu_s(int(proc.name))
+            except OSError:
+                continue
+    return 0.0
 
 
 def environment(url: str, root: Path, days_back: int, **extra: str) -> dict:
@@ -172,10 +185,17 @@ def measure_backfill(args: argparse.Namespace) -> dict:
         env = environment(url, root, args.days)
         start = (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=args.days)).isoformat()
         end = dt.datetime.now(dt.timezone.utc).date().isoformat()
+        port = url.rsplit(":", 1)[1]
+        sim_cpu = cpu_of_command_line(f"--port {port}")
+        ours = resource.getrusage(resource.RUSAGE_CHILDREN)
         began = time.time()
         done = subprocess.run([str(BIN / "kline-assets"), "backfill", "--all", "--start", start, "--end", end],
                               env=env, capture_output=True, text=True)
         ended = time.time()
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        spent = after.ru_utime + after.ru_stime - ours.ru_utime - ours.ru_stime
+        cpu = {"ours_cores": round(spent / (ended - began), 2),
+               "simulator_cores": round((cpu_of_command_line(f"--port {port}") - sim_cpu) / (ended - began), 2)}
         log = sim_call(url, "/_sim/stats")["requests"]
         good, checked = exact(root / "data", SimState(SimConfig(many_symbols=args.many)))
     klines = [r for r in log if r["endpoint"] == "klines"]
@@ -183,7 +203,7 @@ def measure_backfill(args: argparse.Namespace) -> dict:
     out = {"exit": done.returncode, "last_line": done.stdout.strip().splitlines()[-1:] or done.stderr[-300:],
            "wall_s_from_first_request": round(ended - first, 1), "startup_s": round(first - began, 1),
            "days": checked, "days_per_min": round(checked / (ended - first) * 60),
-           "exact_days": f"{good}/{checked}"}
+           "exact_days": f"{good}/{checked}", "cpu": cpu}
     for market, budget in (("futures", 2400), ("spot", 6000)):
         s = summarise(log, market)
         times = [r["t"] for r in klines if r["market"] == market]
