@@ -28,7 +28,12 @@ from kline_assets.defs.definitions import resolve_datasets
 from kline_assets.defs.live import live_groups
 from kline_assets.defs.names import SOURCE_LIVE, TAG_SOURCE, combined_key
 from kline_assets.defs.resources import ArchiveResource, ExchangeResource
-from kline_assets.defs.runs import dagster_instance, materialize_range, materialize_unpartitioned
+from kline_assets.defs.runs import (
+    dagster_instance,
+    materialize_per_market,
+    materialize_range,
+    materialize_unpartitioned,
+)
 from kline_assets.errors import BadInput
 from kline_assets.logs import setup_logging
 from kline_assets.settings import MARKETS, DatasetSpec, Settings, get_market
@@ -143,17 +148,19 @@ def backfill_all(args: argparse.Namespace, settings: Settings) -> int:
     print(f"backfill {describe(settings.pairs)}: {first} .. {last}, {(end - first).days} day(s) in "
           f"{settings.align_tz.name}, data under {settings.data_root}", file=sys.stderr)
     began = time.monotonic()
-    outcome = materialize_range(settings, list(settings.pairs), first.isoformat(), last.isoformat(),
-                                dagster_instance())
+    outcomes = materialize_per_market(settings, list(settings.pairs), first.isoformat(), last.isoformat(),
+                                      dagster_instance())
     elapsed = time.monotonic() - began
-    if not outcome.success:
+    failed = [o for o in outcomes if not o.success]
+    for outcome in failed:
         print(f"kline-assets: backfill failed after {elapsed:.1f}s: {outcome.error}\n(run {outcome.run_id}; details "
               "in loader.log; the days committed stay, a rerun completes the rest)", file=sys.stderr)
-        return 130 if outcome.interrupted else 1
+    if failed:
+        return 130 if any(o.interrupted for o in failed) else 1
     rows = sum(e.rows for s in settings.pairs if (m := open_store(settings, s).read_manifest())
                for e in m.chunks.values())
     print(f"done in {elapsed:.1f}s: {describe(settings.pairs)}, {(end - first).days} day(s) each, {rows:,} rows "
-          f"stored in all (run {outcome.run_id})")
+          f"stored in all (run {', '.join(o.run_id for o in outcomes)})")
     return 0
 
 

@@ -5,9 +5,9 @@ which records them in Dagster as they come.
 Why one step for all datasets: a live update of 200 datasets is 200 tiny fetches; a step (a process,
 a code-location load) per dataset made each live run last a minute. Here the datasets of a market share
 its client, so they share one weight budget, and futures and spot fetch at the same time (separate
-budgets). How many datasets run at once follows from how many days each has: about `2 * workers` days
-in flight per market, so a live minute runs 16 datasets at once and a long backfill two, and memory
-stays bounded whatever the number of datasets.
+budgets). How many datasets run at once follows from how many days each has: about 32 fetching threads
+per market, so a live minute runs 32 datasets at once and a long REST backfill four (the archive's
+streams have 32 threads each: two), and memory stays bounded whatever the number of datasets.
 
 A dataset that fails does not stop the others; the step fails at the end naming each failed dataset
 and why (`FleetFailure`), after every committed day of every dataset was recorded.
@@ -56,17 +56,23 @@ class FleetProgress:
     rows: int = 0
     started: float = 0.0
 
+    label: str = ""  # the market, when all datasets are of one
+
     def line(self) -> str:
         elapsed = max(1e-6, time.monotonic() - self.started)
-        return (f"{self.done}/{self.datasets} datasets, {self.days}/{self.total_days} days, {self.rows:,} rows, "
+        return (f"{self.label}{self.done}/{self.datasets} datasets, {self.days}/{self.total_days} days, {self.rows:,} rows, "
                 f"{self.days / elapsed * 60:.0f} days/min")
 
 
+IN_FLIGHT = 32  # fetching threads per market, in all datasets run at once
+
+
 def datasets_at_once(exchange: ExchangeResource, work: list[Work]) -> int:
-    """Datasets of one market fetched at once: ~2 * workers days in flight in all."""
+    """Datasets of one market fetched at once: ~`IN_FLIGHT` threads busy in all, and never fewer than two
+    datasets, so one's start-up and commit overlap another's fetching."""
     per_stream = exchange.archive_workers if exchange.source != "rest" else exchange.workers
     longest = max((len(w.days) for w in work), default=1)
-    return max(1, (2 * per_stream) // max(1, min(per_stream, longest)))
+    return max(2, IN_FLIGHT // max(1, min(per_stream, longest)))
 
 
 def run_fleet(exchange: ExchangeResource, chunks: ChunkIOManager, work: list[Work],
@@ -74,7 +80,9 @@ def run_fleet(exchange: ExchangeResource, chunks: ChunkIOManager, work: list[Wor
     """Every committed batch of every dataset, as it commits; raises `FleetFailure` at the end when any
     dataset failed. One dataset reports its own progress lines; several report one line for all."""
     single = len(work) == 1
-    progress = FleetProgress(len(work), sum(len(w.days) for w in work), started=time.monotonic())
+    markets = {w.store.spec.market for w in work}
+    progress = FleetProgress(len(work), sum(len(w.days) for w in work), started=time.monotonic(),
+                             label=f"{markets.pop()}: " if len(markets) == 1 else "")
     out: queue.Queue = queue.Queue(maxsize=256)
     stop = threading.Event()
 

@@ -5,7 +5,12 @@ instance at DAGSTER_HOME, so they show in the UI beside the runs the UI starts.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,6 +103,54 @@ def _range_run(settings: Settings, specs: list[DatasetSpec], keys: list[dg.Asset
         raise_on_error=False,
     )
     return RunOutcome(result.success, result.run_id, _first_error(result))
+
+
+def materialize_per_market(settings: Settings, specs: list[DatasetSpec], first_key: str, last_key: str,
+                           instance: dg.DagsterInstance) -> list[RunOutcome]:
+    """`materialize_range` of each market's datasets at the same time, spot's in a process of its own:
+    the markets have separate weight budgets, and one interpreter (its lock) cannot keep both busy. The
+    child stops (committing what it staged) when this process ends or is interrupted."""
+    markets = sorted({s.market for s in specs})
+    if len(markets) < 2:
+        return [materialize_range(settings, specs, first_key, last_key, instance)]
+    spot = [s for s in specs if s.market == "spot"]
+    context = multiprocessing.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_market_child, name="kline-assets spot",
+                            args=(settings, spot, first_key, last_key, os.getpid(), send))
+    child.start()
+    send.close()
+    outcomes: list[RunOutcome] = []
+    try:
+        outcomes.append(materialize_range(settings, [s for s in specs if s.market != "spot"], first_key, last_key,
+                                          instance))
+    finally:
+        if not outcomes or outcomes[0].interrupted:
+            child.terminate()  # SIGTERM: Dagster interrupts the child's run, which commits what it staged
+        child.join()
+    try:
+        outcomes.append(receive.recv())
+    except EOFError:  # the child ended without an answer
+        why = "interrupted (Ctrl-C or SIGTERM)" if outcomes[0].interrupted else "the spot process ended early"
+        outcomes.append(RunOutcome(False, "-", why))
+    return outcomes
+
+
+def _market_child(settings: Settings, specs: list[DatasetSpec], first_key: str, last_key: str, parent: int,
+                  send) -> None:
+    """The spot half of `materialize_per_market`, in its own process; a watchdog ends it with its parent."""
+    from kline_assets.logs import setup_logging, show_progress
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, daemon=True).start()
+    logging.getLogger("kline_assets").addHandler(logging.NullHandler())
+    setup_logging(settings.log_dir)
+    show_progress(sys.stderr)
+    send.send(materialize_range(settings, specs, first_key, last_key, dg.DagsterInstance.get()))
 
 
 def materialize_unpartitioned(settings: Settings, instance: dg.DagsterInstance, selection: dg.AssetSelection,

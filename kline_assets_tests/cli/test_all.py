@@ -31,7 +31,8 @@ def test_each_verb_over_every_dataset(market_sim, tmp_path):
     done = cli(env, "backfill", "--all", "--start", days_ago(3), "--end", days_ago(1))
     assert done.returncode == 0, done.stderr
     assert "8 dataset(s) (1 futures, 7 spot), 2 day(s) each" in done.stdout
-    assert "8/8 datasets, 16/16 days" in done.stderr  # the one progress line of all datasets
+    # a process per market (separate budgets): spot's seven datasets report one progress line
+    assert "spot: 7/7 datasets, 14/14 days" in done.stderr and "binanceusdm/BTCUSDT: 2/2 days" in done.stderr
     root = tmp_path / "data"
     for spec in (DatasetSpec("spot", "C002/USDT"), DatasetSpec("futures", "BTC/USDT")):
         store = DatasetStore(root, spec, UTC, dt.date(2021, 1, 1))
