@@ -60,8 +60,8 @@ class FleetProgress:
 
     def line(self) -> str:
         elapsed = max(1e-6, time.monotonic() - self.started)
-        return (f"{self.label}{self.done}/{self.datasets} datasets, {self.days}/{self.total_days} days, {self.rows:,} rows, "
-                f"{self.days / elapsed * 60:.0f} days/min")
+        return (f"{self.label}{self.done}/{self.datasets} datasets, {self.days}/{self.total_days} days, "
+                f"{self.rows:,} rows, {self.days / elapsed * 60:.0f} days/min")
 
 
 IN_FLIGHT = 32  # fetching threads per market, in all datasets run at once
