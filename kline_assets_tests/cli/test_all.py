@@ -2,6 +2,11 @@
 
 import datetime as dt
 import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
@@ -9,7 +14,7 @@ from kline_assets.archive.store import DatasetStore
 from kline_assets.settings import DatasetSpec
 from kline_assets.sim.server import RunningSimulator, SimConfig
 from kline_assets.timezones import parse_zone
-from kline_assets_tests.helpers import cli, env_for, expected_rows, stored_rows
+from kline_assets_tests.helpers import BIN, cli, env_for, expected_rows, stored_rows
 
 UTC = parse_zone("UTC")
 
@@ -67,3 +72,37 @@ def test_a_failing_dataset_does_not_stop_the_others(market_sim, tmp_path):
         store = DatasetStore(root, DatasetSpec("futures", f"{symbol}/USDT"), UTC, dt.date(2021, 1, 1))
         assert store.manifest().entry_for(dt.date.fromisoformat(days_ago(2))).complete
     assert not (root / "binanceusdm" / "C001USDT" / "1m" / "manifest.json").exists()
+
+
+def running(pid: str) -> bool:
+    """Alive and not a zombie (an orphan's exit may wait for a reaper)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_kill_9_of_backfill_all_ends_its_market_process_and_a_rerun_completes(tmp_path):
+    """`backfill --all` runs spot in a child process: it must not outlive a killed parent."""
+    with RunningSimulator(SimConfig(many_symbols=2, latency_ms=50)) as market:
+        env = env_for(market, tmp_path, KLINE_PAIRS="futures:*/USDT,spot:*/USDT")
+        window = ("--start", "2021-01-01", "--end", "2021-02-15")
+        proc = subprocess.Popen([str(BIN / "kline-assets"), "backfill", "--all", *window], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        children: list[str] = []
+        while not children and time.monotonic() < deadline:
+            time.sleep(0.5)
+            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        assert children, "no market process started"
+        time.sleep(3)  # let both write
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 30
+        while any(map(running, children)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not any(map(running, children)), "the spot process outlived its parent"
+        done = cli(env, "backfill", "--all", *window, timeout=300)
+        assert done.returncode == 0, done.stderr
+        verify = cli(env, "verify", "--all")
+        assert verify.returncode == 0 and "verified 12 dataset(s): all ok" in verify.stdout
