@@ -29,6 +29,7 @@ from kline_assets.defs.live import live_groups
 from kline_assets.defs.names import SOURCE_LIVE, TAG_SOURCE, combined_key
 from kline_assets.defs.resources import ArchiveResource, ExchangeResource
 from kline_assets.defs.runs import (
+    RunOutcome,
     dagster_instance,
     materialize_per_market,
     materialize_range,
@@ -115,25 +116,35 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings, spec: DatasetSpec
     spec = resolved
     if existing is None and first < settings.start:
         settings = replace(settings, start=first)
-    setup_logging(settings.log_dir)
-    last = end - dt.timedelta(days=1)
-    print(f"backfill {spec.name} ({spec.market} {spec.pair}): {first} .. {last}, "
-          f"{(end - first).days} day(s) in {settings.align_tz.name}, data in {store.paths.dir}", file=sys.stderr)
-    began = time.monotonic()
-    outcome = materialize_range(settings, [spec], first.isoformat(), last.isoformat(), dagster_instance())
-    elapsed = time.monotonic() - began
-    status = dataset_status(store.paths.dir) if store.paths.manifest.exists() else None
+    (outcome,), elapsed = backfill_runs(settings, [spec], first, end,
+                                        f"{spec.name} ({spec.market} {spec.pair})", f"in {store.paths.dir}")
     if not outcome.success:
-        print(f"kline-assets: backfill failed after {elapsed:.1f}s: {outcome.error} (run {outcome.run_id}; details "
-              "in loader.log); the days committed before the failure stay, a rerun completes the rest",
-              file=sys.stderr)
         return 130 if outcome.interrupted else 1
+    status = dataset_status(store.paths.dir) if store.paths.manifest.exists() else None
     rows = status["rows"] if status else 0
     if settings.build_combined_on_backfill:
         run_combine(settings, spec)
     print(f"done in {elapsed:.1f}s: {(end - first).days} day(s), dataset now {status['chunks'] if status else 0} "
           f"chunks / {rows:,} rows (run {outcome.run_id})")
     return 0
+
+
+def backfill_runs(settings: Settings, specs: list[DatasetSpec], first: dt.date, end: dt.date, what: str,
+                  where: str) -> tuple[list[RunOutcome], float]:
+    """The window [first, end) of `specs` through Dagster (a run per market, side by side), said before on
+    stderr, each failure said after; returns the outcomes and the seconds they took."""
+    setup_logging(settings.log_dir)
+    last = end - dt.timedelta(days=1)
+    print(f"backfill {what}: {first} .. {last}, {(end - first).days} day(s) in {settings.align_tz.name}, "
+          f"data {where}", file=sys.stderr)
+    began = time.monotonic()
+    outcomes = materialize_per_market(settings, specs, first.isoformat(), last.isoformat(), dagster_instance())
+    elapsed = time.monotonic() - began
+    for outcome in outcomes:
+        if not outcome.success:
+            print(f"kline-assets: backfill failed after {elapsed:.1f}s (run {outcome.run_id}; details in loader.log; "
+                  f"the days committed stay, a rerun completes the rest): {outcome.error}", file=sys.stderr)
+    return outcomes, elapsed
 
 
 def backfill_all(args: argparse.Namespace, settings: Settings) -> int:
@@ -143,18 +154,9 @@ def backfill_all(args: argparse.Namespace, settings: Settings) -> int:
     settings = configured(args, settings)
     if first < settings.start:  # the partitions must reach the window; stored datasets keep their own start
         settings = replace(settings, start=first)
-    setup_logging(settings.log_dir)
-    last = end - dt.timedelta(days=1)
-    print(f"backfill {describe(settings.pairs)}: {first} .. {last}, {(end - first).days} day(s) in "
-          f"{settings.align_tz.name}, data under {settings.data_root}", file=sys.stderr)
-    began = time.monotonic()
-    outcomes = materialize_per_market(settings, list(settings.pairs), first.isoformat(), last.isoformat(),
-                                      dagster_instance())
-    elapsed = time.monotonic() - began
+    outcomes, elapsed = backfill_runs(settings, list(settings.pairs), first, end, describe(settings.pairs),
+                                      f"under {settings.data_root}")
     failed = [o for o in outcomes if not o.success]
-    for outcome in failed:
-        print(f"kline-assets: backfill failed after {elapsed:.1f}s: {outcome.error}\n(run {outcome.run_id}; details "
-              "in loader.log; the days committed stay, a rerun completes the rest)", file=sys.stderr)
     if failed:
         return 130 if any(o.interrupted for o in failed) else 1
     rows = sum(e.rows for s in settings.pairs if (m := open_store(settings, s).read_manifest())
@@ -344,7 +346,7 @@ def cmd_live(args: argparse.Namespace, settings: Settings, spec: DatasetSpec) ->
         for outcome in outcomes:
             if not outcome.success:
                 print(f"{ms_to_iso(now_ms)} cycle failed: {outcome.error}", file=sys.stderr)
-        report_live(stores, settings, now_ms, time.monotonic() - began)
+        report_live(stores, settings, now_ms, client.server_time_ms(), time.monotonic() - began)
         return all(o.success for o in outcomes)
 
     failed = run_loop(cycle, client.server_time_ms, stop, args.cycles)
@@ -352,14 +354,15 @@ def cmd_live(args: argparse.Namespace, settings: Settings, spec: DatasetSpec) ->
     return 0 if failed == 0 else 1
 
 
-def report_live(stores: list[DatasetStore], settings: Settings, now_ms: int, took_s: float) -> None:
-    """One dataset: its day, rows and lag; several: how many hold the minute that closed last."""
+def report_live(stores: list[DatasetStore], settings: Settings, now_ms: int, after_ms: int, took_s: float) -> None:
+    """One dataset: its day, rows and lag (at `after_ms`, the cycle's end); several: how many hold the minute
+    that had closed last when the cycle began (`now_ms`)."""
     today = settings.align_tz.local_date(now_ms)
     entries = [store.manifest().entry_for(today) for store in stores]
     if len(stores) == 1:
         entry = entries[0]
         if entry is not None:
-            lag = (now_ms - (entry.last_open_time + 59_999)) / 1000 if entry.last_open_time else None
+            lag = (after_ms - (entry.last_open_time + 59_999)) / 1000 if entry.last_open_time else None
             print(f"{ms_to_iso(now_ms)} {stores[0].spec.name} {today}: {entry.rows} rows, last closed minute "
                   f"{ms_to_iso(entry.last_open_time)}" + (f", lag {lag:.0f}s" if lag is not None else ""),
                   file=sys.stderr)
