@@ -60,7 +60,9 @@ class DatasetStore:
         existing = self.read_manifest()
         if existing is not None:
             self._guard(existing)
+        # the start this writer plans its indexes with; the first commit fixes the dataset's own (`_replan`)
         self.start = existing.start_date if existing else start
+        self.refused: list[dt.date] = []  # staged days before the dataset's start, never committed
 
     def _guard(self, manifest: Manifest) -> None:
         if manifest.align_tz != self.zone.name:
@@ -112,7 +114,7 @@ class DatasetStore:
         sha = hashlib.sha256(data).hexdigest()
         relpath = self.paths.chunk_relpath(index, day)
         self.paths.chunks_dir.mkdir(parents=True, exist_ok=True)
-        pending = self.paths.chunks_dir / f".{Path(relpath).name}.{sha[:16]}.{os.getpid()}.pending"
+        pending = self._pending_path(relpath, sha)
         try:
             write_durable(pending, data)
         except BaseException:  # a full disk or a permission error: no half-written file stays behind
@@ -138,7 +140,7 @@ class DatasetStore:
             self._guard(manifest)
             self._recover(manifest)
             accepted: list[Staged] = []
-            for item in staged:
+            for item in self._replan(staged, manifest):
                 old = manifest.chunks.get(item.entry.index)
                 if old and old.covered_until_ms > item.entry.covered_until_ms and self.entry_intact(old):
                     item.pending.unlink(missing_ok=True)
@@ -152,6 +154,33 @@ class DatasetStore:
             if accepted:
                 fsync_dir(self.paths.chunks_dir)
         return [item.entry for item in accepted]
+
+    def _replan(self, staged: list[Staged], manifest: Manifest) -> list[Staged]:
+        """Number each staged day against the start of the manifest as it is now, under the lock.
+
+        A dataset has one start, fixed by its first commit: a writer that planned against another start
+        (two first backfills with different `--start`) moves its pending files to the right names here,
+        and days before the dataset's start are refused (`refused`), never stored under a wrong index."""
+        kept = []
+        for item in staged:
+            day = dt.date.fromisoformat(item.entry.partition)
+            index = manifest.index_of(day)
+            if index == item.entry.index:
+                kept.append(item)
+                continue
+            if index < 1:
+                item.pending.unlink(missing_ok=True)
+                self.refused.append(day)
+                continue
+            entry = item.entry
+            entry.index, entry.file = index, self.paths.chunk_relpath(index, day)
+            pending = self._pending_path(entry.file, entry.sha256)
+            os.replace(item.pending, pending)  # named for its index before the manifest names it
+            kept.append(Staged(entry, pending))
+        return kept
+
+    def _pending_path(self, relpath: str, sha: str) -> Path:
+        return self.paths.chunks_dir / f".{Path(relpath).name}.{sha[:16]}.{os.getpid()}.pending"
 
     def recover(self) -> None:
         """Finish an interrupted commit and clean leftovers (used by verify and status)."""

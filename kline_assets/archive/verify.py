@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from kline_assets.archive.atomic import locked, replace_atomic
 from kline_assets.archive.checks import CONTINUITY, INTEGRITY, SANITY, evaluate
-from kline_assets.archive.manifest import utc_now_iso
+from kline_assets.archive.manifest import ChunkEntry, Manifest, utc_now_iso
 from kline_assets.archive.paths import CHUNK_RE
 from kline_assets.archive.store import DatasetStore
 
@@ -17,7 +18,7 @@ KIND_OF = {INTEGRITY: "corrupt", CONTINUITY: "discontinuous", SANITY: "insane"}
 
 @dataclass
 class Problem:
-    kind: str  # missing_file | corrupt | discontinuous | insane | incomplete | missing_day | stray_file
+    kind: str  # missing_file | corrupt | discontinuous | insane | incomplete | missing_day | stray_file | misnumbered
     # | differs_from_rest (verify --cross-check)
     day: str | None
     detail: str
@@ -71,10 +72,14 @@ def verify(store: DatasetStore, first: dt.date | None, last: dt.date | None, tod
     if lo is None or hi < lo:
         return report
     prev = None
+    listed = Counter(e.partition for e in entries)
     for entry in entries:
         day = dt.date.fromisoformat(entry.partition)
         if lo <= day <= hi:
             report.days_checked += 1
+            numbering = misnumbered(store, manifest, entry, listed[entry.partition])
+            if numbering:
+                report.problems.append(Problem("misnumbered", entry.partition, numbering))
             path = store.paths.resolve(entry.file)
             if not path.exists():
                 report.problems.append(Problem("missing_file", entry.partition, f"{entry.file} is listed but absent"))
@@ -102,6 +107,19 @@ def verify(store: DatasetStore, first: dt.date | None, last: dt.date | None, tod
         report.problems.append(Problem("stray_file", day, f"{path.name} is not in the manifest"))
     report.problems.sort(key=lambda p: (p.day or "", p.kind))
     return report
+
+
+def misnumbered(store: DatasetStore, manifest: Manifest, entry: ChunkEntry, listed: int) -> str | None:
+    """An entry whose index, partition and file name disagree with the dataset's start (docs/contract.md)."""
+    day = dt.date.fromisoformat(entry.partition)
+    want = manifest.index_of(day)
+    if want != entry.index:
+        return f"index {entry.index}, but {day} is day {want} from the start {manifest.start}"
+    if listed > 1:
+        return f"{day} is listed {listed} times"
+    if Path(entry.file).name != store.paths.chunk_name(want, day):
+        return f"{entry.file} does not name day {want} ({day})"
+    return None
 
 
 def record(store: DatasetStore, report: Report) -> None:

@@ -27,6 +27,7 @@ from kline_assets.archive.reader import day_table
 from kline_assets.archive.store import DatasetStore, Staged
 from kline_assets.binance.days import DayStream
 from kline_assets.defs.resources import ArchiveResource
+from kline_assets.errors import BadInput
 
 COMMIT_EVERY_DAYS = 64
 COMMIT_EVERY_S = 2.0
@@ -118,6 +119,11 @@ class ChunkIOManager(dg.ConfigurableIOManager):
             raise
         if batch.days:
             yield batch.commit()
+        if store.refused:
+            raise BadInput(
+                f"{store.spec.name}: {len(store.refused)} day(s) from {min(store.refused)} were not stored: they "
+                f"are before the dataset's first day {store.manifest().start}, which another writer's first commit "
+                "fixed meanwhile; the other days are stored (an earlier start needs another data root)")
         if report:
             report(progress.line(stream, final=True))
 

@@ -112,3 +112,34 @@ def _write_day(root, day, minutes):
     store = DatasetStore(root, FUT, UTC, START)
     start, _ = UTC.day_window_ms(day)
     store.commit([store.stage(day, day_table(day, minutes), [], start + minutes * 60_000)])
+
+
+def test_a_writer_planned_against_another_start_is_renumbered_or_refused(tmp_path):
+    """Two first writers with different starts: the first commit fixes the start; the other's days are
+    renumbered against it under the lock, and its days before that start are refused, never stored."""
+    early = DatasetStore(tmp_path, FUT, UTC, dt.date(2020, 12, 28))
+    late = DatasetStore(tmp_path, FUT, UTC, START)
+    days = [START + dt.timedelta(n) for n in range(3)]
+    late_staged = [late.stage(d, day_table(d, 60), [], UTC.day_window_ms(d)[1]) for d in days]
+    early_days = [dt.date(2020, 12, 28) + dt.timedelta(n) for n in range(7)]
+    early_staged = [early.stage(d, day_table(d, 60), [], UTC.day_window_ms(d)[1]) for d in early_days]
+    late.commit(late_staged)  # the dataset starts 2021-01-01
+    early.commit(early_staged)
+    manifest = early.manifest()
+    assert manifest.start == "2021-01-01" and sorted(manifest.chunks) == [1, 2, 3]
+    assert [manifest.chunks[i].partition for i in (1, 2, 3)] == [d.isoformat() for d in days]
+    assert all(early.entry_intact(e) for e in manifest.chunks.values())
+    assert early.refused == early_days[:4]
+    assert not [p for p in early.paths.chunks_dir.iterdir() if p.name.startswith(".")]
+
+    other = tmp_path / "other"  # the other order: the early start wins, the late writer's days move up
+    early, late = DatasetStore(other, FUT, UTC, dt.date(2020, 12, 28)), DatasetStore(other, FUT, UTC, START)
+    late_staged = [late.stage(d, day_table(d, 60), [], UTC.day_window_ms(d)[1]) for d in days]
+    early.commit([early.stage(early_days[0], day_table(early_days[0], 60), [], UTC.day_window_ms(early_days[0])[1])])
+    late.commit(late_staged)
+    manifest = late.manifest()
+    assert {i: e.partition for i, e in manifest.chunks.items()} == {
+        1: "2020-12-28", 5: "2021-01-01", 6: "2021-01-02", 7: "2021-01-03"}
+    assert all(late.entry_intact(e) and e.file == late.paths.chunk_relpath(i, dt.date.fromisoformat(e.partition))
+               for i, e in manifest.chunks.items())
+    assert late.refused == []

@@ -47,3 +47,24 @@ def test_an_explicit_window_reports_the_days_it_lacks(tmp_path):
 def test_today_being_incomplete_is_not_a_problem(tmp_path):
     store = stored(tmp_path, {START: 1440, START + dt.timedelta(1): 600})
     assert verify(store, None, None, START + dt.timedelta(1)).ok
+
+
+def test_entries_numbered_against_another_start_are_problems_and_repair_drops_them(tmp_path):
+    """What two first backfills with different starts used to leave: the manifest says 2020-12-29, but
+    its entries were numbered from 2021-01-01 and one day is listed twice; never "all well"."""
+    import json
+
+    from kline_assets.archive.verify import quarantine
+
+    store = stored(tmp_path, {START + dt.timedelta(n): 1440 for n in range(3)})
+    doc = json.loads(store.paths.manifest.read_text())
+    doc["start"] = "2020-12-29"
+    doc["chunks"].append({**doc["chunks"][0], "index": 4})
+    store.paths.manifest.write_text(json.dumps(doc))
+    store = DatasetStore(tmp_path, FUT, UTC, START)
+    report = verify(store, None, None, dt.date(2021, 2, 1))
+    assert {p.kind for p in report.problems} >= {"misnumbered"}
+    assert {p.day for p in report.problems if p.kind == "misnumbered"} == {"2021-01-01", "2021-01-02", "2021-01-03"}
+    quarantine(store, report)
+    assert store.manifest().chunks == {}
+    assert not list(store.paths.chunks_dir.iterdir())

@@ -188,3 +188,30 @@ def test_cross_check_finds_a_replaced_archive_file_and_repair_takes_rest(sim, tm
     after = json.loads(cli(env, "status", "--json").stdout)["datasets"][0]
     assert after["sources"] == {"archive": 2, "rest": 1}
     check_days(sim, tmp_path / "data", dt.date(2021, 6, 1), 3)
+
+
+def test_two_first_backfills_with_different_starts_at_once(sim, tmp_path):
+    """Two processes start a new dataset at once, from 2021-01-01 and from 2020-12-25: whichever commits
+    first fixes the start; the other's days are renumbered or refused in one line, and every stored day
+    is where its index says, exact, with verify all well."""
+    sim.state.config.latency_ms = 20
+    env = env_for(sim, tmp_path, KLINE_START="2021-01-01")
+    procs = [subprocess.Popen([str(BIN / "kline-assets"), "backfill", *args, "--end", "2021-01-05"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for args in ([], ["--start", "2020-12-25"])]
+    results = [(p.wait(120), p.stderr.read()) for p in procs]
+    assert results[0][0] == 0, results[0][1]
+    code, err = results[1]
+    manifest = json.loads((tmp_path / "data" / "binanceusdm" / "BTCUSDT" / "1m" / "manifest.json").read_text())
+    start = dt.date.fromisoformat(manifest["start"])
+    if start == dt.date(2021, 1, 1):  # the late start won: the early days are refused, said in one line
+        assert code == 1 and "before the dataset's first day 2021-01-01" in err, err
+    else:
+        assert start == dt.date(2020, 12, 25) and code == 0, err
+    partitions = [c["partition"] for c in manifest["chunks"]]
+    assert len(partitions) == len(set(partitions))
+    for chunk in manifest["chunks"]:
+        day = dt.date.fromisoformat(chunk["partition"])
+        assert chunk["index"] == (day - start).days + 1
+    check_days(sim, tmp_path / "data", dt.date(2021, 1, 1), 4)
+    assert cli(env, "verify").returncode == 0
