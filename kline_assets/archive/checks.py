@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from kline_assets.archive.manifest import ChunkEntry
-from kline_assets.archive.schema import schema_problem
+from kline_assets.archive.schema import impossible_values, schema_problem
 from kline_assets.archive.store import sha256_file
 from kline_assets.timezones import MINUTE_MS, ms_to_iso
 
@@ -129,30 +129,36 @@ def integrity(path: Path, entry: ChunkEntry) -> tuple[Outcome, pa.Table | None]:
 def sanity(table: pa.Table, entry: ChunkEntry, fetched_before_ms: int) -> Outcome:
     """Row-level rules; `fetched_before_ms` bounds close_time (a stored row must have been closed).
 
-    Unclosed or out-of-window rows would be our fault (ERROR). Odd values (close_time, OHLC order,
-    negative volumes) are what the exchange sent, kept as sent and flagged (WARN)."""
+    ERROR, never to be stored: unclosed or out-of-window rows, and values the exchange cannot have sent
+    (NaN, infinite or negative prices, volumes, counts). WARN, stored as sent and flagged: odd values the
+    exchange really sends (open times off the minute in early data, close_time, OHLC order)."""
     if table.num_rows == 0:
         return Outcome(True, {"rows": 0})
     col = table.column
-    checks = {
-        "bad_close_time": pc.not_equal(col("close_time"), pc.add(col("open_time"), 59_999)),
-        "ohlc_violations": pc.or_(
-            pc.or_(pc.greater(col("low"), col("open")), pc.greater(col("low"), col("close"))),
-            pc.or_(pc.less(col("high"), col("open")), pc.less(col("high"), col("close")))),
-        "negative_values": pc.or_(
-            pc.or_(pc.less(col("volume"), 0), pc.less(col("quote_volume"), 0)),
-            pc.or_(pc.less(col("trades"), 0), pc.or_(pc.less(col("taker_base_volume"), 0),
-                                                     pc.less(col("taker_quote_volume"), 0)))),
+    errors = {
         "unclosed_rows": pc.greater_equal(col("close_time"), fetched_before_ms),
         "out_of_window_rows": pc.or_(pc.less(col("open_time"), entry.start_ms),
                                      pc.greater_equal(col("open_time"), entry.end_ms)),
+        "impossible_values": impossible_values(table),
     }
-    md = {name: int(pc.sum(mask).as_py() or 0) for name, mask in checks.items()}
-    bad = [name for name, n in md.items() if n]
-    md["rows"] = table.num_rows
-    ours = [b for b in bad if b in ("unclosed_rows", "out_of_window_rows")]
-    return Outcome(not bad, md, f"{', '.join(f'{md[b]} {b}' for b in bad)}" if bad else None,
-                   "ERROR" if ours or not bad else "WARN")
+    warnings = {
+        "off_minute_rows": pa.array(col("open_time").to_numpy() % MINUTE_MS != 0),
+        "bad_close_time": pc.not_equal(col("close_time"), pc.add(col("open_time"), 59_999)),
+        "ohlc_violations": pc.or_(
+            pc.or_(pc.less(col("high"), col("open")), pc.less(col("high"), col("close"))),
+            pc.or_(pc.greater(col("low"), col("open")), pc.greater(col("low"), col("close")))),
+    }
+    md, found = {"rows": table.num_rows}, []
+    for name, mask in {**errors, **warnings}.items():
+        mask = pc.fill_null(mask, True)
+        md[name] = int(pc.sum(mask).as_py() or 0)
+        if md[name]:
+            first = col("open_time")[pc.index(mask, True).as_py()].as_py()
+            found.append((name, f"{md[name]} {name} (first at {ms_to_iso(first)})"))
+    if not found:
+        return Outcome(True, md)
+    ours = any(name in errors for name, _ in found)
+    return Outcome(False, md, ", ".join(text for _, text in found), "ERROR" if ours else "WARN")
 
 
 def written_ms(entry: ChunkEntry) -> int:

@@ -17,9 +17,7 @@ import hashlib
 import io
 import logging
 import random
-import time
-import urllib.error
-import urllib.request
+import threading
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -28,13 +26,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from kline_assets.archive.schema import COLUMN_NAMES, COLUMNS, SCHEMA
+from kline_assets.archive.schema import COLUMN_NAMES, COLUMNS, value_problem
+from kline_assets.binance.http import HttpFailure, Limits, Stopped, Transport, Unreachable, pause
 from kline_assets.errors import ExchangeTransient
 from kline_assets.timezones import UTC
 
 log = logging.getLogger("kline_assets")
 
 NEWEST_LAG_DAYS = 2  # the archive publishes a day some hours after it ends, sometimes days: ask no newer
+# A real day's zip is ~50-150 kB and its CSV ~100-250 kB: caps far above that bound what a damaged or
+# hostile archive can make us hold (a zip bomb whose CHECKSUM matches inflates to gigabytes).
+CHECKSUM_LIMITS = Limits(30.0, 64 << 10)
+ZIP_LIMITS = Limits(60.0, 16 << 20)
+MAX_CSV_BYTES = 16 << 20
+UNREACHABLE_AFTER = 3  # consecutive connection failures after which the rest of the run takes REST
 
 
 class ArchiveUnusable(Exception):
@@ -48,10 +53,18 @@ class ArchiveDay:
 
 
 class ArchiveClient:
-    def __init__(self, market: str, origin: str, *, timeout_s: float = 30.0, max_attempts: int = 6,
-                 backoff_s: float = 0.25) -> None:
+    """One per market and run, shared by its datasets' streams: after `UNREACHABLE_AFTER` consecutive
+    connection failures (DNS, refused: a firewall, an outage) it asks no more, and every later day of the
+    run goes to REST at once; the next run tries again."""
+
+    def __init__(self, market: str, origin: str, *, max_attempts: int = 6, backoff_s: float = 0.25,
+                 connect_timeout_s: float = 10.0) -> None:
         self.market, self.origin = market, origin.rstrip("/")
-        self.timeout_s, self.max_attempts, self.backoff_s = timeout_s, max_attempts, backoff_s
+        self.max_attempts, self.backoff_s = max_attempts, backoff_s
+        self.transport = Transport(ZIP_LIMITS, connect_timeout_s=connect_timeout_s)
+        self._lock = threading.Lock()
+        self._unreachable_in_a_row = 0
+        self.given_up = False
 
     def url(self, symbol: str, day: dt.date) -> str:
         folder = "spot" if self.market == "spot" else "futures/um"
@@ -64,51 +77,82 @@ class ArchiveClient:
 
     def day(self, symbol: str, day: dt.date) -> ArchiveDay | None:
         url = self.url(symbol, day)
-        published = self._get(url + ".CHECKSUM")
+        name = url.rsplit("/", 1)[-1]
+        published = self._get(url + ".CHECKSUM", CHECKSUM_LIMITS)
         if published is None:
             return None
         expected = published.decode("utf-8", "replace").split()[0].lower() if published.strip() else ""
-        data = self._get(url)
+        if len(expected) != 64 or any(c not in "0123456789abcdef" for c in expected):
+            raise ArchiveUnusable(f"{name}.CHECKSUM holds no sha256")
+        data = self._get(url, ZIP_LIMITS)
         if data is None:
             return None
         if hashlib.sha256(data).hexdigest() != expected:
-            raise ArchiveUnusable(f"{url.rsplit('/', 1)[-1]} does not match its CHECKSUM")
-        return ArchiveDay(parse_zip(data, day, url.rsplit("/", 1)[-1]), expected)
+            raise ArchiveUnusable(f"{name} does not match its CHECKSUM")
+        return ArchiveDay(parse_zip(data, day, name), expected)
 
-    def _get(self, url: str) -> bytes | None:
+    def _get(self, url: str, limits: Limits) -> bytes | None:
         attempt = 0
         while True:
+            if self.given_up:
+                raise ArchiveUnusable(f"the archive at {self.origin} is unreachable in this run")
             try:
-                with urllib.request.urlopen(url, timeout=self.timeout_s) as response:
-                    return response.read()
-            except urllib.error.HTTPError as exc:
-                if exc.code in (403, 404):  # the archive answers 403/404 for files it does not hold
+                answer = self.transport.get(url, limits=limits)
+            except Stopped:
+                raise
+            except Unreachable as exc:
+                self._unreachable(exc)
+                what = str(exc)
+            except HttpFailure as exc:
+                what = str(exc)
+            else:
+                self._reachable()
+                if answer.status == 200:
+                    return answer.body
+                if answer.status in (403, 404):  # the archive answers 403/404 for files it does not hold
                     return None
-                if exc.code < 500 and exc.code != 429:
-                    raise ArchiveUnusable(f"{url} answered HTTP {exc.code}") from None
-                what = f"HTTP {exc.code}"
-            except (urllib.error.URLError, OSError, ValueError) as exc:
-                what = type(exc).__name__
+                if answer.status < 500 and answer.status != 429:
+                    raise ArchiveUnusable(f"{url} answered HTTP {answer.status}")
+                what = f"HTTP {answer.status}"
             attempt += 1
             if attempt >= self.max_attempts:
                 raise ExchangeTransient(f"{url}: failed {attempt} times, last: {what}")
             delay = min(30.0, self.backoff_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
             log.warning("archive: %s on %s, retry %d in %.2fs", what, url, attempt, delay)
-            time.sleep(delay)
+            pause(delay)
+
+    def _unreachable(self, exc: Exception) -> None:
+        with self._lock:
+            self._unreachable_in_a_row += 1
+            if self._unreachable_in_a_row >= UNREACHABLE_AFTER and not self.given_up:
+                self.given_up = True
+                log.warning("archive: %s unreachable %d times in a row (%s): the rest of this run takes REST",
+                            self.origin, self._unreachable_in_a_row, exc)
+        if self.given_up:
+            raise ArchiveUnusable(f"the archive at {self.origin} is unreachable in this run")
+
+    def _reachable(self) -> None:
+        with self._lock:
+            self._unreachable_in_a_row = 0
 
 
 def parse_zip(data: bytes, day: dt.date, name: str) -> pa.Table:
     """The one CSV of a verified zip as a chunk-schema table, sorted by open_time, times in ms."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            members = [m for m in zf.namelist() if m.endswith(".csv")]
+            members = [m for m in zf.infolist() if m.filename.endswith(".csv")]
             if len(members) != 1:
                 raise ArchiveUnusable(f"{name} holds {len(members)} CSV files, not one")
-            text = zf.read(members[0])
-    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+            if members[0].file_size > MAX_CSV_BYTES:
+                raise ArchiveUnusable(f"{name} inflates to {members[0].file_size:,} bytes, over the cap")
+            with zf.open(members[0]) as member:  # the declared size may lie: read no more than the cap
+                text = member.read(MAX_CSV_BYTES + 1)
+            if len(text) > MAX_CSV_BYTES:
+                raise ArchiveUnusable(f"{name} inflates past the cap of {MAX_CSV_BYTES:,} bytes")
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError) as exc:
         raise ArchiveUnusable(f"{name} is damaged ({type(exc).__name__}: {exc})") from None
-    if not text.strip():
-        return SCHEMA.empty_table()
+    if not text.strip():  # a verified empty file is no proof that the exchange has no klines that day
+        raise ArchiveUnusable(f"{name} holds no rows")
     header = not text[:1].isdigit()  # futures files carry one since about 2022, older ones and spot none
     try:
         table = pacsv.read_csv(
@@ -126,4 +170,8 @@ def parse_zip(data: bytes, day: dt.date, name: str) -> pa.Table:
     times = table["open_time"]
     if table.num_rows and (pc.min(times).as_py() < start or pc.max(times).as_py() >= end):
         raise ArchiveUnusable(f"{name}: rows outside its UTC day")
-    return table.sort_by("open_time")
+    table = table.sort_by("open_time")
+    problem = value_problem(table)
+    if problem:
+        raise ArchiveUnusable(f"{name}: {problem}")
+    return table

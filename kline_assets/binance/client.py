@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import ccxt
 
+from kline_assets.binance.http import CappedSession, HttpFailure, Limits, Stopped, Transport, pause
 from kline_assets.binance.limiter import WeightLimiter, limiter_for
 from kline_assets.errors import Banned, ExchangeFinal, ExchangeTransient, UnknownSymbol
 from kline_assets.settings import Market
@@ -24,6 +25,11 @@ from kline_assets.settings import Market
 log = logging.getLogger("kline_assets")
 
 MAX_RETRY_AFTER_S = 900  # a longer ban (418s can last days) fails the run instead of hanging it
+# A page of 1,500 klines is ~200 kB and exchangeInfo of every spot symbol some MB: generous caps, so that a
+# broken or hostile server cannot fill the memory; every request ends within its deadline (`http`).
+REQUEST_DEADLINE_S = 30.0
+PAGE_MAX_BYTES = 8 << 20
+INFO_MAX_BYTES = 64 << 20
 
 
 class KlineSource(Protocol):
@@ -73,9 +79,13 @@ class RequestStats:
 class BinanceClient:
     """Thread-safe: one ccxt instance per thread, one weight limiter per origin and market."""
 
-    def __init__(self, market: Market, origin: str, *, timeout_ms: int = 10_000, max_attempts: int = 8,
-                 backoff_s: float = 0.25, limiter: WeightLimiter | None = None) -> None:
+    def __init__(self, market: Market, origin: str, *, timeout_ms: int = int(REQUEST_DEADLINE_S * 1000),
+                 max_attempts: int = 8, backoff_s: float = 0.25, limiter: WeightLimiter | None = None) -> None:
+        """`timeout_ms`: the deadline of the whole of each request (connect, headers, body)."""
         self.market = market
+        deadline_s = timeout_ms / 1000
+        self.transport = Transport(Limits(deadline_s, PAGE_MAX_BYTES), connect_timeout_s=min(10.0, deadline_s))
+        self.info_limits = Limits(deadline_s, INFO_MAX_BYTES)
         self.origin = origin.rstrip("/")
         self.timeout_ms = timeout_ms
         self.max_attempts = max_attempts
@@ -97,11 +107,12 @@ class BinanceClient:
             urls = {"public": f"{self.origin}/api/v3", "fapiPublic": f"{self.origin}/fapi/v1"}
             inst = _CCXT[self.market.exchange_id]({
                 "enableRateLimit": False, "timeout": self.timeout_ms, "urls": {"api": urls},
+                "session": CappedSession(self.transport),
             })
             self._local.ccxt = inst
         return inst
 
-    def _call(self, endpoint: str, params: dict, weight: int) -> Any:
+    def _call(self, endpoint: str, params: dict, weight: int, limits: Limits | None = None) -> Any:
         method = getattr(self._ccxt(), self._prefix + endpoint)
         attempt = 0
         while True:
@@ -112,16 +123,21 @@ class BinanceClient:
             minute = self.limiter.acquire(weight)
             inst = self._ccxt()
             inst.last_status, inst.last_response_headers = None, None
+            inst.session.limits = limits or self.transport.limits
             try:
                 result = method(params)
                 error = None
             except ccxt.BaseError as exc:
                 result, error = None, exc
+            cause = _http_cause(error)
+            if isinstance(cause, Stopped):
+                raise cause
             status, headers = inst.last_status, inst.last_response_headers or {}
             self.stats.add(requests=1, weight=weight)
             used = headers.get("X-MBX-USED-WEIGHT-1M") or headers.get("x-mbx-used-weight-1m")
             self.limiter.observe(int(used) if used and str(used).isdigit() else None, minute)
-            if error is None and _well_formed(endpoint, result):
+            malformed = _malformed(endpoint, result) if error is None else None
+            if error is None and malformed is None:
                 return result
             if status in (418, 429):
                 self._rate_limited(status, headers)
@@ -130,13 +146,15 @@ class BinanceClient:
                 raise self._final(status, inst.last_http_response, params)
             attempt += 1
             self.stats.add(retries=1)
-            what = f"HTTP {status}" if status else type(error).__name__ if error else "malformed body"
+            what = (str(cause) if cause else f"{type(error).__name__} {error}".strip() if error
+                    else f"HTTP {status}: {_error_object(result)}" if _error_object(result)
+                    else f"HTTP {status} with a malformed body ({malformed})")
             if attempt >= self.max_attempts:
                 raise ExchangeTransient(f"{self.origin}: {endpoint} failed {attempt} times, last: {what}")
             delay = min(30.0, self.backoff_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
             log.warning("transient failure (%s) on %s %s, retry %d in %.2fs", what, self.origin, endpoint,
                         attempt, delay)
-            time.sleep(delay)
+            pause(delay)
 
     def _rate_limited(self, status: int, headers: Any) -> None:
         self.stats.add(rate_limited=1)
@@ -226,12 +244,38 @@ class BinanceClient:
     def exchange_info(self, symbol: str | None = None) -> dict:
         params = {"symbol": symbol} if symbol and self.market.name == "spot" else {}
         weight = 1 if self.market.name == "futures" else (2 if symbol else 20)
-        return self._call("GetExchangeInfo", params, weight)
+        return self._call("GetExchangeInfo", params, weight, self.info_limits)
 
 
-def _well_formed(endpoint: str, result: Any) -> bool:
-    if endpoint == "GetKlines":
-        return isinstance(result, list) and all(
-            isinstance(r, list) and len(r) >= 12 and isinstance(r[0], int) for r in result
-        )
-    return isinstance(result, dict)
+def _http_cause(error: BaseException | None) -> HttpFailure | None:
+    """The transport's own failure behind ccxt's exception (a deadline, a cap, a stopped run), if any."""
+    while error is not None:
+        if isinstance(error, HttpFailure):
+            return error
+        error = error.__cause__
+    return None
+
+
+def _error_object(result: Any) -> str | None:
+    """An error object where data was due (`{"code": -1001, "msg": ...}` with HTTP 200), in words."""
+    if isinstance(result, dict) and "code" in result and "msg" in result:
+        return f"error {result.get('code')}: {result.get('msg')}"
+    return None
+
+
+def _malformed(endpoint: str, result: Any) -> str | None:
+    """Why an answer cannot be data (None: it can). A page of klines is rows of at least 12 fields with
+    integer open and close times, strictly ascending: anything else (a duplicate, a page in another order)
+    is a broken answer to retry, never data and never a gap."""
+    if endpoint != "GetKlines":
+        return None if isinstance(result, dict) and _error_object(result) is None else "not a JSON object"
+    if not isinstance(result, list):
+        return _error_object(result) or f"a {type(result).__name__}, not a list of rows"
+    last = None
+    for row in result:
+        if not (isinstance(row, list) and len(row) >= 12 and type(row[0]) is int and type(row[6]) is int):
+            return f"a row that is not 12 fields with integer times: {str(row)[:80]}"
+        if last is not None and row[0] <= last:
+            return f"open_time {row[0]} after {last}: rows not strictly ascending"
+        last = row[0]
+    return None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -26,16 +27,23 @@ import pyarrow.compute as pc
 
 from kline_assets.archive.checks import evaluate_day
 from kline_assets.archive.manifest import ChunkEntry, Manifest
-from kline_assets.archive.schema import rows_to_table
+from kline_assets.archive.schema import rows_to_table, value_problem
 from kline_assets.archive.store import DatasetStore, Staged
 from kline_assets.binance.archive import NEWEST_LAG_DAYS, ArchiveClient, ArchiveUnusable
 from kline_assets.binance.client import BinanceClient
-from kline_assets.binance.paging import add_gap, fetch_window, note_rows
+from kline_assets.binance.http import pause, stoppable
+from kline_assets.binance.paging import Fetched, add_gap, fetch_window, note_rows
 from kline_assets.errors import ExchangeTransient
 from kline_assets.timezones import UTC
 
 log = logging.getLogger("kline_assets")
 TICK_S = 0.5
+
+
+def _staged_or_kept(future: Future[DayData]) -> bool:
+    if not future.done() or future.cancelled() or future.exception() is not None:
+        return False
+    return future.result().staged is not None or future.result().entry is not None
 
 
 @dataclass
@@ -64,6 +72,12 @@ class DayStream:
         self.archive, self.archive_only = archive, archive_only
         self.snapshot: Manifest = store.manifest()
         self.started = time.monotonic()
+        # set by `stop()`: requests in flight end at once, days not yet fetched are not started, and the
+        # stream ends after handing out the days already staged (so they are committed and recorded)
+        self.stopping = threading.Event()
+
+    def stop(self) -> None:
+        self.stopping.set()
 
     def __len__(self) -> int:
         return len(self.days)
@@ -80,6 +94,8 @@ class DayStream:
                 if len(queue) >= 2 * self.workers:
                     break
             while queue:
+                if self.stopping.is_set() and not _staged_or_kept(queue[0]):
+                    return  # stopped: the days before this one are handed out, the rest is dropped
                 try:
                     result = queue[0].result(timeout=TICK_S)
                 except FutureTimeout:
@@ -87,22 +103,32 @@ class DayStream:
                     continue
                 queue.popleft()
                 nxt = next(todo, None)
-                if nxt is not None:
+                if nxt is not None and not self.stopping.is_set():
                     queue.append(pool.submit(self.prepare, nxt))
                 yield result
         finally:
+            self.stopping.set()  # whatever ended the stream, its workers' requests end now
             pool.shutdown(wait=True, cancel_futures=True)
             for future in queue:  # fetched and staged, but never handed out
                 if not future.cancelled() and future.exception() is None and future.result().staged:
                     future.result().staged.pending.unlink(missing_ok=True)
 
     def prepare(self, day: dt.date) -> DayData:
-        data = self.collect(day)
+        with stoppable(self.stopping):
+            data = self.collect(day)
+        if self.stopping.is_set():
+            return DayData(day, None)  # never handed out
         if data.table is not None:
             data.staged = self.store.stage(day, data.table, data.gaps, data.covered_until_ms, data.source,
                                            data.source_sha256)
             data.table = None  # on disk now: memory holds no day the consumer has not taken
             data.checked = evaluate_day(data.staged.pending, data.staged.entry)
+            wrong = [f"{name}: {o.problem}" for name, o in data.checked.items()
+                     if not o.passed and o.severity == "ERROR"]
+            if wrong:  # the last line of defence: a day failing its own checks is never committed
+                data.staged.pending.unlink(missing_ok=True)
+                raise ExchangeTransient(f"{self.store.spec.name} {day} fails its checks ({'; '.join(wrong)}): "
+                                        "not stored")
         elif data.entry is not None:
             data.checked = evaluate_day(self.store.paths.resolve(data.entry.file), data.entry)
         return data
@@ -139,6 +165,21 @@ class DayStream:
         add_gap(gaps, note_rows(gaps, start_ms, table["open_time"].to_pylist()), end_ms)
         return DayData(day, table, gaps, end_ms, 0, source="archive", source_sha256=",".join(f.sha256 for f in files))
 
+    def fetch_rest(self, day: dt.date, from_ms: int, end_ms: int, attempts: int = 3) -> tuple[Fetched, pa.Table]:
+        """The window's pages as a table; rows that cannot be exchange data (NaN, negative, duplicates:
+        `value_problem`) are a broken answer: asked again, then the day fails, naming the minute."""
+        for attempt in range(1, attempts + 1):
+            fetched = fetch_window(self.client, self.store.spec.symbol, from_ms, end_ms,
+                                   self.client.server_time_ms(), self.page)
+            table = rows_to_table(fetched.rows)
+            problem = value_problem(table)
+            if problem is None:
+                return fetched, table
+            log.warning("%s %s: the exchange sent %s (attempt %d)", self.store.spec.name, day, problem, attempt)
+            pause(self.client.backoff_s * 2 ** attempt)
+        raise ExchangeTransient(f"{self.store.spec.name} {day}: the exchange sent {problem} ({attempts} times): "
+                                "not stored")
+
     def collect(self, day: dt.date) -> DayData:
         """The day's closed rows: the stored chunk extended from its last covered minute, or fetched whole."""
         entry = self.snapshot.chunks.get(self.store.index_of(day))
@@ -154,12 +195,10 @@ class DayStream:
         if entry is not None and intact and (entry.start_ms, entry.end_ms) == (start_ms, end_ms):
             old, from_ms = self.store.read_table(entry), entry.covered_until_ms
             gaps = [list(g) for g in entry.exchange_gaps]
-        fetched = fetch_window(self.client, self.store.spec.symbol, from_ms, end_ms,
-                               self.client.server_time_ms(), self.page)
+        fetched, table = self.fetch_rest(day, from_ms, end_ms)
         for gap in fetched.gaps:
             add_gap(gaps, *gap)
         covered = max(from_ms, fetched.covered_until_ms)
-        table = rows_to_table(fetched.rows)
         if old is not None:
             if not fetched.rows and covered == entry.covered_until_ms:
                 return DayData(day, None, gaps, covered, fetched.requests, entry=entry)

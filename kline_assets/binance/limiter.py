@@ -21,11 +21,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from kline_assets.binance.http import Stopped, stopping
+
 log = logging.getLogger("kline_assets")
 
 SAFETY = 0.97  # share of the budget we plan to use; the rest absorbs clock skew and foreign traffic
 
 
+STOP_CHECK_S = 0.25
 RECORD = 32  # bytes of "<minute> <used>", space-padded
 
 
@@ -112,8 +115,11 @@ class WeightLimiter:
                 self._sleep((minute + 1) * 60 - now + 0.01)
 
     def _sleep(self, seconds: float) -> None:
+        """Waits of up to a minute (or a Retry-After) end early, in slices, when the run is stopping."""
         start = time.monotonic()
-        self._cond.wait(timeout=max(0.0, seconds))
+        if stopping():
+            raise Stopped("stopped while waiting for the weight budget")
+        self._cond.wait(timeout=max(0.0, min(seconds, STOP_CHECK_S)))
         self.waited_s += time.monotonic() - start
 
     def observe(self, used_weight: int | None, sent_in: int) -> None:

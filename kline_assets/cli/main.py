@@ -1,12 +1,16 @@
 """`kline-assets`: the classic verbs on top of the Dagster definitions.
 
-Exit codes: 0 done, 1 the work failed or verify found problems, 2 bad input (one line, nothing written).
+Exit codes: 0 done, 1 the work failed or verify found problems, 2 bad input (one line, nothing written),
+130 interrupted (SIGINT), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
+import signal
 import sys
 import warnings
 from dataclasses import replace
@@ -131,7 +135,43 @@ def quiet_warnings() -> None:
     warnings.filterwarnings("ignore", message=".*(is currently in beta|is currently in preview).*")
 
 
+class SignalRecord:
+    """Which signals arrived, whoever handled them (Dagster replaces the SIGINT and SIGTERM handlers while a
+    run executes and turns both into one "interrupted" error): the interpreter writes each signal's number
+    to a wakeup pipe, so the exit code can tell SIGTERM (143) from SIGINT (130)."""
+
+    def __init__(self) -> None:
+        self._read = None
+        try:
+            read, write = os.pipe()
+            os.set_blocking(read, False)
+            os.set_blocking(write, False)
+            signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+            self._read = read
+        except (OSError, ValueError):  # not the main thread (tests calling main()): 130 for both
+            pass
+        with contextlib.suppress(ValueError):
+            signal.signal(signal.SIGTERM, _terminate)
+
+    def exit_code(self, code: int) -> int:
+        if code != 130 or self._read is None:
+            return code
+        with contextlib.suppress(OSError):
+            if signal.SIGTERM in os.read(self._read, 1024):
+                return 143
+        return code
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    signals = SignalRecord()
+    return signals.exit_code(_main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
     quiet_warnings()
     # the CLI prints what users must see itself; without a handler Python would echo warnings again
     logging.getLogger("kline_assets").addHandler(logging.NullHandler())
@@ -159,7 +199,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kline-assets: {exc}", file=sys.stderr)
         log.error("%s", exc)
         return 1
+    except OSError as exc:  # the machine said no (a read-only or full disk, no permission): one line
+        print(f"kline-assets: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""), file=sys.stderr)
+        log.error("%s", exc, exc_info=True)
+        return 1
     except KeyboardInterrupt:
-        print("kline-assets: interrupted", file=sys.stderr)
+        print("kline-assets: interrupted (Ctrl-C or SIGTERM): what was committed stays", file=sys.stderr)
         return 130
 

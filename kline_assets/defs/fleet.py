@@ -25,6 +25,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from kline_assets.archive.store import DatasetStore
+from kline_assets.binance.days import DayStream
 from kline_assets.defs.io_manager import PROGRESS_EVERY_S, ChunkIOManager, Committed
 from kline_assets.defs.resources import ExchangeResource
 
@@ -85,14 +86,25 @@ def run_fleet(exchange: ExchangeResource, chunks: ChunkIOManager, work: list[Wor
                              label=f"{markets.pop()}: " if len(markets) == 1 else "")
     out: queue.Queue = queue.Queue(maxsize=256)
     stop = threading.Event()
+    archives = {m: exchange.archive(m) for m in {w.store.spec.market for w in work}}
+    streams: list[DayStream] = []
+
+    def halt() -> None:
+        """Every stream ends now: requests in flight too; the days already staged are committed."""
+        stop.set()
+        for stream in list(streams):
+            stream.stop()
 
     def drive(item: Work) -> None:
         if stop.is_set():
             out.put((item.store, _DONE))
             return
         try:
-            batches = chunks.write_days(exchange.day_stream(item.store, item.days),
-                                        report=report if single else _log_line)
+            stream = exchange.day_stream(item.store, item.days, archives[item.store.spec.market])
+            streams.append(stream)
+            if stop.is_set():
+                stream.stop()
+            batches = chunks.write_days(stream, report=report if single else _log_line)
             for batch in batches:
                 out.put((item.store, batch))
                 if stop.is_set():
@@ -132,12 +144,12 @@ def run_fleet(exchange: ExchangeResource, chunks: ChunkIOManager, work: list[Wor
                 last_report = time.monotonic()
                 report(progress.line())
     except GeneratorExit:  # the consumer went away: drivers commit what they staged, no one is told
-        stop.set()
+        halt()
         for _ in _wind_down(futures, out):
             pass
         raise
     except BaseException:  # interrupted: drivers commit what they staged; record it, then stop
-        stop.set()
+        halt()
         yield from _wind_down(futures, out)
         raise
     for pool in pools:

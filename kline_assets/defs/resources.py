@@ -31,7 +31,7 @@ class ExchangeResource(dg.ConfigurableResource):
 
     spot_url: str = MARKETS["spot"].default_origin
     futures_url: str = MARKETS["futures"].default_origin
-    timeout_ms: int = 10_000
+    timeout_ms: int = 30_000  # the whole of one request: connect, headers and body (`binance.http`)
     max_attempts: int = 8
     workers: int = 8  # days fetched at once: spot's budget needs ~5 requests in flight at 100 ms latency
     archive_workers: int = 32  # days downloaded at once from the archive (no budget: latency is the limit)
@@ -46,13 +46,13 @@ class ExchangeResource(dg.ConfigurableResource):
                    archive_url=settings.archive_url, **overrides)
 
     def archive(self, market: str) -> ArchiveClient | None:
-        """The public archive for closed days, unless the source is REST only."""
+        """The public archive for closed days, unless the source is REST only: one per market and run, so
+        an unreachable archive is given up once for all the run's datasets (`ArchiveClient`)."""
         return None if self.source == "rest" else ArchiveClient(market, self.archive_url)
 
-    def day_stream(self, store: DatasetStore, days: list[dt.date]) -> DayStream:
-        """The days of one dataset, from the sources this resource is set to."""
+    def day_stream(self, store: DatasetStore, days: list[dt.date], archive: ArchiveClient | None) -> DayStream:
+        """The days of one dataset, from the sources this resource is set to (`archive`: this run's)."""
         market = store.spec.market
-        archive = self.archive(market)
         return DayStream(store, self.client(market), days, page=self.page(market),
                          workers=self.archive_workers if archive else self.workers, archive=archive,
                          archive_only=self.source == "archive")

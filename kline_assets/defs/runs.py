@@ -16,7 +16,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from kline_assets.archive.atomic import replace_atomic
+from kline_assets.archive.atomic import locked, replace_atomic
 from kline_assets.defs.definitions import build_assets, build_resources
 from kline_assets.defs.names import SOURCE_CLI, TAG_DATASET, TAG_SOURCE, hourly_key, klines_key, range_tags
 from kline_assets.defs.storage import INSTANCE_YAML, written_by_us
@@ -34,11 +34,25 @@ class RunOutcome:
     success: bool
     run_id: str
     error: str | None = None
+    kind: str | None = None  # the class of the error behind Dagster's wrappers (ExchangeTransient, BadInput, ...)
 
     @property
     def interrupted(self) -> bool:
         """Dagster turns SIGINT/SIGTERM during a run into this error; the caller should stop too."""
         return bool(self.error and self.error.startswith("interrupted"))
+
+    @property
+    def next_step(self) -> str:
+        """What to do about the failure, in words: a rerun helps only where the cause can pass."""
+        if self.interrupted or self.kind in RERUN_HELPS:
+            return "the days committed stay; a rerun completes the rest"
+        if self.kind in ("BadInput", "UnknownSymbol"):
+            return "the days committed stay; a rerun fails the same way until the cause above is mended"
+        return "the days committed stay; the cause above must be mended before a rerun helps"
+
+
+# failures that can pass by themselves: the exchange was down or slow, the run was stopped
+RERUN_HELPS = ("ExchangeTransient", "HttpFailure", "Stopped", "Banned", "FleetFailure", "ChunkUnavailable")
 
 
 def ensure_instance_yaml(home: Path) -> None:
@@ -57,26 +71,41 @@ def dagster_instance() -> dg.DagsterInstance:
     """DAGSTER_HOME if set, else ./.dagster_home, so CLI runs are kept (Dagster's temp default is not)."""
     home = Path(os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME).resolve()
     home.mkdir(parents=True, exist_ok=True)
-    ensure_instance_yaml(home)
     os.environ["DAGSTER_HOME"] = str(home)
-    return dg.DagsterInstance.get()
+    # two first commands at once would both create the SQLite tables of a new instance ("table runs already
+    # exists"): one at a time, until the instance is there
+    with locked(home / ".kline_assets.lock"):
+        ensure_instance_yaml(home)
+        return dg.DagsterInstance.get()
 
 
-def _first_error(result: dg.ExecuteInProcessResult) -> str | None:
-    """The failure in one line for the user; its whole trace goes to loader.log."""
+def first_error(result: dg.ExecuteInProcessResult) -> tuple[str | None, str | None]:
+    """The failure for the user, in one line, and its error class; the whole trace goes to loader.log."""
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
             err = event.step_failure_data.error
             log.error("run %s, step %s failed:\n%s", result.run_id, event.step_key, err.to_string())
             while err.cause is not None and err.cls_name.startswith("DagsterExecution"):
                 err = err.cause  # Dagster's wrappers: the user-facing reason is the cause
+            if "Interrupt" in err.cls_name:
+                return "interrupted (Ctrl-C or SIGTERM)", err.cls_name
             if err.cls_name == "FleetFailure":  # one line per failed dataset
-                return err.message.strip().partition(": ")[2]
-            line = err.message.strip().splitlines()[0] if err.message else err.cls_name
-            head, sep, rest = line.partition(": ")
-            text = rest if sep and head.endswith(err.cls_name) else line
-            return text if "Interrupt" not in err.cls_name else "interrupted (Ctrl-C or SIGTERM)"
-    return None if result.success else "the run failed (see the Dagster UI for its events)"
+                return err.message.strip().partition(": ")[2], err.cls_name
+            return one_line(err.message, err.cls_name), err.cls_name
+    return (None, None) if result.success else ("the run failed (see the Dagster UI for its events)", None)
+
+
+def one_line(message: str | None, cls_name: str) -> str:
+    """An error message as one line: without Python's `Class: ` prefix, and not cut at a colon that
+    introduces the cause on the next lines (Dagster's "1 blocking asset check failed ...:")."""
+    lines = [line.strip() for line in (message or "").strip().splitlines() if line.strip()]
+    if not lines:
+        return cls_name
+    line = lines[0]
+    if line.endswith(":") and len(lines) > 1:
+        line = line + " " + "; ".join(lines[1:4])
+    head, sep, rest = line.partition(": ")
+    return rest if sep and head.endswith(cls_name) else line
 
 
 def materialize_range(settings: Settings, specs: list[DatasetSpec], first_key: str, last_key: str,
@@ -102,7 +131,7 @@ def _range_run(settings: Settings, specs: list[DatasetSpec], keys: list[dg.Asset
         run_config=_QUIET,
         raise_on_error=False,
     )
-    return RunOutcome(result.success, result.run_id, _first_error(result))
+    return RunOutcome(result.success, result.run_id, *first_error(result))
 
 
 def materialize_per_market(settings: Settings, specs: list[DatasetSpec], first_key: str, last_key: str,
@@ -158,4 +187,4 @@ def materialize_unpartitioned(settings: Settings, instance: dg.DagsterInstance, 
     result = dg.materialize(build_assets(settings), resources=build_resources(settings), instance=instance,
                             selection=selection, run_config={**_QUIET, **(run_config or {})},
                             tags={TAG_SOURCE: SOURCE_CLI}, raise_on_error=False)
-    return RunOutcome(result.success, result.run_id, _first_error(result))
+    return RunOutcome(result.success, result.run_id, *first_error(result))

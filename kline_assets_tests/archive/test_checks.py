@@ -3,11 +3,13 @@
 import datetime as dt
 
 import pyarrow as pa
+import pytest
 
 from kline_assets.archive.checks import continuity, sanity
 from kline_assets.archive.manifest import ChunkEntry
 from kline_assets.archive.schema import rows_to_table
 from kline_assets.sim.server import kline_row
+from kline_assets.timezones import ms_to_iso
 
 M = 60_000
 DAY = 1440 * M
@@ -77,12 +79,26 @@ def test_sanity_flags_each_kind_of_bad_row():
         "unclosed_rows": (base, START + 30 * M),
         "bad_close_time": (_with(base, "close_time", 3, FULL[3] + 1), START + DAY),
         "ohlc_violations": (_with(base, "high", 4, 0.5), START + DAY),
-        "negative_values": (_with(base, "volume", 5, -1.0), START + DAY),
+        "impossible_values": (_with(base, "volume", 5, -1.0), START + DAY),
         "out_of_window_rows": (_with(base, "open_time", 0, START - M), START + DAY),
+        "off_minute_rows": (_with(base, "open_time", 7, FULL[7] + 1234), START + DAY),
     }
     for kind, (tbl, fetched) in cases.items():
         got = sanity(tbl, entry(60), fetched_before_ms=fetched)
         assert not got.passed and got.metadata[kind] >= 1, kind
+
+
+@pytest.mark.parametrize("name,value", [("open", float("nan")), ("close", float("inf")), ("low", -2.0),
+                                        ("quote_volume", float("-inf")), ("volume", -0.5)])
+def test_impossible_values_fail_sanity_and_name_the_minute(name, value):
+    got = sanity(_with(table(FULL[:60]), name, 9, value), entry(60), fetched_before_ms=START + DAY)
+    assert not got.passed and got.severity == "ERROR"
+    assert got.metadata["impossible_values"] == 1 and ms_to_iso(FULL[9]) in got.problem
+
+
+def test_off_minute_rows_are_a_warning_naming_the_minute():
+    got = sanity(_with(table(FULL[:60]), "open_time", 7, FULL[7] + 1234), entry(60), fetched_before_ms=START + DAY)
+    assert not got.passed and got.severity == "WARN" and ms_to_iso(FULL[7] + 1234) in got.problem
 
 
 def test_odd_exchange_values_warn_and_our_faults_error():

@@ -2,18 +2,15 @@
 
 import datetime as dt
 import json
-import os
 import random
 import shutil
 import signal
 import subprocess
 import time
-from unittest import mock
 
-import dagster as dg
 import pytest
 
-from kline_assets_tests.helpers import BIN, FUT, check_days, cli, env_for
+from kline_assets_tests.helpers import BIN, FUT, check_days, cli, env_for, materialized
 
 pytestmark = pytest.mark.e2e
 
@@ -78,13 +75,6 @@ def test_ctrl_c_leaves_exactly_the_committed_days_materialized(sim, tmp_path):
     stored = {c["partition"] for c in json.loads(manifest.read_text())["chunks"]}
     assert 0 < len(stored) < 59
     assert materialized(env) == stored
-
-
-def materialized(env) -> set[str]:
-    """The partitions the CLI's instance shows as materialized (its storage class reads DAGSTER_HOME)."""
-    with mock.patch.dict(os.environ, {"DAGSTER_HOME": env["DAGSTER_HOME"]}), \
-            dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
-        return instance.get_materialized_partitions(dg.AssetKey(["binanceusdm", "BTCUSDT", "klines_1m"]))
 
 
 def test_dagster_asset_materialize_partition_range(sim, tmp_path):
