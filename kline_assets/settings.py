@@ -39,12 +39,21 @@ def get_market(name: str) -> Market:
         raise BadInput(f"unknown market {name!r}: use spot or futures") from None
 
 
+MAX_SYMBOL = 40  # Binance's symbols are up to ~20 characters; a longer name cannot be a dataset folder everywhere
+
+
+def plain_name(text: str) -> bool:
+    """ASCII letters and digits only, and not too long: what a symbol needs to name a dataset folder on
+    every system (a Greek capital beta looks like a B and is not one)."""
+    return 0 < len(text) <= MAX_SYMBOL and text.isascii() and text.isalnum()
+
+
 def normalise_pair(pair: str) -> str:
     """`btcusdt`-style input is ambiguous, so a pair must be written BASE/QUOTE."""
     text = pair.strip().upper()
     base, sep, quote = text.partition("/")
-    if not sep or not base.isalnum() or not quote.isalnum():
-        raise BadInput(f"bad pair {pair!r}: write it as BASE/QUOTE, e.g. BTC/USDT")
+    if not sep or not plain_name(base) or not plain_name(quote) or not plain_name(base + quote):
+        raise BadInput(f"bad pair {pair!r}: write it as BASE/QUOTE in ASCII letters and digits, e.g. BTC/USDT")
     return f"{base}/{quote}"
 
 
@@ -98,7 +107,7 @@ def parse_pairs(text: str) -> tuple[list[DatasetSpec], list[Selector]]:
         name = get_market(market).name
         if pair.strip().startswith("*"):
             base, slash, quote = pair.strip().partition("/")
-            if base != "*" or not slash or not quote.strip().isalnum():
+            if base != "*" or not slash or not plain_name(quote.strip()):
                 raise BadInput(f"bad KLINE_PAIRS selector {item!r}: write market:*/QUOTE, e.g. spot:*/USDT")
             selector = Selector(name, quote.strip().upper())
             if selector not in selectors:

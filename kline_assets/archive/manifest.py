@@ -87,16 +87,30 @@ class Manifest:
 
     @classmethod
     def load(cls, path: Path) -> Manifest:
-        return cls.from_json(path.read_bytes(), path)
+        """Raises FileNotFoundError when there is none, BadInput when it cannot be read or is not ours."""
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise
+        except OSError as exc:  # a folder, no permission: one line, not a traceback
+            raise BadInput(f"{path} cannot be read ({exc.strerror or exc})") from None
+        return cls.from_json(data, path)
 
     @classmethod
     def from_json(cls, data: bytes, where: Path) -> Manifest:
         try:
             doc = json.loads(data)
             known = set(ChunkEntry.__dataclass_fields__)
-            chunks = {
-                int(c["index"]): ChunkEntry(**{k: v for k, v in c.items() if k in known}) for c in doc["chunks"]
-            }
+            for name in ("exchange_id", "market", "symbol", "pair", "align_tz", "start"):
+                _expect(doc, name, (str,))
+            dt.date.fromisoformat(doc["start"])
+            if not isinstance(doc["chunks"], list):
+                raise TypeError("chunks is not a list")
+            chunks = {}
+            for c in doc["chunks"]:
+                entry = ChunkEntry(**{k: v for k, v in c.items() if k in known})
+                _check_entry(entry)
+                chunks[entry.index] = entry
             core = {"version", "exchange_id", "market", "symbol", "pair", "interval", "align_tz", "start", "chunks"}
             return cls(
                 exchange_id=doc["exchange_id"],
@@ -112,6 +126,31 @@ class Manifest:
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise BadInput(f"{where} is not a kline-assets manifest ({exc})") from None
+
+
+_INT, _OPT_INT, _STR = (int,), (int, type(None)), (str,)
+_ENTRY_TYPES = {"index": _INT, "partition": _STR, "file": _STR, "start_ms": _INT, "end_ms": _INT, "rows": _INT,
+                "first_open_time": _OPT_INT, "last_open_time": _OPT_INT, "sha256": _STR, "bytes": _INT,
+                "complete": (bool,), "exchange_gaps": (list,), "written_at": _STR, "covered_until_ms": _INT,
+                "source": _STR, "source_sha256": (str, type(None))}
+
+
+def _expect(doc: dict, name: str, types: tuple) -> None:
+    value = doc[name]
+    if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+        raise TypeError(f"{name} is {value!r}")
+
+
+def _check_entry(entry: ChunkEntry) -> None:
+    """Field types, a date for a partition, and a file inside the dataset folder: a manifest that says
+    otherwise is not ours (one clear line, never a traceback later on)."""
+    for name, types in _ENTRY_TYPES.items():
+        _expect(vars(entry), name, types)
+    dt.date.fromisoformat(entry.partition)
+    if entry.file.startswith(("/", "\\")) or ".." in Path(entry.file).parts:
+        raise ValueError(f"file {entry.file!r} is outside the dataset folder")
+    if not all(isinstance(g, list) and len(g) == 2 and all(type(x) is int for x in g) for g in entry.exchange_gaps):
+        raise TypeError(f"exchange_gaps of {entry.partition} are not [from_ms, to_ms) pairs")
 
 
 def utc_now_iso() -> str:

@@ -73,10 +73,9 @@ class DatasetStore:
 
     def read_manifest(self) -> Manifest | None:
         try:
-            data = self.paths.manifest.read_bytes()
+            return Manifest.load(self.paths.manifest)
         except FileNotFoundError:
             return None
-        return Manifest.from_json(data, self.paths.manifest)
 
     def manifest(self) -> Manifest:
         return self.read_manifest() or Manifest.new(self.spec, self.zone.name, self.start)

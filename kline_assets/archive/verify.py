@@ -61,8 +61,8 @@ class Report:
 
 
 def verify(store: DatasetStore, first: dt.date | None, last: dt.date | None, today: dt.date) -> Report:
-    """Check every stored day in [first, last] (default: first to last stored day); never writes data."""
-    store.recover()
+    """Check every stored day in [first, last] (default: first to last stored day); only reads (an
+    interrupted commit is finished by the next writer, or by `verify --repair`)."""
     manifest = store.manifest()
     entries = sorted(manifest.chunks.values(), key=lambda e: e.index)
     days = [dt.date.fromisoformat(e.partition) for e in entries]
@@ -123,7 +123,7 @@ def misnumbered(store: DatasetStore, manifest: Manifest, entry: ChunkEntry, list
 
 
 def record(store: DatasetStore, report: Report) -> None:
-    """Remember the last verify result in the manifest (shown by `status`)."""
+    """Remember the last repair's verify result in the manifest (shown by `status`)."""
     if not store.paths.manifest.exists():
         return
     with locked(store.paths.lock):

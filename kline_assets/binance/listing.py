@@ -23,7 +23,7 @@ from kline_assets.archive.atomic import replace_atomic
 from kline_assets.archive.paths import listing_cache, local_symbols
 from kline_assets.binance.client import BinanceClient
 from kline_assets.errors import ExchangeFinal, ExchangeTransient
-from kline_assets.settings import MARKETS, DatasetSpec, Selector, Settings
+from kline_assets.settings import MARKETS, MAX_SYMBOL, DatasetSpec, Selector, Settings, plain_name
 
 log = logging.getLogger("kline_assets")
 
@@ -54,6 +54,10 @@ class Listing:
     def age_s(self, now_ms: int) -> float:
         return (now_ms - self.fetched_at_ms) / 1000
 
+    def stale(self, now_ms: int, max_age_s: float = MAX_AGE_S) -> bool:
+        """Old, or dated in the future (a clock that was wrong when it was written): asked for again."""
+        return not -60 <= self.age_s(now_ms) <= max_age_s
+
     def trading(self, symbol: str) -> bool:
         info = self.symbols.get(symbol)
         return bool(info and info[2] == TRADING)
@@ -61,15 +65,18 @@ class Listing:
     def select(self, quote: str) -> list[DatasetSpec]:
         """Trading perpetuals (futures) or symbols (spot) quoted in `quote`. A base that is not plain
         ASCII letters and digits cannot name a dataset folder everywhere, so it is skipped (logged)."""
-        out = []
+        out, skipped = [], []
         for symbol, (base, q, status, perpetual) in sorted(self.symbols.items()):
             if q != quote or status != TRADING or not perpetual:
                 continue
-            if not (base.isascii() and base.isalnum()):
-                log.info("selector %s:*/%s: skipping %s (base %r is not plain letters and digits)",
-                         self.market, quote, symbol, base)
+            if not plain_name(base) or not plain_name(base + quote):
+                skipped.append(symbol[:60] + ("..." if len(symbol) > 60 else ""))
                 continue
             out.append(DatasetSpec(self.market, f"{base.upper()}/{quote}"))
+        if skipped:
+            log.warning("selector %s:*/%s leaves out %d listed symbol(s) whose name cannot name a dataset "
+                        "(ASCII letters and digits, %d characters at most): %s", self.market, quote, len(skipped),
+                        MAX_SYMBOL, ", ".join(skipped[:5]))
         return out
 
     def save(self, data_root: str | Path) -> None:
@@ -84,9 +91,9 @@ class Listing:
         try:
             body = json.loads(listing_cache(data_root, market).read_text())
             return cls(market, int(body["fetched_at_ms"]),
-                       {s: (v[0], v[1], v[2], bool(v[3])) for s, v in body["symbols"].items()})
-        except (OSError, ValueError, KeyError, TypeError, IndexError):
-            return None
+                       {str(s): (str(v[0]), str(v[1]), str(v[2]), bool(v[3])) for s, v in body["symbols"].items()})
+        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+            return None  # no cache, or one that is not ours: asked for again
 
 
 def fetch_listing(client: BinanceClient) -> Listing:
@@ -101,7 +108,7 @@ def listings(data_root: str | Path, clients: dict[str, BinanceClient], markets: 
     once) and cached; a stale cached one when the exchange does not answer; None when there is neither."""
     now_ms = int(time.time() * 1000)
     cached = {m: Listing.load(data_root, m) for m in markets}
-    stale = [m for m in sorted(markets) if cached[m] is None or cached[m].age_s(now_ms) > max_age_s]
+    stale = [m for m in sorted(markets) if cached[m] is None or cached[m].stale(now_ms, max_age_s)]
 
     def ask(market: str) -> Listing | None:
         try:

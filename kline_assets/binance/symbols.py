@@ -21,21 +21,24 @@ from kline_assets.settings import DEFAULT_PAIR, DatasetSpec
 log = logging.getLogger("kline_assets")
 
 
-def _cache_get(root: Path, spec: DatasetSpec) -> bool | None:
+def _cache_read(root: Path) -> dict:
+    """The cache as written by `_cache_put`; anything else (missing, damaged, not an object) is empty."""
     try:
-        return json.loads(symbols_cache(root).read_text()).get(f"{spec.market}:{spec.symbol}")
+        known = json.loads(symbols_cache(root).read_text())
     except (OSError, ValueError):
-        return None
+        return {}
+    return {k: v for k, v in known.items() if isinstance(v, bool)} if isinstance(known, dict) else {}
+
+
+def _cache_get(root: Path, spec: DatasetSpec) -> bool | None:
+    return _cache_read(root).get(f"{spec.market}:{spec.symbol}")
 
 
 def _cache_put(root: Path, spec: DatasetSpec, listed: bool) -> None:
     path = symbols_cache(root)
     path.parent.mkdir(parents=True, exist_ok=True)
     with locked(path.with_name(path.name + ".lock")):
-        try:
-            known = json.loads(path.read_text())
-        except (OSError, ValueError):
-            known = {}
+        known = _cache_read(root)
         known[f"{spec.market}:{spec.symbol}"] = listed
         replace_atomic(path, json.dumps(known, indent=1, sort_keys=True).encode())
 

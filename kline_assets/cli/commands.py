@@ -21,7 +21,7 @@ from kline_assets.archive.status import all_status, dataset_status, render
 from kline_assets.archive.store import DatasetStore
 from kline_assets.archive.verify import quarantine, record, verify
 from kline_assets.binance.crosscheck import archived_days, cross_check, sample
-from kline_assets.binance.listing import Listing
+from kline_assets.binance.listing import Listing, fetch_listing
 from kline_assets.binance.symbols import resolve_pair
 from kline_assets.cli.live import StopFlag, run_loop
 from kline_assets.defs.definitions import resolve_datasets
@@ -35,7 +35,7 @@ from kline_assets.defs.runs import (
     materialize_range,
     materialize_unpartitioned,
 )
-from kline_assets.errors import BadInput
+from kline_assets.errors import BadInput, ExchangeFinal, ExchangeTransient
 from kline_assets.logs import setup_logging
 from kline_assets.settings import MARKETS, DatasetSpec, Settings, get_market
 from kline_assets.timezones import ceil_to_local_day, floor_to_local_day, ms_to_iso, parse_instant, parse_zone
@@ -89,12 +89,32 @@ def prepare(args: argparse.Namespace, settings: Settings,
 def configured(args: argparse.Namespace, settings: Settings) -> Settings:
     """`--all`: the datasets KLINE_PAIRS defines, selectors resolved, narrowed by an explicit `--market`."""
     market = get_market(args.market).name if args.market is not None else None
+    setup_logging(settings.log_dir)  # resolving the selectors may have things to say
+    selectors = [s for s in settings.selectors if market is None or s.market == market]
     settings = resolve_datasets(settings)
     pairs = tuple(s for s in settings.pairs if market is None or s.market == market)
+    if not pairs and selectors:
+        unlisted(settings, selectors)
     if not pairs:
         raise BadInput("--all: KLINE_PAIRS defines no dataset" + (f" of the {market} market" if market else "")
                        + f" (it is {os.environ.get('KLINE_PAIRS') or 'unset'})")
     return replace(settings, pairs=pairs)
+
+
+def unlisted(settings: Settings, selectors: list) -> None:
+    """Selectors that select nothing because no listing could be had: say why (exit 1, logged)."""
+    for selector in selectors:
+        if Listing.load(settings.data_root, selector.market) is not None:
+            continue
+        client = ExchangeResource.from_settings(settings).client(selector.market)
+        try:
+            listing = fetch_listing(client)
+        except (ExchangeFinal, ExchangeTransient) as exc:
+            raise ExchangeTransient(f"--all: KLINE_PAIRS {selector} selects nothing: the {selector.market} "
+                                    f"listing (exchangeInfo) could not be fetched ({exc})") from None
+        if not listing.symbols:
+            raise ExchangeTransient(f"--all: KLINE_PAIRS {selector} selects nothing: the {selector.market} "
+                                    "exchangeInfo lists no symbol")
 
 
 def describe(specs: tuple[DatasetSpec, ...] | list[DatasetSpec]) -> str:
@@ -142,8 +162,8 @@ def backfill_runs(settings: Settings, specs: list[DatasetSpec], first: dt.date, 
     elapsed = time.monotonic() - began
     for outcome in outcomes:
         if not outcome.success:
-            print(f"kline-assets: backfill failed after {elapsed:.1f}s (run {outcome.run_id}; details in loader.log; "
-                  f"the days committed stay, a rerun completes the rest): {outcome.error}", file=sys.stderr)
+            print(f"kline-assets: backfill failed after {elapsed:.1f}s: {outcome.error} ({outcome.next_step}; "
+                  f"run {outcome.run_id}, details in loader.log)", file=sys.stderr)
     return outcomes, elapsed
 
 
@@ -237,10 +257,12 @@ def verify_one(args: argparse.Namespace, settings: Settings, spec: DatasetSpec, 
                last: dt.date | None) -> int:
     store = open_store(settings, spec)
     today = now_utc().astimezone(settings.align_tz.tzinfo).date()
+    if args.repair:  # a plain verify only reads; a repair first finishes an interrupted commit
+        writable(store.paths.dir)
+        store.recover()
     report = verify(store, first, last, today)
     if args.cross_check:
         report.problems += check_against_rest(settings, store, first, last, args.cross_check)
-    record(store, report)
     print(report.render(spec.name))
     if report.ok or not args.repair:
         return 0 if report.ok else 1
@@ -261,6 +283,17 @@ def verify_one(args: argparse.Namespace, settings: Settings, spec: DatasetSpec, 
     record(store, report)
     print("after repair: " + report.render(spec.name))
     return 0 if report.ok else 1
+
+
+def writable(folder: Path) -> None:
+    """A repair must be able to write: said in one line before anything is changed."""
+    probe = folder / f".kline_assets_write_probe.{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise BadInput(f"verify --repair cannot write to {folder} ({exc.strerror or exc}); a plain verify only "
+                       "reads") from None
 
 
 def check_against_rest(settings: Settings, store: DatasetStore, first: dt.date | None, last: dt.date | None,

@@ -2,6 +2,7 @@
 
 import json
 import logging
+import subprocess
 
 import pytest
 
@@ -57,6 +58,8 @@ def test_help_for_each_verb_has_an_example(capsys):
     (["--pair", "BTCUSDT", "status"], "BASE/QUOTE"),
     (["verify", "--start", "2021-02-01", "--end", "2021-01-01"], "impossible window"),
     (["live", "--cycles", "-1"], "--cycles"),
+    (["--pair", "\u0392TC/USDT", "status"], "ASCII letters and digits"),  # a Greek capital beta
+    (["--pair", "A" * 300 + "/USDT", "status"], "ASCII letters and digits"),
 ])
 def test_more_bad_input(tmp_path, capsys, monkeypatch, args, message):
     monkeypatch.setenv("KLINE_DATA_ROOT", str(tmp_path / "data"))
@@ -103,3 +106,76 @@ def test_an_origin_without_time_and_exchange_info_still_works(sim, tmp_path):
     assert "using BTC/USDT" in done.stderr
     status = json.loads(cli(env, "status", "--json").stdout)["datasets"][0]
     assert (status["dataset"], status["rows"]) == ("binance/BTCUSDT", 1440)
+
+
+def test_a_non_ascii_pair_in_kline_pairs_is_one_line_also_with_the_exchange_down(tmp_path):
+    env = env_for(type("Down", (), {"url": "http://127.0.0.1:9"}), tmp_path, KLINE_PAIRS="futures:\u0392TC/USDT")
+    done = cli(env, "backfill", "--all", "--start", "2021-01-01", "--end", "2021-01-02")
+    assert done.returncode == 2 and "ASCII letters and digits" in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_selectors_without_a_listing_say_why_and_log_it(tmp_path):
+    env = env_for(type("Down", (), {"url": "http://127.0.0.1:9"}), tmp_path, KLINE_PAIRS="futures:*/USDT")
+    done = cli(env, "backfill", "--all", "--start", "2021-01-01", "--end", "2021-01-02")
+    assert done.returncode == 1, done.stderr
+    line = done.stderr.strip().splitlines()[-1]
+    assert "listing (exchangeInfo) could not be fetched" in line and "cannot connect" in line, line
+    assert "could not be fetched" in (tmp_path / "logs" / "loader.log").read_text()
+
+
+@pytest.mark.parametrize("damage", ["folder", "types", "outside"])
+def test_a_damaged_manifest_is_one_line(sim, tmp_path, damage):
+    env = env_for(sim, tmp_path)
+    assert cli(env, "backfill", "--start", "2021-01-01", "--end", "2021-01-02").returncode == 0
+    manifest = tmp_path / "data" / "binanceusdm" / "BTCUSDT" / "1m" / "manifest.json"
+    doc = json.loads(manifest.read_text())
+    if damage == "folder":
+        manifest.unlink()
+        manifest.mkdir()
+    else:
+        doc["chunks"][0].update(rows="many") if damage == "types" else doc["chunks"][0].update(file="../../x")
+        manifest.write_text(json.dumps(doc))
+    for args in (["status"], ["verify"], ["backfill", "--start", "2021-01-01", "--end", "2021-01-03"]):
+        done = cli(env, *args)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, (args, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1, (args, done.stderr)
+
+
+def test_damaged_caches_are_asked_again(sim, tmp_path):
+    """symbols.json that is not an object, a listing dated in the future: neither is trusted."""
+    env = env_for(sim, tmp_path, KLINE_PAIRS="futures:*/USDT")
+    cache = tmp_path / "data" / ".kline_assets"
+    cache.mkdir(parents=True)
+    (cache / "symbols.json").write_text("[]")
+    (cache / "listing_futures.json").write_text(json.dumps(
+        {"market": "futures", "fetched_at_ms": 2**45, "symbols": {"OLDUSDT": ["OLD", "USDT", "TRADING", True]}}))
+    done = cli(env, "--pair", "ETH/USDT", "backfill", "--start", "2021-01-01", "--end", "2021-01-02")
+    assert done.returncode == 0, done.stderr
+    done = cli(env, "verify", "--all")  # resolves the selectors: the listing is asked for again
+    assert done.returncode == 0, done.stderr
+    listing = json.loads((cache / "listing_futures.json").read_text())
+    assert "OLDUSDT" not in listing["symbols"] and "BTCUSDT" in listing["symbols"]
+
+
+def test_verify_only_reads_and_repair_on_a_read_only_root_is_one_line(sim, tmp_path):
+    env = env_for(sim, tmp_path)
+    assert cli(env, "backfill", "--start", "2021-01-01", "--end", "2021-01-03").returncode == 0
+    dataset = tmp_path / "data" / "binanceusdm" / "BTCUSDT" / "1m"
+    (dataset / "chunks" / "chunk_000001_20210101.parquet").unlink()
+    view = tmp_path / "read-only"
+    view.mkdir()
+    bound = subprocess.run(["mount", "--bind", str(tmp_path / "data"), str(view)], capture_output=True)
+    if bound.returncode != 0:
+        pytest.skip("no read-only mount to be had here")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(view)], check=True)
+        env["KLINE_DATA_ROOT"] = str(view)
+        found = cli(env, "verify")
+        assert found.returncode == 1 and "missing_file" in found.stdout and "Traceback" not in found.stderr
+        done = cli(env, "verify", "--repair")
+        assert done.returncode == 2 and "cannot write" in done.stderr and "Read-only" in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+    finally:
+        subprocess.run(["umount", str(view)], check=False)
