@@ -60,6 +60,8 @@ def test_a_corrupt_chunk_is_refused_naming_the_day(zurich):
         kline_assets.read_klines(data_root=zurich.data_root)
     # a window that does not touch the bad day reads nothing of it
     assert len(kline_assets.read_klines(start="2021-03-28", data_root=zurich.data_root)) == 1380 + 1440
+    with pytest.raises(kline_assets.ChunkUnavailable, match=r"2021-03-27"):  # same size, other bytes
+        kline_assets.open_dataset(data_root=zurich.data_root)
 
 
 def test_open_dataset_lists_the_manifests_chunks_only_and_duckdb_reads_it(zurich):

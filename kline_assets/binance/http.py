@@ -159,11 +159,11 @@ class Transport:
                     conn.timeout = max(0.001, min(self.connect_timeout_s, deadline - time.monotonic()))
                     try:
                         conn.connect()
-                    except (socket.gaierror, ConnectionRefusedError, OSError) as exc:
+                    except OSError as exc:  # no name, refused, no route, no answer to the connect
                         self._drop(parts)
-                        if isinstance(exc, (socket.gaierror, ConnectionRefusedError)) or "unreachable" in str(exc):
-                            raise Unreachable(f"cannot connect to {parts.netloc} ({exc})") from None
-                        raise
+                        if scope is not None and scope.is_set():
+                            raise Stopped(f"{url}: stopped") from None
+                        raise Unreachable(f"cannot connect to {parts.netloc} ({exc})") from None
                 sock_token = self._watchdog.watch(conn.sock, deadline, scope)
                 conn.sock.settimeout(max(0.001, deadline - time.monotonic()))
                 conn.request("GET", target if not getattr(conn, "_absolute", False) else url,

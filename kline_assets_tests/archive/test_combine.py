@@ -67,3 +67,28 @@ def test_combined_asset_through_dagster_with_config(loaded, instance):
     assert result.success
     md = result.asset_materializations_for_node(key.to_python_identifier())[0].metadata
     assert md["rows"].value == 2 * 1440 and md["chunks"].value == 2
+
+
+def test_a_one_sided_index_range_never_overwrites_all(loaded):
+    _, store = loaded
+    whole = combine(store).path.read_bytes()
+    tail, head = combine(store, from_index=5), combine(store, to_index=2)
+    assert tail.path.name == "BTCUSDT_1m_000005-000006.parquet" and tail.rows == 2 * 1440
+    assert head.path.name == "BTCUSDT_1m_000001-000002.parquet" and head.rows == 2 * 1440
+    assert store.paths.combined_file(None).read_bytes() == whole
+
+
+def test_a_chunk_rewritten_at_the_same_index_rebuilds_the_combined_file(loaded):
+    """Same index, other bytes (today extended, a day repaired): the combined file follows."""
+    _, store = loaded
+    assert combine(store).rows == 6 * 1440
+    day = dt.date(2021, 1, 3)
+    _, end = store.zone.day_window_ms(day)
+    table = store.read_table(store.manifest().entry_for(day))
+    trades = table.column("trades").to_pylist()
+    trades[0] += 1
+    mended = table.set_column(table.schema.get_field_index("trades"), "trades", pa.array(trades, pa.int64()))
+    store.commit([store.stage(day, mended, [], end)])
+    again = combine(store)
+    assert again.rebuilt and again.rows == 6 * 1440
+    assert pq.read_table(again.path).column("trades")[2 * 1440].as_py() == trades[0]

@@ -161,3 +161,15 @@ def test_a_header_from_a_request_sent_in_the_previous_minute_does_not_stall_the_
     assert time.monotonic() - started < 0.5
     limiter.observe(97, fresh)  # a header for this minute still counts
     assert limiter._used == 97
+
+
+def test_the_shared_count_never_falls_back_to_an_earlier_minute():
+    """A process whose clock is still in minute m must not reset the count another process already moved
+    to minute m+1: together they stay within the cap."""
+    from kline_assets.binance.limiter import SharedWindow
+
+    ahead, behind = SharedWindow("http://skew.example"), SharedWindow("http://skew.example")
+    assert ahead.reserve(1001, 90, 97)
+    assert behind.reserve(1000, 5, 97)  # counted in minute 1001, where the count is
+    assert not behind.reserve(1000, 5, 97)  # 90 + 5 + 5 > 97
+    assert not ahead.reserve(1001, 3, 97)

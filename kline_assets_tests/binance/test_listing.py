@@ -7,15 +7,17 @@ import socket
 import time
 from dataclasses import replace
 
+import dagster as dg
 import pytest
 
 from kline_assets.archive.paths import listing_cache
 from kline_assets.binance.listing import Listing
 from kline_assets.defs.definitions import build_definitions, resolve_datasets
+from kline_assets.defs.names import LIVE_SENSOR, klines_key
 from kline_assets.errors import BadInput
 from kline_assets.settings import DatasetSpec, Selector, parse_pairs
 from kline_assets.sim.server import RunningSimulator, SimConfig
-from kline_assets_tests.helpers import FUT, SPOT, cli, env_for
+from kline_assets_tests.helpers import FUT, SPOT, Hostile, cli, env_for
 
 
 @pytest.fixture
@@ -120,3 +122,40 @@ def test_listing_reads_exchange_info_fields():
     listing = Listing.from_exchange_info("futures", info, 0)
     assert listing.select("USDT") == [FUT]
     assert listing.trading("BTCUSDT") and not listing.trading("XUSDT") and not listing.trading("NOPE")
+
+
+def test_an_exchange_info_listing_no_symbol_keeps_the_cached_listing(market_sim, make_settings):
+    settings = settings_for(make_settings, market_sim, "futures:*/USDT")
+    first = resolve_datasets(settings)
+    cached = listing_cache(settings.data_root, "futures")
+    body = json.loads(cached.read_text())
+    body["fetched_at_ms"] -= 2 * 3600 * 1000  # stale: asked again
+    cached.write_text(json.dumps(body))
+    with Hostile(market_sim, "no_symbols", target="exchangeInfo") as empty:
+        again = resolve_datasets(replace(settings, futures_url=empty.url, spot_url=empty.url))
+    assert again.pairs == first.pairs and not again.retired
+    assert json.loads(cached.read_text())["symbols"] == body["symbols"]
+
+
+def test_an_explicit_pair_the_listing_shows_no_longer_trading_is_retired(market_sim, make_settings, instance):
+    """No selector of its market: the cached listing still says the symbol stopped trading, so live (the
+    command and the sensor) leaves it alone."""
+    settings = settings_for(make_settings, market_sim, "futures:BTC/USDT,spot:*/USDT")
+    Listing("futures", int(time.time() * 1000), {"BTCUSDT": ("BTC", "USDT", "BREAK", True)}).save(
+        settings.data_root)
+    resolved = resolve_datasets(settings)
+    assert FUT in resolved.pairs and FUT in resolved.retired and FUT not in resolved.live_pairs
+    defs = build_definitions(settings)
+    result = defs.resolve_sensor_def(LIVE_SENSOR).evaluate_tick(
+        dg.build_sensor_context(instance=instance, definitions=defs))
+    selected = {key for request in result.run_requests for key in request.asset_selection}
+    assert selected and klines_key(FUT) not in selected
+
+
+def test_status_says_nothing_of_trading_without_a_cached_listing(market_sim, tmp_path):
+    env = env_for(market_sim, tmp_path)
+    assert cli(env, "backfill", "--start", "2021-01-01", "--end", "2021-01-02").returncode == 0
+    assert not listing_cache(tmp_path / "data", "futures").exists()
+    status = cli(env, "status")
+    assert status.returncode == 0 and "no longer trading" not in status.stdout
+    assert json.loads(cli(env, "status", "--json").stdout)["datasets"][0]["trading"] is None

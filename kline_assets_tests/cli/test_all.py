@@ -106,3 +106,42 @@ def test_kill_9_of_backfill_all_ends_its_market_process_and_a_rerun_completes(tm
         assert done.returncode == 0, done.stderr
         verify = cli(env, "verify", "--all")
         assert verify.returncode == 0 and "verified 12 dataset(s): all ok" in verify.stdout
+
+
+def test_a_failing_market_fails_the_command(tmp_path):
+    with RunningSimulator(SimConfig(unserved=[["spot", "BTCUSDT"]])) as market:
+        env = env_for(market, tmp_path, KLINE_PAIRS="futures:BTC/USDT,spot:BTC/USDT")
+        done = cli(env, "backfill", "--all", "--start", days_ago(2), "--end", days_ago(1))
+    assert done.returncode == 1, done.stderr
+    assert "spot market does not list BTCUSDT" in done.stderr.splitlines()[-1], done.stderr
+
+
+def start_all(env, window):
+    proc = subprocess.Popen([str(BIN / "kline-assets"), "backfill", "--all", *window], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    children: list[str] = []
+    while not children and time.monotonic() < deadline:
+        time.sleep(0.5)
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    assert children, "no market process started"
+    time.sleep(3)  # both markets are writing
+    return proc, children
+
+
+def test_a_market_process_that_dies_or_a_ctrl_c_never_ends_in_success(tmp_path):
+    """The spot process killed: the command fails naming it. Ctrl-C: both processes end within seconds."""
+    with RunningSimulator(SimConfig(latency_ms=100)) as market:
+        env = env_for(market, tmp_path, KLINE_PAIRS="futures:BTC/USDT,spot:BTC/USDT")
+        window = ("--start", "2021-01-01", "--end", "2021-03-01")
+        proc, children = start_all(env, window)
+        for child in children:
+            os.kill(int(child), signal.SIGKILL)
+        _, err = proc.communicate(timeout=180)
+        assert proc.returncode == 1 and "the spot process ended early" in err, err
+        proc, children = start_all(env, window)
+        proc.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130 and time.monotonic() - sent < 10, err
+        assert not any(map(running, children)), "Ctrl-C left the spot process running"

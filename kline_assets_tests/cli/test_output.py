@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from kline_assets_tests.helpers import BIN, cli, env_for
+from kline_assets_tests.helpers import BIN, cli, env_for, sim_requests
 
 pytestmark = pytest.mark.e2e
 
@@ -56,7 +56,9 @@ def test_ctrl_c_is_one_line(sim, tmp_path):
     env = env_for(sim, tmp_path)
     proc = subprocess.Popen([str(BIN / "kline-assets"), "backfill", "--start", "2021-01-01", "--end", "2021-03-01"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(4)
+    deadline = time.monotonic() + 60
+    while not sim_requests(sim.state) and time.monotonic() < deadline:  # the run is fetching: not before
+        time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err and "KeyboardInterrupt" not in err

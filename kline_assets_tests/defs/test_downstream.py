@@ -41,7 +41,13 @@ def downstream(settings, annotation):
     def range_user(klines: dict) -> None:
         SEEN["value"] = klines
 
-    return {"pandas": pandas_user, "arrow": arrow_user, "range": range_user}[annotation]
+    @dg.asset(ins={"klines": dg.AssetIn(klines_key(FUT))}, partitions_def=partitions,
+              backfill_policy=dg.BackfillPolicy.single_run())
+    def arrow_range_user(klines: dict[str, pa.Table]) -> None:
+        SEEN["value"] = klines
+
+    return {"pandas": pandas_user, "arrow": arrow_user, "range": range_user, "arrow_range": arrow_range_user}[
+        annotation]
 
 
 def materialize_downstream(settings, instance, asset, first, last, raise_on_error=True):
@@ -70,6 +76,9 @@ def test_a_range_gets_a_dict_per_partition(loaded, instance):
     materialize_downstream(loaded, instance, downstream(loaded, "range"), "2021-01-01", "2021-01-03")
     assert sorted(SEEN["value"]) == ["2021-01-01", "2021-01-02", "2021-01-03"]
     assert all(isinstance(f, pd.DataFrame) and len(f) == 1440 for f in SEEN["value"].values())
+    materialize_downstream(loaded, instance, downstream(loaded, "arrow_range"), "2021-01-01", "2021-01-02")
+    assert sorted(SEEN["value"]) == ["2021-01-01", "2021-01-02"]
+    assert all(isinstance(t, pa.Table) and t.num_rows == 1440 for t in SEEN["value"].values())
 
 
 def test_a_corrupt_chunk_or_a_missing_day_fails_the_step_with_what_to_do(loaded, instance):

@@ -194,3 +194,36 @@ def test_hourly_follows_each_run_that_loaded_klines(sim, make_settings, instance
     assert request.asset_selection == [dg.AssetKey(["binanceusdm", "BTCUSDT", "klines_1h"])]
     assert (request.tags[RANGE_START], request.tags[RANGE_END]) == ("2021-01-01", "2021-01-03")
     assert HOURLY_SENSOR not in [s.name for s in build_definitions(make_settings()).sensors]
+
+
+def queued_origin(job_name: str):
+    """Where a queued run would be launched from (Dagster requires one for QUEUED). Only this test helper
+    reaches into Dagster's internals: no public call makes a queued run without a running daemon."""
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+
+    location = InProcessCodeLocationOrigin(LoadableTargetOrigin(module_name="kline_assets.definitions"))
+    return RemoteJobOrigin(RemoteRepositoryOrigin(location, "__repository__"), job_name)
+
+
+def test_sensor_skips_while_a_partly_overlapping_run_is_queued_or_in_progress(sim, make_settings, instance):
+    """Live needs two days ago through today; a run of three days ago through two days ago overlaps on one
+    day: while it is queued or running, live leaves the dataset alone; a run of older days does not count."""
+    settings = make_settings(pairs="futures:BTC/USDT")
+    today = dt.datetime.now(dt.timezone.utc).date()
+    ago = {n: (today - dt.timedelta(days=n)).isoformat() for n in range(6)}
+    assert run(settings, instance, FUT, ago[3], ago[3]).success
+    job = build_definitions(settings).resolve_job_def("live_klines")
+    key = dg.AssetKey(["binanceusdm", "BTCUSDT", "klines_1m"])
+    older = instance.create_run_for_job(job, asset_selection=frozenset({key}), status=dg.DagsterRunStatus.STARTED,
+                                        tags={RANGE_START: ago[5], RANGE_END: ago[3]})
+    _, result = sensor_requests(settings, instance)
+    assert [r.tags[RANGE_START] for r in result.run_requests] == [ago[2]]
+    instance.delete_run(older.run_id)
+    for status in (dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTED):
+        busy = instance.create_run_for_job(job, asset_selection=frozenset({key}), status=status,
+                                           tags={RANGE_START: ago[3], RANGE_END: ago[2]},
+                                           remote_job_origin=queued_origin(job.name))
+        _, result = sensor_requests(settings, instance)
+        assert not result.run_requests and "in progress" in result.skip_message, status
+        instance.delete_run(busy.run_id)

@@ -67,3 +67,14 @@ def test_runs_recorded_through_it_read_back_with_dagsters_stock_class(home):
     assert len(checks) == 3 * (MAX_OPEN_SHARDS + 3)
     assert run_tiny(stock).success  # and back: both classes on one home
     stock.dispose()
+
+
+def test_every_event_log_connection_uses_the_write_ahead_log_with_normal_sync(home):
+    instance = dagster_instance()
+    result = run_tiny(instance)
+    storage = instance.event_log_storage
+    for shard in ("index", result.run_id):
+        with storage._connect(shard) as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    instance.dispose()
