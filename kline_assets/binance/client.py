@@ -112,7 +112,8 @@ class BinanceClient:
             self._local.ccxt = inst
         return inst
 
-    def _call(self, endpoint: str, params: dict, weight: int, limits: Limits | None = None) -> Any:
+    def _call(self, endpoint: str, params: dict, weight: int, limits: Limits | None = None,
+              attempts: int | None = None) -> Any:
         method = getattr(self._ccxt(), self._prefix + endpoint)
         attempt = 0
         while True:
@@ -149,7 +150,7 @@ class BinanceClient:
             what = (str(cause) if cause else f"{type(error).__name__} {error}".strip() if error
                     else f"HTTP {status}: {_error_object(result)}" if _error_object(result)
                     else f"HTTP {status} with a malformed body ({malformed})")
-            if attempt >= self.max_attempts:
+            if attempt >= (attempts or self.max_attempts):
                 raise ExchangeTransient(f"{self.origin}: {endpoint} failed {attempt} times, last: {what}")
             delay = min(30.0, self.backoff_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
             log.warning("transient failure (%s) on %s %s, retry %d in %.2fs", what, self.origin, endpoint,
@@ -199,8 +200,8 @@ class BinanceClient:
         with self._limits_lock:
             if self._limits_known.is_set():
                 return
-            try:
-                self.apply_rate_limits(self.exchange_info(symbol))
+            try:  # two tries: the default budget and the header serve where exchangeInfo does not
+                self.apply_rate_limits(self.exchange_info(symbol, attempts=2))
             except Banned:
                 raise
             except (ExchangeFinal, ExchangeTransient) as exc:
@@ -241,10 +242,10 @@ class BinanceClient:
         received, server = self._time_sync
         return server + int((time.time() - received) * 1000)
 
-    def exchange_info(self, symbol: str | None = None) -> dict:
+    def exchange_info(self, symbol: str | None = None, attempts: int | None = None) -> dict:
         params = {"symbol": symbol} if symbol and self.market.name == "spot" else {}
         weight = 1 if self.market.name == "futures" else (2 if symbol else 20)
-        return self._call("GetExchangeInfo", params, weight, self.info_limits)
+        return self._call("GetExchangeInfo", params, weight, self.info_limits, attempts)
 
 
 def _http_cause(error: BaseException | None) -> HttpFailure | None:

@@ -106,7 +106,7 @@ def unlisted(settings: Settings, selectors: list) -> None:
     for selector in selectors:
         if Listing.load(settings.data_root, selector.market) is not None:
             continue
-        client = ExchangeResource.from_settings(settings).client(selector.market)
+        client = ExchangeResource.from_settings(settings, max_attempts=2).client(selector.market)
         try:
             listing = fetch_listing(client)
         except (ExchangeFinal, ExchangeTransient) as exc:
@@ -384,6 +384,8 @@ def cmd_live(args: argparse.Namespace, settings: Settings, spec: DatasetSpec) ->
 
     failed = run_loop(cycle, client.server_time_ms, stop, args.cycles)
     print(f"live {name}: stopped", file=sys.stderr)
+    if stop.event.is_set():  # by a signal: 130, or 143 for SIGTERM (`main`)
+        return 130
     return 0 if failed == 0 else 1
 
 

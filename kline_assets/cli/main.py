@@ -154,12 +154,15 @@ class SignalRecord:
             signal.signal(signal.SIGTERM, _terminate)
 
     def exit_code(self, code: int) -> int:
-        if code != 130 or self._read is None:
+        """A command that did not end well after SIGINT or SIGTERM arrived ends as interrupted: 130 or 143."""
+        if code == 0 or self._read is None:
             return code
+        seen = b""
         with contextlib.suppress(OSError):
-            if signal.SIGTERM in os.read(self._read, 1024):
-                return 143
-        return code
+            seen = os.read(self._read, 1024)
+        if signal.SIGTERM in seen:
+            return 143
+        return 130 if signal.SIGINT in seen or code == 130 else code
 
 
 def _terminate(signum: int, frame: object) -> None:
