@@ -29,6 +29,13 @@ from kline_assets.settings import DatasetSpec
 from kline_assets.timezones import AlignZone
 
 
+def before_start(name: str, first: dt.date, start: dt.date) -> str:
+    """Why days of a run are not stored: the dataset's start, fixed by its first commit, is later."""
+    return (f"{name}: {(start - first).days} day(s) from {first} were not stored: they are before the dataset's first "
+            f"day {start}, fixed by its first commit (another writer's, if it was not yours); the other days are "
+            "stored (an earlier start needs another data root)")
+
+
 @dataclass
 class Staged:
     entry: ChunkEntry

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import os
 import socket
 import ssl
 import threading
@@ -265,8 +266,12 @@ def _proxy_for(scheme: str, host: str):
 
 
 def _ca_file() -> str | None:
+    """The CA bundle a user named for requests or OpenSSL (a company's TLS proxy), else requests' own."""
+    named = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE")
+    if named:
+        return named
     try:
-        import certifi  # requests' own CA bundle, where the system has none
+        import certifi
     except ImportError:
         return None
     return certifi.where()

@@ -18,7 +18,7 @@ from kline_assets.archive.daycalendar import counts, day_states, write_png
 from kline_assets.archive.manifest import Manifest
 from kline_assets.archive.paths import manifest_file
 from kline_assets.archive.status import all_status, dataset_status, render
-from kline_assets.archive.store import DatasetStore
+from kline_assets.archive.store import DatasetStore, before_start
 from kline_assets.archive.verify import quarantine, record, verify
 from kline_assets.binance.crosscheck import archived_days, cross_check, sample
 from kline_assets.binance.listing import Listing, fetch_listing
@@ -140,6 +140,10 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings, spec: DatasetSpec
                                         f"{spec.name} ({spec.market} {spec.pair})", f"in {store.paths.dir}")
     if not outcome.success:
         return 130 if outcome.interrupted else 1
+    stored = store.read_manifest()
+    if stored is not None and stored.start_date > first:  # another first backfill fixed a later start meanwhile
+        print(f"kline-assets: backfill: {before_start(spec.name, first, stored.start_date)}", file=sys.stderr)
+        return 1
     status = dataset_status(store.paths.dir) if store.paths.manifest.exists() else None
     rows = status["rows"] if status else 0
     if settings.build_combined_on_backfill:

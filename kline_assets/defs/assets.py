@@ -19,7 +19,7 @@ import dagster as dg
 from kline_assets.archive.checks import CHECK_NAMES, CONTINUITY, INTEGRITY, SANITY, evaluate, with_previous
 from kline_assets.archive.manifest import ChunkEntry
 from kline_assets.archive.schema import COLUMN_NAMES
-from kline_assets.archive.store import DatasetStore
+from kline_assets.archive.store import DatasetStore, before_start
 from kline_assets.defs.fleet import Work, run_fleet
 from kline_assets.defs.io_manager import ChunkIOManager, Committed
 from kline_assets.defs.names import ARCHIVE, CHUNK_IO_MANAGER, EXCHANGE, KLINES, group_name, klines_key
@@ -133,9 +133,8 @@ def build_klines_assets(specs: tuple[DatasetSpec, ...], partitions_def: dg.Parti
             own = [day for day in days if day >= store.start]  # a stored dataset keeps its own first day
             if own:
                 work.append(Work(store, own))
-            else:
-                context.log.info(f"{store.spec.name}: no day of {days[0]}..{days[-1]} is on or after its "
-                                 f"first day {store.start}")
+            if len(own) < len(days):
+                report(before_start(store.spec.name, days[0], store.start))
         checks = {key: [n for n in CHECK_NAMES if dg.AssetCheckKey(key, n) in context.selected_asset_check_keys]
                   for key in by_key}
         names = work[0].store.spec.name if len(work) == 1 else f"{len(work)} datasets"

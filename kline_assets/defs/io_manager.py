@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from kline_assets.archive.manifest import ChunkEntry, Manifest
 from kline_assets.archive.reader import day_table
-from kline_assets.archive.store import DatasetStore, Staged
+from kline_assets.archive.store import DatasetStore, Staged, before_start
 from kline_assets.binance.days import DayStream
 from kline_assets.defs.resources import ArchiveResource
 from kline_assets.errors import BadInput
@@ -120,10 +120,7 @@ class ChunkIOManager(dg.ConfigurableIOManager):
         if batch.days:
             yield batch.commit()
         if store.refused:
-            raise BadInput(
-                f"{store.spec.name}: {len(store.refused)} day(s) from {min(store.refused)} were not stored: they "
-                f"are before the dataset's first day {store.manifest().start}, which another writer's first commit "
-                "fixed meanwhile; the other days are stored (an earlier start needs another data root)")
+            raise BadInput(before_start(store.spec.name, min(store.refused), store.manifest().start_date))
         if report:
             report(progress.line(stream, final=True))
 

@@ -82,20 +82,25 @@ def running(pid: str) -> bool:
         return False
 
 
+def start_all(env, window):
+    proc = subprocess.Popen([str(BIN / "kline-assets"), "backfill", "--all", *window], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    children: list[str] = []
+    while not children and time.monotonic() < deadline:
+        time.sleep(0.5)
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    assert children, "no market process started"
+    time.sleep(3)  # both markets are writing
+    return proc, children
+
+
 def test_kill_9_of_backfill_all_ends_its_market_process_and_a_rerun_completes(tmp_path):
     """`backfill --all` runs spot in a child process: it must not outlive a killed parent."""
     with RunningSimulator(SimConfig(many_symbols=2, latency_ms=50)) as market:
         env = env_for(market, tmp_path, KLINE_PAIRS="futures:*/USDT,spot:*/USDT")
         window = ("--start", "2021-01-01", "--end", "2021-02-15")
-        proc = subprocess.Popen([str(BIN / "kline-assets"), "backfill", "--all", *window], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        children: list[str] = []
-        while not children and time.monotonic() < deadline:
-            time.sleep(0.5)
-            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-        assert children, "no market process started"
-        time.sleep(3)  # let both write
+        proc, children = start_all(env, window)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         deadline = time.monotonic() + 30
@@ -114,19 +119,6 @@ def test_a_failing_market_fails_the_command(tmp_path):
         done = cli(env, "backfill", "--all", "--start", days_ago(2), "--end", days_ago(1))
     assert done.returncode == 1, done.stderr
     assert "spot market does not list BTCUSDT" in done.stderr.splitlines()[-1], done.stderr
-
-
-def start_all(env, window):
-    proc = subprocess.Popen([str(BIN / "kline-assets"), "backfill", "--all", *window], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    children: list[str] = []
-    while not children and time.monotonic() < deadline:
-        time.sleep(0.5)
-        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-    assert children, "no market process started"
-    time.sleep(3)  # both markets are writing
-    return proc, children
 
 
 def test_a_market_process_that_dies_or_a_ctrl_c_never_ends_in_success(tmp_path):

@@ -195,7 +195,7 @@ def test_two_first_backfills_with_different_starts_at_once(sim, tmp_path):
     manifest = json.loads((tmp_path / "data" / "binanceusdm" / "BTCUSDT" / "1m" / "manifest.json").read_text())
     start = dt.date.fromisoformat(manifest["start"])
     if start == dt.date(2021, 1, 1):  # the late start won: the early days are refused, said in one line
-        assert code == 1 and "before the dataset's first day 2021-01-01" in err, err
+        assert code == 1 and "before the dataset's first day 2021-01-01" in err.splitlines()[-1], err
     else:
         assert start == dt.date(2020, 12, 25) and code == 0, err
     partitions = [c["partition"] for c in manifest["chunks"]]
