@@ -132,7 +132,7 @@ MUTANTS = [  # (what breaks, file, text, replacement, tests that must fail)
     ("archive duplicates used", "kline_assets/binance/archive.py", "    problem = value_problem(table)\n",
      "    problem = None\n", [T + "binance/test_hostile.py::test_an_archive_day_that_cannot_be_trusted_goes_to_rest"]),
     ("an empty archive file trusted", "kline_assets/binance/archive.py",
-     'raise ArchiveUnusable(f"{name} holds no rows")', "return SCHEMA.empty_table()",
+     'raise ArchiveUnusable(f"{name} holds no rows")', "return pa.schema(list(COLUMNS)).empty_table()",
      [T + "binance/test_hostile.py::test_an_archive_day_that_cannot_be_trusted_goes_to_rest"]),
     ("an unreachable archive asked for every day", "kline_assets/binance/archive.py",
      "if self._unreachable_in_a_row >= UNREACHABLE_AFTER and not self.given_up:", "if False:",

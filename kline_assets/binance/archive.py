@@ -5,9 +5,11 @@ with `<name>.zip.CHECKSUM` beside it (`<sha256>  <name>.zip`, as `sha256sum` wri
 zip is used before its sha256 equals the published one; then the one CSV inside is parsed: with or
 without a header line (futures files have one since about 2022), times in microseconds (spot from
 2025-01-01) brought to milliseconds, values kept as sent. A file the archive does not have (404) is
-`None`; anything else wrong with a day (mismatch, damaged zip, a CSV that does not parse, rows outside
-the UTC day) raises `ArchiveUnusable`, and the caller takes that day from REST. Transient failures
-(5xx, resets, time-outs) are retried with backoff; nothing here counts against the REST weight budget.
+`None`; anything else wrong with a day (a CHECKSUM without a sha256 or not matching, a damaged zip, one
+inflating past its cap, a CSV that is empty, does not parse, holds duplicates, impossible values or rows
+outside the UTC day) raises `ArchiveUnusable`, and the caller takes that day from REST. Transient
+failures (5xx, resets, time-outs) are retried with backoff; nothing here counts against the REST weight
+budget.
 """
 
 from __future__ import annotations

@@ -176,7 +176,8 @@ class DayStream:
             if problem is None:
                 return fetched, table
             log.warning("%s %s: the exchange sent %s (attempt %d)", self.store.spec.name, day, problem, attempt)
-            pause(self.client.backoff_s * 2 ** attempt)
+            if attempt < attempts:
+                pause(self.client.backoff_s * 2 ** attempt)
         raise ExchangeTransient(f"{self.store.spec.name} {day}: the exchange sent {problem} ({attempts} times): "
                                 "not stored")
 
