@@ -241,6 +241,8 @@ class Hostile:
             return rows + json.loads(extra)
         if self.mode == "descending":
             return rows[::-1]
+        if self.mode == "error200":  # an error object where rows were due, with HTTP 200
+            return {"code": -1001, "msg": "Internal error; unable to process your request."}
         if self.mode == "duplicates":
             return [r for r in rows for _ in (0, 1)]
         if self.mode in ("nan", "inf", "negative") and rows:

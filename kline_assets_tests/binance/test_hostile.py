@@ -76,6 +76,7 @@ def test_rows_beyond_the_window_are_dropped(sim, make_settings, instance):
     ("nan", "open nan at 2021-03-01T"),
     ("inf", "open inf at 2021-03-01T"),
     ("negative", "volume -5.0 at 2021-03-01T"),
+    ("error200", "Internal error; unable to process your request"),
 ])
 def test_impossible_pages_are_never_stored(sim, make_settings, instance, mode, cause):
     with Hostile(sim, mode) as bad:

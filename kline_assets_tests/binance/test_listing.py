@@ -159,3 +159,13 @@ def test_status_says_nothing_of_trading_without_a_cached_listing(market_sim, tmp
     status = cli(env, "status")
     assert status.returncode == 0 and "no longer trading" not in status.stdout
     assert json.loads(cli(env, "status", "--json").stdout)["datasets"][0]["trading"] is None
+
+
+def test_a_listed_symbol_too_long_or_not_ascii_is_left_out_with_one_warning(caplog):
+    long = "A" * 296
+    listing = Listing("futures", 0, {f"{long}USDT": (long, "USDT", "TRADING", True),
+                                     "\u0392TCUSDT": ("\u0392TC", "USDT", "TRADING", True),
+                                     "ETHUSDT": ("ETH", "USDT", "TRADING", True)})
+    with caplog.at_level(logging.WARNING, logger="kline_assets"):
+        assert listing.select("USDT") == [DatasetSpec("futures", "ETH/USDT")]
+    assert caplog.text.count("leaves out 2 listed symbol(s)") == 1

@@ -119,6 +119,7 @@ def test_a_failing_market_fails_the_command(tmp_path):
         done = cli(env, "backfill", "--all", "--start", days_ago(2), "--end", days_ago(1))
     assert done.returncode == 1, done.stderr
     assert "spot market does not list BTCUSDT" in done.stderr.splitlines()[-1], done.stderr
+    assert "a rerun fails the same way until the cause above is mended" in done.stderr  # not "a rerun completes"
 
 
 def test_a_market_process_that_dies_or_a_ctrl_c_never_ends_in_success(tmp_path):
