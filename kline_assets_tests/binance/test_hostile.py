@@ -1,6 +1,6 @@
 """Hostile and broken servers: whatever they send, nothing wrong is stored, time and memory stay bounded,
 and a failure is one line naming its cause. Each server is the simulator's genuine answer spoilt one way
-(`helpers.Hostile`)."""
+(`kline_assets.sim.hostile`)."""
 
 import datetime as dt
 import json
@@ -18,11 +18,11 @@ from kline_assets.defs.definitions import build_definitions, build_resources
 from kline_assets.defs.names import EXCHANGE
 from kline_assets.defs.resources import ExchangeResource
 from kline_assets.defs.runs import first_error
+from kline_assets.sim.hostile import Hostile
 from kline_assets.timezones import parse_zone
 from kline_assets_tests.helpers import (
     BIN,
     FUT,
-    Hostile,
     check_days,
     env_for,
     expected_rows,
@@ -64,7 +64,7 @@ def assert_exact(sim, settings, days=DAYS):
 
 
 def test_rows_beyond_the_window_are_dropped(sim, make_settings, instance):
-    with Hostile(sim, "beyond") as bad:
+    with Hostile(sim.url, "beyond") as bad:
         settings, result, _ = hostile_run(make_settings, instance, bad.url)
     assert result.success
     assert_exact(sim, settings)
@@ -79,7 +79,7 @@ def test_rows_beyond_the_window_are_dropped(sim, make_settings, instance):
     ("error200", "Internal error; unable to process your request"),
 ])
 def test_impossible_pages_are_never_stored(sim, make_settings, instance, mode, cause):
-    with Hostile(sim, mode) as bad:
+    with Hostile(sim.url, mode) as bad:
         settings, result, took = hostile_run(make_settings, instance, bad.url)
     assert not result.success and took < 30
     message, _ = first_error(result)
@@ -89,7 +89,7 @@ def test_impossible_pages_are_never_stored(sim, make_settings, instance, mode, c
 
 @pytest.mark.parametrize("mode", ["drip", "drip_headers"])
 def test_a_dripping_server_fails_within_the_deadline(sim, make_settings, instance, mode):
-    with Hostile(sim, mode, drip_s=1.0) as bad:
+    with Hostile(sim.url, mode, drip_s=1.0) as bad:
         settings, result, took = hostile_run(make_settings, instance, bad.url)
     assert not result.success and took < 20, took
     assert "no complete answer within 1.5s" in first_error(result)[0]
@@ -97,7 +97,7 @@ def test_a_dripping_server_fails_within_the_deadline(sim, make_settings, instanc
 
 
 def test_loading_the_code_location_is_bounded_by_a_dripping_exchange_info(sim, make_settings, caplog):
-    with Hostile(sim, "drip", target="exchangeInfo", drip_s=1.5) as bad:
+    with Hostile(sim.url, "drip", target="exchangeInfo", drip_s=1.5) as bad:
         settings = replace(make_settings(pairs="futures:BTC/USDT,futures:*/USDT"), futures_url=bad.url,
                            spot_url=bad.url)
         began = time.monotonic()
@@ -110,7 +110,7 @@ def test_loading_the_code_location_is_bounded_by_a_dripping_exchange_info(sim, m
 
 @pytest.mark.parametrize("mode", ["bomb", "dupes", "empty", "empty_checksum"])
 def test_an_archive_day_that_cannot_be_trusted_goes_to_rest(sim, make_settings, instance, mode, caplog):
-    with Hostile(sim, mode, target=".zip") as bad, caplog.at_level(logging.INFO, logger="kline_assets"):
+    with Hostile(sim.url, mode, target=".zip") as bad, caplog.at_level(logging.INFO, logger="kline_assets"):
         settings, result, _ = hostile_run(make_settings, instance, sim.url, source="auto", archive_url=bad.url)
     assert result.success
     assert {e.source for e in assert_exact(sim, settings)} == {"rest"}
@@ -136,6 +136,7 @@ from kline_assets.defs.definitions import build_assets, build_resources
 from kline_assets.defs.names import EXCHANGE, klines_key, range_tags
 from kline_assets.defs.resources import ExchangeResource
 from kline_assets.defs.runs import first_error
+from kline_assets.sim.hostile import Hostile
 from kline_assets.settings import load_settings
 from kline_assets_tests.helpers import FUT
 settings = load_settings()
@@ -150,7 +151,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
 @pytest.mark.parametrize("mode,target,source", [("huge", "klines", "rest"), ("bomb", ".zip", "auto")])
 def test_memory_stays_bounded_whatever_the_server_sends(sim, tmp_path, mode, target, source):
     """A 200 MB kline body and a zip whose matching CHECKSUM hides 300 MB: the process stays small."""
-    with Hostile(sim, mode, target=target) as bad:
+    with Hostile(sim.url, mode, target=target) as bad:
         env = env_for(sim, tmp_path, KLINE_FUTURES_URL=bad.url, KLINE_ARCHIVE_URL=bad.url, KLINE_SOURCE=source,
                       KLINE_PAIRS="futures:BTC/USDT")
         done = subprocess.run([sys.executable, "-c", MEMORY_PROBE], env=env, capture_output=True, text=True,
@@ -166,7 +167,7 @@ def test_a_signal_stops_a_backfill_on_a_dripping_server_within_5s(sim, tmp_path,
     """Some days stored, then the server drips: the signal stops the command within 5 s, the staged days
     are committed, one line, 130 for SIGINT and 143 for SIGTERM (what docker stop and Kubernetes send)."""
     third = parse_zone("UTC").day_window_ms(dt.date(2021, 3, 3))[0]
-    with Hostile(sim, "drip", drip_s=3.0, from_ms=third) as bad:
+    with Hostile(sim.url, "drip", drip_s=3.0, from_ms=third) as bad:
         env = env_for(sim, tmp_path, KLINE_FUTURES_URL=bad.url)
         proc = subprocess.Popen([str(BIN / "kline-assets"), "backfill", "--start", "2021-03-01", "--end",
                                  "2021-03-05"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

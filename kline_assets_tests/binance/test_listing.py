@@ -16,8 +16,9 @@ from kline_assets.defs.definitions import build_definitions, resolve_datasets
 from kline_assets.defs.names import LIVE_SENSOR, klines_key
 from kline_assets.errors import BadInput
 from kline_assets.settings import DatasetSpec, Selector, parse_pairs
+from kline_assets.sim.hostile import Hostile
 from kline_assets.sim.server import RunningSimulator, SimConfig
-from kline_assets_tests.helpers import FUT, SPOT, Hostile, cli, env_for
+from kline_assets_tests.helpers import FUT, SPOT, cli, env_for
 
 
 @pytest.fixture
@@ -131,7 +132,7 @@ def test_an_exchange_info_listing_no_symbol_keeps_the_cached_listing(market_sim,
     body = json.loads(cached.read_text())
     body["fetched_at_ms"] -= 2 * 3600 * 1000  # stale: asked again
     cached.write_text(json.dumps(body))
-    with Hostile(market_sim, "no_symbols", target="exchangeInfo") as empty:
+    with Hostile(market_sim.url, "no_symbols", target="exchangeInfo") as empty:
         again = resolve_datasets(replace(settings, futures_url=empty.url, spot_url=empty.url))
     assert again.pairs == first.pairs and not again.retired
     assert json.loads(cached.read_text())["symbols"] == body["symbols"]
