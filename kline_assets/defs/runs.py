@@ -153,10 +153,13 @@ def materialize_per_market(settings: Settings, specs: list[DatasetSpec], first_k
     try:
         outcomes.append(materialize_range(settings, [s for s in specs if s.market != "spot"], first_key, last_key,
                                           instance))
-    finally:
-        if not outcomes or outcomes[0].interrupted:
+        if outcomes[0].interrupted:
             child.terminate()  # SIGTERM: Dagster interrupts the child's run, which commits what it staged
         child.join()
+    except BaseException:  # interrupted here, also while waiting for the child: it stops too, then we do
+        child.terminate()
+        child.join()
+        raise
     try:
         outcomes.append(receive.recv())
     except EOFError:  # the child ended without an answer

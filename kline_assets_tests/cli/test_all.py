@@ -124,8 +124,8 @@ def test_a_failing_market_fails_the_command(tmp_path):
 
 def test_a_market_process_that_dies_or_a_ctrl_c_never_ends_in_success(tmp_path):
     """The spot process killed: the command fails naming it. Ctrl-C: both processes end within seconds."""
-    # small budgets: both markets are still busy when the signals come
-    with RunningSimulator(SimConfig(latency_ms=50, spot_budget=200, futures_budget=200)) as market:
+    # a small spot budget: the spot process is still busy when the signals come
+    with RunningSimulator(SimConfig(latency_ms=50, spot_budget=200)) as market:
         env = env_for(market, tmp_path, KLINE_PAIRS="futures:BTC/USDT,spot:BTC/USDT")
         window = ("--start", "2021-01-01", "--end", "2021-03-01")
         proc, children = start_all(env, window)
