@@ -74,11 +74,13 @@ class _Watchdog:
     def watch(self, sock: socket.socket, deadline: float, scope: threading.Event | None) -> int:
         with self._cond:
             self._seq += 1
+            idle = not self._entries  # otherwise the thread looks again within POLL_S: no need to wake it
             self._entries[self._seq] = (deadline, sock, scope)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="http-deadlines", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            if idle:
+                self._cond.notify()
             return self._seq
 
     def release(self, token: int) -> None:
