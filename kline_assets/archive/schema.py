@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from itertools import islice
 
+import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from kline_assets.timezones import ms_to_iso
 
@@ -58,16 +58,16 @@ NUMBERS = ("open", "high", "low", "close", "volume", "quote_volume", "trades", "
            "taker_quote_volume")
 
 
-def impossible_values(table: pa.Table) -> pa.ChunkedArray | pa.Array:
-    """Per row: some price, volume or count is NaN, infinite or negative (Binance never sends these)."""
-    bad = None
+def impossible_values(table: pa.Table) -> np.ndarray:
+    """Per row: some price, volume or count is NaN, infinite, negative or missing (Binance sends none of
+    these). NumPy over whole columns: this runs for every day fetched, in up to 32 threads at once."""
+    bad = np.zeros(table.num_rows, dtype=bool)
     for name in NUMBERS:
         column = table.column(name)
-        valid = pc.greater_equal(column, 0)  # false for negatives, null for NaN
-        if pa.types.is_floating(column.type):
-            valid = pc.and_(valid, pc.is_finite(column))
-        invalid = pc.invert(pc.fill_null(valid, False))
-        bad = invalid if bad is None else pc.or_(bad, invalid)
+        values = column.to_numpy()
+        bad |= ~((values >= 0) & (values < np.inf))  # NaN compares false: caught with the negatives
+        if column.null_count:
+            bad |= column.is_null().to_numpy(zero_copy_only=False)
     return bad
 
 
@@ -75,17 +75,15 @@ def value_problem(table: pa.Table) -> str | None:
     """What makes a day's rows impossible as exchange data, naming the first minute (None: nothing):
     open times not strictly ascending (a duplicate, a wrong order), or `impossible_values`. They are
     never stored."""
-    times = table.column("open_time")
-    if table.num_rows > 1:
-        steps = pc.subtract(times.slice(1), times.slice(0, table.num_rows - 1))
-        bad = pc.index(pc.less_equal(steps, 0), True).as_py()
-        if bad >= 0:
-            return (f"open_time {ms_to_iso(times[bad + 1].as_py())} follows {ms_to_iso(times[bad].as_py())}: "
-                    "duplicate or out-of-order rows")
-    if table.num_rows:
-        bad = pc.index(impossible_values(table), True).as_py()
-        if bad >= 0:
-            row = {n: table.column(n)[bad].as_py() for n in NUMBERS}
-            odd = ", ".join(f"{n} {v}" for n, v in row.items() if not (isinstance(v, (int, float)) and 0 <= v < 1e308))
-            return f"{odd} at {ms_to_iso(times[bad].as_py())}"
+    times = table.column("open_time").to_numpy()
+    backwards = np.flatnonzero(np.diff(times) <= 0)
+    if len(backwards):
+        at = backwards[0]
+        return (f"open_time {ms_to_iso(int(times[at + 1]))} follows {ms_to_iso(int(times[at]))}: "
+                "duplicate or out-of-order rows")
+    bad = np.flatnonzero(impossible_values(table))
+    if len(bad):
+        row = {n: table.column(n)[int(bad[0])].as_py() for n in NUMBERS}
+        odd = ", ".join(f"{n} {v}" for n, v in row.items() if not (isinstance(v, (int, float)) and 0 <= v < 1e308))
+        return f"{odd} at {ms_to_iso(int(times[bad[0]]))}"
     return None
