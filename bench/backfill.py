@@ -85,12 +85,13 @@ def summarise(log: list[dict], market: str) -> dict:
             "full_minute_weight": sum(full) / len(full) if full else 0}
 
 
-def run_cli(url: str, market: str, days: int, root: str, source: str = "rest") -> dict:
+def run_cli(url: str, market: str, days: int, root: str, source: str = "rest", data_root: str | None = None) -> dict:
     """One `kline-assets backfill`; its clock runs from its first kline request (start-up is Python and
-    Dagster importing, not fetching) to the end of the command, Dagster's bookkeeping included."""
+    Dagster importing, not fetching) to the end of the command, Dagster's bookkeeping included. `root`
+    holds the logs and Dagster's home, and the data unless `data_root` (an S3 prefix, say) is given."""
     start = dt.date(2021, 1, 1) if market == "futures" else dt.date(2018, 1, 1)
     env = {**os.environ, "KLINE_SPOT_URL": url, "KLINE_FUTURES_URL": url, "KLINE_ARCHIVE_URL": url,
-           "KLINE_SOURCE": source, "KLINE_DATA_ROOT": root,
+           "KLINE_SOURCE": source, "KLINE_DATA_ROOT": data_root or root,
            "KLINE_LOG_DIR": os.path.join(root, "logs"), "DAGSTER_HOME": os.path.join(root, "dh"),
            "KLINE_START": start.isoformat(), "KLINE_STATE_DIR": os.path.join(root, "state")}
     os.makedirs(env["DAGSTER_HOME"], exist_ok=True)

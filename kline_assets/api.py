@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING
 
 import pyarrow.dataset as pads
 
+from kline_assets.archive.backend import open_root
 from kline_assets.archive.combine import Combined, combine
 from kline_assets.archive.manifest import Manifest
 from kline_assets.archive.paths import DatasetPaths
 from kline_assets.archive.reader import verified_table, window_table
 from kline_assets.archive.schema import SCHEMA
-from kline_assets.archive.store import DatasetStore
+from kline_assets.archive.store import DatasetStore, manifest_at
 from kline_assets.errors import BadInput
 from kline_assets.settings import DEFAULT_PAIR, DatasetSpec, Settings, get_market, normalise_pair
 from kline_assets.timezones import AlignZone, parse_instant, parse_zone
@@ -42,11 +43,13 @@ def _spec(market: str, pair: str) -> DatasetSpec:
 def _store(market: str, pair: str, data_root: str | os.PathLike | None) -> DatasetStore:
     root = data_root or os.environ.get("KLINE_DATA_ROOT", "").strip() or Settings.data_root
     spec = _spec(market, pair)
-    path = DatasetPaths(root, spec).manifest
-    if not path.exists():
-        raise BadInput(f"no {spec.market} {spec.pair} dataset under {root} (no {path})")
-    manifest = Manifest.load(path)
-    return DatasetStore(root, spec, parse_zone(manifest.align_tz), manifest.start_date)
+    backend = open_root(root)
+    key = DatasetPaths(spec).manifest
+    try:
+        manifest = manifest_at(backend, key)
+    except FileNotFoundError:
+        raise BadInput(f"no {spec.market} {spec.pair} dataset under {root} (no {backend.uri(key)})") from None
+    return DatasetStore(backend, spec, parse_zone(manifest.align_tz), manifest.start_date)
 
 
 def _ms(value: Instant, zone: AlignZone) -> int | None:
@@ -82,14 +85,17 @@ def read_klines(market: str = "futures", pair: str = DEFAULT_PAIR, start: Instan
 
 def open_dataset(market: str = "futures", pair: str = DEFAULT_PAIR, *,
                  data_root: str | os.PathLike | None = None) -> pads.Dataset:
-    """A `pyarrow.dataset.Dataset` over exactly the chunks the manifest lists (never pending or stray
-    files), each checked against its sha256 first, for DuckDB, Polars or pyarrow scans of years of data."""
+    """A `pyarrow.dataset.Dataset` over exactly the chunks the manifest lists (never unlisted objects, and
+    with no LIST of a bucket), each checked against its sha256 first, for DuckDB, Polars or pyarrow scans
+    of years of data; on S3 through pyarrow's S3 filesystem, configured as boto3 is (`AWS_*`)."""
     store = _store(market, pair, data_root)
     chunks = store.manifest().chunks
     entries = [chunks[i] for i in sorted(chunks)]
     for entry in entries:
         verified_table(store, entry)
-    return pads.dataset([str(store.paths.resolve(e.file)) for e in entries], schema=SCHEMA, format="parquet")
+    filesystem, base = store.backend.arrow()
+    return pads.dataset([f"{base}/{store.key(e)}" for e in entries], schema=SCHEMA, format="parquet",
+                        filesystem=filesystem)
 
 
 def build_combined(market: str, pair: str, *, from_index: int | None = None, to_index: int | None = None,

@@ -24,3 +24,8 @@ class Banned(ExchangeFinal):
 class ChunkUnavailable(RuntimeError):
     """A day that was asked for cannot be served as stored: no chunk for it, or its file does not match
     the manifest (never handed over: reading it would spread bad data)."""
+
+
+class StorageUnavailable(OSError):
+    """The data root could not be reached, or kept failing (an object store's outage, writers that never let
+    a commit through): one line, the work failed, a rerun may help."""

@@ -9,6 +9,7 @@ import pytest
 from kline_assets.defs.storage import STORAGE
 from kline_assets.settings import load_settings
 from kline_assets.sim.server import RunningSimulator, SimConfig
+from kline_assets_tests.helpers import S3Server
 
 
 @pytest.fixture(autouse=True)
@@ -27,10 +28,10 @@ def sim():
 @pytest.fixture
 def make_settings(sim, tmp_path):
     def make(tz: str = "UTC", start: str = "2020-01-01", pairs: str = "futures:BTC/USDT,spot:BTC/USDT",
-             source: str = "rest"):
+             source: str = "rest", data_root: str | None = None):
         """REST by default (most tests are about REST's semantics); the archive tests ask for `auto`."""
         return load_settings({
-            "KLINE_DATA_ROOT": str(tmp_path / "data"), "KLINE_LOG_DIR": str(tmp_path / "logs"),
+            "KLINE_DATA_ROOT": data_root or str(tmp_path / "data"), "KLINE_LOG_DIR": str(tmp_path / "logs"),
             "KLINE_SPOT_URL": sim.url, "KLINE_FUTURES_URL": sim.url, "KLINE_ARCHIVE_URL": sim.url,
             "KLINE_ALIGN_TZ": tz, "KLINE_START": start, "KLINE_PAIRS": pairs, "KLINE_SOURCE": source,
         })
@@ -44,3 +45,28 @@ def instance():
         yield inst
 
 
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    server = S3Server(tmp_path_factory.mktemp("moto"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_root(s3_server, monkeypatch):
+    """`s3://<fresh bucket>/archive` with the standard AWS variables pointing at the moto server."""
+    for name, value in s3_server.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return f"s3://{s3_server.bucket()}/archive"
+
+
+@pytest.fixture(params=["local", "s3"])
+def data_root(request, tmp_path):
+    """A data root of each backend: the store-level tests run against both."""
+    if request.param == "local":
+        return str(tmp_path / "data")
+    return request.getfixturevalue("s3_root")

@@ -12,8 +12,10 @@ from pathlib import Path
 from unittest import mock
 
 import dagster as dg
+import pyarrow as pa
 import pyarrow.parquet as pq
 
+from kline_assets.archive.backend import open_root
 from kline_assets.archive.paths import DatasetPaths
 from kline_assets.archive.schema import rows_to_table
 from kline_assets.archive.store import DatasetStore
@@ -45,8 +47,28 @@ def expected_rows(state: SimState, spec: DatasetSpec, tz: str, day: dt.date) -> 
     return out
 
 
-def stored_rows(path: Path) -> list[list]:
-    return [list(row.values()) for row in pq.read_table(path).to_pylist()]
+def stored_rows(store: DatasetStore, entry) -> list[list]:
+    """The rows of a stored chunk (an entry, or a manifest.json entry dict), read from whichever backend."""
+    file = entry["file"] if isinstance(entry, dict) else entry.file
+    table = pq.read_table(pa.BufferReader(store.backend.get(store.paths.resolve(file))))
+    return [list(row.values()) for row in table.to_pylist()]
+
+
+def store_of(settings, spec: DatasetSpec = FUT) -> DatasetStore:
+    """The dataset of `spec` under the settings' data root (a folder or an S3 prefix)."""
+    return DatasetStore(settings.data_root, spec, settings.align_tz, settings.start)
+
+
+def combined_table(store: DatasetStore, combined) -> pa.Table:
+    """A combined file's table, by the name `combine` gave it, from whichever backend."""
+    key = f"{store.paths.combined_dir}/{combined.path.rpartition('/')[2]}"
+    return pq.read_table(pa.BufferReader(store.backend.get(key)))
+
+
+def chunk_path(store: DatasetStore, entry) -> Path:
+    """The file of a chunk in a local data root (for tests that damage it by hand)."""
+    file = entry["file"] if isinstance(entry, dict) else entry.file
+    return Path(store.backend.uri(store.paths.resolve(file)))
 
 
 def sim_requests(state: SimState, endpoint: str = "klines") -> list[dict]:
@@ -72,13 +94,12 @@ def cli(env, *args, timeout=120):
 
 def check_days(sim, root, first, days):
     store = DatasetStore(root, FUT, parse_zone("UTC"), dt.date(2021, 1, 1))
-    store.recover()
     chunks = store.manifest().chunks
     for n in range(days):
         day = first + dt.timedelta(n)
         entry = chunks[store.index_of(day)]
         assert store.entry_intact(entry) and entry.complete
-        assert stored_rows(store.paths.resolve(entry.file)) == expected_rows(sim.state, FUT, "UTC", day)
+        assert stored_rows(store, entry) == expected_rows(sim.state, FUT, "UTC", day)
 
 
 def materialized(env) -> set[str]:
@@ -102,16 +123,17 @@ def step_failure(result):
 
 
 def manifest(settings, spec):
-    return json.loads(DatasetPaths(Path(settings.data_root), spec).manifest.read_text())
+    return json.loads(open_root(settings.data_root).get(DatasetPaths(spec).manifest))
 
 
-def flip_byte(path: Path) -> None:
-    """Change one byte that Parquet does not check (inside the footer's writer name), so the file still
-    reads and only a sha256 comparison can tell."""
-    data = bytearray(path.read_bytes())
+def flip_byte(store: DatasetStore, entry) -> None:
+    """Change one byte of a stored chunk that Parquet does not check (inside the footer's writer name), so
+    it still reads and only a sha256 comparison can tell."""
+    key = store.paths.resolve(entry["file"] if isinstance(entry, dict) else entry.file)
+    data = bytearray(store.backend.get(key))
     at = data.rindex(b"parquet-cpp")
     data[at] ^= 0x20  # 'p' -> 'P'
-    path.write_bytes(bytes(data))
+    store.backend.put(key, bytes(data))
 
 
 class FakeSource:
@@ -136,3 +158,54 @@ def day_table(day: dt.date, minutes: int = 1440):
     """The first `minutes` futures BTCUSDT klines of a UTC day, as a chunk table."""
     start, _ = parse_zone("UTC").day_window_ms(day)
     return rows_to_table([kline_row("futures", "BTCUSDT", start + i * 60_000) for i in range(minutes)])
+
+
+class S3Server:
+    """moto's S3 server in its own process on a free loopback port (what CI runs: no mocks in-process, the
+    same HTTP a real S3 answers), its files in a temp folder; `bucket()` makes a fresh bucket per test."""
+
+    def __init__(self, folder: Path) -> None:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self.env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
+                    "AWS_ENDPOINT_URL": self.url}
+        self.log = open(folder / "moto.log", "wb")  # noqa: SIM115 (closed in stop)
+        self.process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                        cwd=folder, stdout=self.log, stderr=subprocess.STDOUT)
+        self._wait()
+
+    def _wait(self) -> None:
+        import time
+        import urllib.request
+
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(self.url, timeout=2).close()
+                return
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"moto's S3 server did not start (see {self.log.name})") from None
+                time.sleep(0.1)
+
+    def client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.url, region_name="us-east-1", aws_access_key_id="testing",
+                            aws_secret_access_key="testing")
+
+    def bucket(self) -> str:
+        import uuid
+
+        name = f"test-{uuid.uuid4().hex[:12]}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+        self.log.close()

@@ -7,15 +7,15 @@ import pandas as pd
 import pytest
 
 import kline_assets
-from kline_assets.archive.paths import DatasetPaths
 from kline_assets.timezones import parse_zone
-from kline_assets_tests.helpers import FUT, expected_rows, flip_byte, run
+from kline_assets_tests.helpers import FUT, combined_table, expected_rows, flip_byte, run, store_of
 
 
 @pytest.fixture
-def zurich(sim, make_settings, instance):
-    """Futures BTC/USDT around the spring DST change in Europe/Zurich (2021-03-28 has 23 hours)."""
-    settings = make_settings(tz="Europe/Zurich", start="2021-03-26")
+def zurich(sim, make_settings, instance, data_root):
+    """Futures BTC/USDT around the spring DST change in Europe/Zurich (2021-03-28 has 23 hours), in a
+    folder and on S3."""
+    settings = make_settings(tz="Europe/Zurich", start="2021-03-26", data_root=data_root)
     assert run(settings, instance, FUT, "2021-03-26", "2021-03-29").success
     return settings
 
@@ -53,9 +53,8 @@ def test_bad_windows_and_unknown_datasets_raise_one_clear_error(zurich):
 
 
 def test_a_corrupt_chunk_is_refused_naming_the_day(zurich):
-    paths = DatasetPaths(zurich.data_root, FUT)
     entry = kline_assets.load_manifest(data_root=zurich.data_root).entry_for(dt.date(2021, 3, 27))
-    flip_byte(paths.resolve(entry.file))
+    flip_byte(store_of(zurich), entry)
     with pytest.raises(kline_assets.ChunkUnavailable, match=r"2021-03-27.*verify --repair"):
         kline_assets.read_klines(data_root=zurich.data_root)
     # a window that does not touch the bad day reads nothing of it
@@ -65,10 +64,10 @@ def test_a_corrupt_chunk_is_refused_naming_the_day(zurich):
 
 
 def test_open_dataset_lists_the_manifests_chunks_only_and_duckdb_reads_it(zurich):
-    paths = DatasetPaths(zurich.data_root, FUT)
-    (paths.chunks_dir / "chunk_000099_20210703.parquet").write_bytes(
-        paths.resolve(kline_assets.load_manifest(data_root=zurich.data_root).chunks[1].file).read_bytes())
-    (paths.chunks_dir / ".chunk_000005_20210330.parquet.abcd.1.pending").write_bytes(b"x")
+    store = store_of(zurich)
+    first = store.backend.get(store.key(store.manifest().chunks[1]))
+    store.backend.put(f"{store.paths.chunks_dir}/chunk_000099_20210703_0123abcd.parquet", first)  # unlisted
+    store.backend.put(f"{store.paths.chunks_dir}/.chunk_000005_20210330.parquet.abcd.tmp", b"x")
     dataset = kline_assets.open_dataset(data_root=zurich.data_root)
     assert dataset.count_rows() == 1440 + 1440 + 1380 + 1440
     con = duckdb.connect()
@@ -81,7 +80,8 @@ def test_open_dataset_lists_the_manifests_chunks_only_and_duckdb_reads_it(zurich
 
 def test_build_combined_and_asset_key(zurich):
     combined = kline_assets.build_combined("futures", "BTC/USDT", data_root=zurich.data_root)
-    assert combined.rows == 5700 and combined.chunks == 4 and combined.path.exists()
+    assert combined.rows == 5700 and combined.chunks == 4
+    assert combined_table(store_of(zurich), combined).num_rows == 5700
     assert kline_assets.klines_asset_key("futures", "btc/usdt").path == ["binanceusdm", "BTCUSDT", "klines_1m"]
 
 

@@ -1,5 +1,5 @@
 """Each deliberate break listed in issues #12 (section 3) and #20 (section 6, and one per item of 1-5),
-made one at a time: the named tests must fail.
+and of the commit protocol of #21, made one at a time: the named tests must fail.
 
 Run from the repository root with the venv: `.venv/bin/python scripts/check_breaks.py [name ...]`. Every
 break is undone after its tests ran (also when they are interrupted); exit 1 names any break no test caught.
@@ -21,7 +21,8 @@ MUTANTS = [  # (what breaks, file, text, replacement, tests that must fail)
     ("verify misses incomplete days", "kline_assets/archive/verify.py",
      'report.problems.append(Problem("incomplete",', "(print(", [T + "archive/test_verify.py"]),
     ("corrupt complete chunk skipped", "kline_assets/binance/days.py",
-     "intact = entry is not None and self.store.entry_intact(entry)", "intact = entry is not None",
+     "intact = raw is not None and len(raw) == entry.bytes and sha256_bytes(raw) == entry.sha256",
+     "intact = raw is not None",
      [T + "defs/test_assets.py::test_a_corrupt_complete_chunk_is_fetched_again_on_a_rerun"]),
     ("gaps dropped on extension", "kline_assets/binance/days.py",
      "gaps = [list(g) for g in entry.exchange_gaps]", "gaps = []", [T + "binance/test_days.py"]),
@@ -110,7 +111,7 @@ MUTANTS = [  # (what breaks, file, text, replacement, tests that must fail)
      [T + "defs/test_storage.py::test_every_event_log_connection_uses_the_write_ahead_log_with_normal_sync"]),
     # issue #20, sections 1-5
     ("a writer keeps its own start", "kline_assets/archive/store.py",
-     "for item in self._replan(staged, manifest):", "for item in staged:",
+     "for item in self._replan(staged, manifest, refused):", "for item in staged:",
      [T + "archive/test_store.py::test_a_writer_planned_against_another_start_is_renumbered_or_refused"]),
     ("verify blind to misnumbering", "kline_assets/archive/verify.py",
      'report.problems.append(Problem("misnumbered",', "(print(", [T + "archive/test_verify.py"]),
@@ -148,8 +149,30 @@ MUTANTS = [  # (what breaks, file, text, replacement, tests that must fail)
      "return 0 < len(text) <= MAX_SYMBOL and text.isascii() and text.isalnum()", "return text.isalnum()",
      [T + "cli/test_input.py"]),
     ("a plain verify writes", "kline_assets/archive/verify.py", "    manifest = store.manifest()\n    entries",
-     "    store.recover()\n    manifest = store.manifest()\n    entries",
+     "    store.update(lambda m: True)\n    manifest = store.manifest()\n    entries",
      [T + "cli/test_input.py::test_verify_only_reads_and_repair_on_a_read_only_root_is_one_line"]),
+    # issue #21: the archive on object storage
+    ("S3 manifest put without a condition", "kline_assets/archive/s3.py",
+     'condition = {"IfMatch": token} if token is not None else {"IfNoneMatch": "*"}', "condition = {}",
+     [T + "archive/test_store.py::test_put_if_is_a_compare_and_swap"]),
+    ("local manifest put without a compare", "kline_assets/archive/backend.py", "            if current != token:",
+     "            if False:", [T + "archive/test_store.py::test_put_if_is_a_compare_and_swap"]),
+    ("a lost commit given up", "kline_assets/archive/store.py",
+     "            time.sleep(random.uniform(0, min(0.2, 0.005 * 2 ** min(attempt, 6))))", "            return manifest",
+     [T + "archive/test_store.py::test_two_processes_writing_different_days_lose_nothing"]),
+    ("young unlisted objects collected", "kline_assets/archive/store.py",
+     "if now - o.modified > grace_s]", "if True]",
+     [T + "archive/test_store.py::test_a_crash_before_the_commit_leaves_only_unlisted_objects"]),
+    ("a rewritten day overwrites its object", "kline_assets/archive/paths.py",
+     'return f"chunk_{index:06d}_{day:%Y%m%d}_{sha256[:8]}.parquet"',
+     'return f"chunk_{index:06d}_{day:%Y%m%d}.parquet"',
+     [T + "archive/test_store.py::test_a_rewritten_day_gets_a_new_object_and_never_overwrites_the_listed_one"]),
+    ("a reader trusts the manifest it holds", "kline_assets/archive/reader.py",
+     "    if fresh is not None and fresh.file != entry.file:", "    if False:",
+     [T + "archive/test_store.py::test_a_reader_holding_an_old_entry_reads_the_new_one_once"]),
+    ("young unlisted objects reported", "kline_assets/archive/verify.py",
+     "        if now - found.modified <= GRACE_S:", "        if False:",
+     [T + "archive/test_verify.py::test_unlisted_objects_are_problems_only_after_the_grace_period"]),
 ]
 
 

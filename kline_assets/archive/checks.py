@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -16,7 +15,7 @@ import pyarrow.parquet as pq
 
 from kline_assets.archive.manifest import ChunkEntry
 from kline_assets.archive.schema import impossible_values, schema_problem
-from kline_assets.archive.store import sha256_file
+from kline_assets.archive.store import sha256_bytes
 from kline_assets.timezones import MINUTE_MS, ms_to_iso
 
 # the check names, as Dagster shows them and `verify` reports them
@@ -103,22 +102,24 @@ def follows_previous(inside: Outcome, entry: ChunkEntry, prev: ChunkEntry | None
     return Outcome(False, md, inside.problem or f"day does not follow {prev.partition}'s last row")
 
 
-def integrity(path: Path, entry: ChunkEntry) -> tuple[Outcome, pa.Table | None]:
-    """The file is what the manifest says; returns the table when it could be read."""
+def integrity(data: bytes | None, entry: ChunkEntry) -> tuple[Outcome, pa.Table | None]:
+    """The chunk's bytes (None: the object is missing) are what the manifest says; returns the table when
+    they could be read."""
     md: dict = {"expected_sha256": entry.sha256, "expected_rows": entry.rows}
-    if not path.exists():
-        return Outcome(False, md, f"{path.name} is missing"), None
-    sha = sha256_file(path)
+    name = entry.file.rpartition("/")[2]
+    if data is None:
+        return Outcome(False, md, f"{name} is missing"), None
+    sha = sha256_bytes(data)
     md["sha256"] = sha
     if sha != entry.sha256:
-        return Outcome(False, md, f"{path.name} sha256 {sha[:12]}.. differs from the manifest's"), None
+        return Outcome(False, md, f"{name} sha256 {sha[:12]}.. differs from the manifest's"), None
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(pa.BufferReader(data))
     except (pa.ArrowInvalid, OSError) as exc:
-        return Outcome(False, md, f"{path.name} is not readable Parquet: {exc}"), None
+        return Outcome(False, md, f"{name} is not readable Parquet: {exc}"), None
     md["rows"] = table.num_rows
     if table.num_rows != entry.rows:
-        return Outcome(False, md, f"{path.name} has {table.num_rows} rows, manifest says {entry.rows}"), table
+        return Outcome(False, md, f"{name} has {table.num_rows} rows, manifest says {entry.rows}"), table
     bad_schema = schema_problem(table.schema)
     if bad_schema:
         return Outcome(False, md, bad_schema), table
@@ -163,15 +164,15 @@ def written_ms(entry: ChunkEntry) -> int:
 NOT_CHECKED = "not checked: the file does not match the manifest"
 
 
-def evaluate(path: Path, entry: ChunkEntry, prev: ChunkEntry | None) -> dict[str, Outcome]:
-    """All three checks for one stored day, reading the file once."""
-    return with_previous(evaluate_day(path, entry), entry, prev)
+def evaluate(data: bytes | None, entry: ChunkEntry, prev: ChunkEntry | None) -> dict[str, Outcome]:
+    """All three checks for one stored day, from its bytes (None: missing)."""
+    return with_previous(evaluate_day(data, entry), entry, prev)
 
 
-def evaluate_day(path: Path, entry: ChunkEntry) -> dict[str, Outcome]:
-    """The three checks of one day's file without its neighbour: what a writer's thread can do before
-    the commit, on the very bytes the commit renames into place (`with_previous` completes them)."""
-    intact, table = integrity(path, entry)
+def evaluate_day(data: bytes | None, entry: ChunkEntry) -> dict[str, Outcome]:
+    """The three checks of one day's chunk without its neighbour: what a writer's thread can do before
+    the commit, on the very bytes it put (`with_previous` completes them)."""
+    intact, table = integrity(data, entry)
     if table is None:
         skipped = Outcome(False, {}, NOT_CHECKED)
         return {INTEGRITY: intact, CONTINUITY: skipped, SANITY: skipped}

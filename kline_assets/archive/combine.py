@@ -1,6 +1,7 @@
 """One combined Parquet file per dataset, streamed chunk by chunk (one row group per chunk).
 
-Memory stays at about one chunk whatever the number of days. Parquet cannot be appended in place (the
+Memory stays at about one chunk whatever the number of days (on S3: plus one part of the multipart upload
+the file streams into). Parquet cannot be appended in place (the
 footer closes the file), so "incremental" here means: the file records the sha256 of every chunk it was
 built from, and a combine whose inputs are unchanged writes nothing; otherwise it is rebuilt, which
 streams at disk speed.
@@ -9,14 +10,11 @@ streams at disk speed.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from kline_assets.archive.atomic import fsync_dir
 from kline_assets.archive.manifest import ChunkEntry, Manifest
 from kline_assets.archive.reader import verified_table
 from kline_assets.archive.schema import SCHEMA
@@ -28,7 +26,7 @@ SOURCES_KEY = b"kline_assets.sources"
 
 @dataclass
 class Combined:
-    path: Path
+    path: str  # the file, or the s3:// object
     chunks: int
     rows: int
     bytes: int
@@ -37,16 +35,22 @@ class Combined:
     rebuilt: bool
 
 
-def _sources(path: Path) -> list | None:
+def _sources(store: DatasetStore, key: str) -> list | None:
+    """What an existing combined file was built from, read from its footer alone."""
+    fs, base = store.backend.arrow()
     try:
-        meta = pq.read_schema(path).metadata or {}
+        meta = pq.read_schema(f"{base}/{key}", filesystem=fs).metadata or {}
         return json.loads(meta[SOURCES_KEY]) if SOURCES_KEY in meta else None
     except (OSError, pa.ArrowInvalid, ValueError):
         return None
 
 
+def _size(store: DatasetStore, key: str) -> int:
+    return next((o.size for o in store.backend.list(key) if o.key == key), 0)
+
+
 def plan(store: DatasetStore, manifest: Manifest, from_index: int | None, to_index: int | None,
-         tz_suffix: str | None) -> tuple[list[ChunkEntry], Path]:
+         tz_suffix: str | None) -> tuple[list[ChunkEntry], str]:
     """The chunks an (inclusive) index range selects and the file they go to; an empty range is bad input."""
     entries = [e for i, e in sorted(manifest.chunks.items())
                if (from_index is None or i >= from_index) and (to_index is None or i <= to_index)]
@@ -62,7 +66,6 @@ def combine(store: DatasetStore, from_index: int | None = None, to_index: int | 
             tz_suffix: str | None = None) -> Combined:
     if from_index is not None and to_index is not None and from_index > to_index:
         raise BadInput(f"--from-index {from_index} is after --to-index {to_index}")
-    store.recover()
     manifest = store.manifest()
     entries, target = plan(store, manifest, from_index, to_index, tz_suffix)
     sources = [[e.index, e.sha256] for e in entries]
@@ -70,21 +73,13 @@ def combine(store: DatasetStore, from_index: int | None = None, to_index: int | 
     lasts = [e.last_open_time for e in entries if e.last_open_time is not None]
     summary = dict(chunks=len(entries), rows=sum(e.rows for e in entries),
                    first_open_time=min(firsts, default=None), last_open_time=max(lasts, default=None))
-    if target.exists() and _sources(target) == sources:
-        return Combined(target, bytes=target.stat().st_size, rebuilt=False, **summary)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    where = store.backend.uri(target)
+    if _sources(store, target) == sources:
+        return Combined(where, bytes=_size(store, target), rebuilt=False, **summary)
     schema = SCHEMA.with_metadata({SOURCES_KEY: json.dumps(sources).encode()})
-    try:
-        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-            for entry in entries:
-                table = verified_table(store, entry)  # a chunk that does not match is never combined
-                if table.num_rows:
-                    writer.write_table(table.replace_schema_metadata(schema.metadata))
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-        fsync_dir(target.parent)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return Combined(target, bytes=target.stat().st_size, rebuilt=True, **summary)
+    with store.backend.writer(target) as sink, pq.ParquetWriter(sink, schema, compression="zstd") as writer:
+        for entry in entries:
+            table = verified_table(store, entry)  # a chunk that does not match is never combined
+            if table.num_rows:
+                writer.write_table(table.replace_schema_metadata(schema.metadata))
+    return Combined(where, bytes=_size(store, target), rebuilt=True, **summary)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from kline_assets.errors import BadInput
 from kline_assets.settings import DatasetSpec
@@ -86,18 +85,8 @@ class Manifest:
         return (json.dumps(doc, separators=(",", ":")) + "\n").encode()
 
     @classmethod
-    def load(cls, path: Path) -> Manifest:
-        """Raises FileNotFoundError when there is none, BadInput when it cannot be read or is not ours."""
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise
-        except OSError as exc:  # a folder, no permission: one line, not a traceback
-            raise BadInput(f"{path} cannot be read ({exc.strerror or exc})") from None
-        return cls.from_json(data, path)
-
-    @classmethod
-    def from_json(cls, data: bytes, where: Path) -> Manifest:
+    def from_json(cls, data: bytes, where: str) -> Manifest:
+        """BadInput, naming `where`, when the bytes are not a manifest of ours."""
         try:
             doc = json.loads(data)
             known = set(ChunkEntry.__dataclass_fields__)

@@ -1,4 +1,7 @@
-"""Every path of the data layout (docs/contract.md, "Data layout") is computed here and nowhere else."""
+"""Every key of the data layout (docs/contract.md, "Data layout") is computed here and nowhere else.
+
+Keys are relative to the data root and '/'-separated, the same for a folder and an S3 prefix
+(`archive.backend` turns them into paths or object names)."""
 
 from __future__ import annotations
 
@@ -11,85 +14,80 @@ from kline_assets.settings import DatasetSpec
 
 INTERVAL = "1m"
 MANIFEST = "manifest.json"
-CHUNK_RE = re.compile(r"^chunk_(\d{6})_(\d{8})\.parquet$")
+# chunk_<index>_<local date>[_<version>].parquet: names without a version are from before versioned names
+CHUNK_RE = re.compile(r"^chunk_(\d{6})_(\d{8})(?:_([0-9a-f]{8}))?\.parquet$")
+META = ".kline_assets"
 
 
 @dataclass(frozen=True)
 class DatasetPaths:
-    data_root: Path
+    """Keys of one dataset, relative to the data root ('/'-separated: a folder or an S3 prefix)."""
+
     spec: DatasetSpec
 
     @property
-    def dir(self) -> Path:
-        return dataset_dir(self.data_root, self.spec.exchange_id, self.spec.symbol)
+    def dir(self) -> str:
+        return dataset_dir(self.spec.exchange_id, self.spec.symbol)
 
     @property
-    def chunks_dir(self) -> Path:
-        return self.dir / "chunks"
+    def chunks_dir(self) -> str:
+        return f"{self.dir}/chunks"
 
     @property
-    def manifest(self) -> Path:
-        return manifest_file(self.dir)
+    def manifest(self) -> str:
+        return f"{self.dir}/{MANIFEST}"
 
     @property
-    def lock(self) -> Path:
-        return self.dir / ".manifest.lock"
+    def combined_dir(self) -> str:
+        return f"{self.dir}/combined"
 
-    @property
-    def combined_dir(self) -> Path:
-        return self.dir / "combined"
-
-    def combined_file(self, tz_suffix: str | None, index_range: tuple[int, int] | None = None) -> Path:
+    def combined_file(self, tz_suffix: str | None, index_range: tuple[int, int] | None = None) -> str:
         """`_all` holds every chunk; an index range goes to its own file, never over `_all`."""
         tail = f"_{tz_suffix}" if tz_suffix else ""
         span = "all" if index_range is None else f"{index_range[0]:06d}-{index_range[1]:06d}"
-        return self.combined_dir / f"{self.spec.symbol}_{INTERVAL}_{span}{tail}.parquet"
+        return f"{self.combined_dir}/{self.spec.symbol}_{INTERVAL}_{span}{tail}.parquet"
 
     @staticmethod
-    def chunk_name(index: int, day: dt.date) -> str:
-        return f"chunk_{index:06d}_{day:%Y%m%d}.parquet"
+    def chunk_name(index: int, day: dt.date, sha256: str) -> str:
+        """Versioned by its content: a rewritten day gets a new name, so no object a manifest names is
+        ever overwritten (docs/contract.md)."""
+        return f"chunk_{index:06d}_{day:%Y%m%d}_{sha256[:8]}.parquet"
 
-    def chunk_relpath(self, index: int, day: dt.date) -> str:
-        return f"chunks/{self.chunk_name(index, day)}"
+    def chunk_relpath(self, index: int, day: dt.date, sha256: str) -> str:
+        return f"chunks/{self.chunk_name(index, day, sha256)}"
 
-    def resolve(self, relpath: str) -> Path:
-        return self.dir / relpath
+    def chunk_prefix(self, index: int) -> str:
+        """Every version of one day's chunk (and nothing of another day) starts with this key."""
+        return f"{self.chunks_dir}/chunk_{index:06d}_"
+
+    def resolve(self, relpath: str) -> str:
+        return f"{self.dir}/{relpath}"
 
 
-def dataset_dir(data_root: str | Path, exchange_id: str, symbol: str, interval: str = INTERVAL) -> Path:
-    return Path(data_root) / exchange_id / symbol / interval
+def names_day(name: str, index: int, day: dt.date) -> bool:
+    """Does a chunk file name (versioned or not) name this index and day?"""
+    match = CHUNK_RE.match(name)
+    return bool(match) and int(match.group(1)) == index and match.group(2) == f"{day:%Y%m%d}"
 
 
-def hourly_file(data_root: str | Path, spec: DatasetSpec, partition: str) -> Path:
+def dataset_dir(exchange_id: str, symbol: str, interval: str = INTERVAL) -> str:
+    return f"{exchange_id}/{symbol}/{interval}"
+
+
+def hourly_file(spec: DatasetSpec, partition: str) -> str:
     """A day of the example asset klines_1h (kline_assets.defs.hourly)."""
-    return dataset_dir(data_root, spec.exchange_id, spec.symbol, "1h") / f"{partition}.parquet"
-
-
-def manifest_file(dataset_dir: Path) -> Path:
-    return Path(dataset_dir) / MANIFEST
+    return f"{dataset_dir(spec.exchange_id, spec.symbol, '1h')}/{partition}.parquet"
 
 
 def log_file(log_dir: str | Path) -> Path:
     return Path(log_dir) / "loader.log"
 
 
-def symbols_cache(data_root: Path) -> Path:
+def symbols_cache() -> str:
     """Which (market, symbol) the exchange lists, as learnt from exchangeInfo."""
-    return Path(data_root) / ".kline_assets" / "symbols.json"
+    return f"{META}/symbols.json"
 
 
-def listing_cache(data_root: str | Path, market: str) -> Path:
+def listing_cache(market: str) -> str:
     """A market's symbols and their status, as learnt from exchangeInfo (`binance.listing`)."""
-    return Path(data_root) / ".kline_assets" / f"listing_{market}.json"
-
-
-def local_symbols(data_root: str | Path, exchange_id: str) -> list[str]:
-    """Symbols of one exchange id that have a dataset (a manifest) under the data root."""
-    return sorted(p.parent.parent.name for p in (Path(data_root) / exchange_id).glob(f"*/{INTERVAL}/{MANIFEST}"))
-
-
-def find_datasets(data_root: Path) -> list[Path]:
-    """Dataset folders under a data root, found by their manifest."""
-    if not data_root.is_dir():
-        return []
-    return sorted(p.parent for p in data_root.glob(f"*/*/{INTERVAL}/{MANIFEST}"))
+    return f"{META}/listing_{market}.json"

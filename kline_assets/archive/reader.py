@@ -4,7 +4,6 @@ sha256) before a row of it is used, by `combine`, the Python API and the IO mana
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -12,23 +11,32 @@ import pyarrow.parquet as pq
 
 from kline_assets.archive.manifest import ChunkEntry, Manifest
 from kline_assets.archive.schema import SCHEMA
-from kline_assets.archive.store import DatasetStore
+from kline_assets.archive.store import DatasetStore, sha256_bytes
 from kline_assets.errors import ChunkUnavailable
 
 REPAIR = "run `kline-assets verify --repair`"
 
 
 def verified_table(store: DatasetStore, entry: ChunkEntry) -> pa.Table:
-    path = store.paths.resolve(entry.file)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+    """The chunk's rows after its bytes matched the entry; a chunk that is missing or differs is looked up
+    once more in a fresh manifest (a writer may have replaced the day while this reader held the old one)."""
+    data = store.chunk_bytes(entry)
+    if _matches(data, entry):
+        return pq.read_table(pa.BufferReader(data))
+    fresh = store.manifest().chunks.get(entry.index)
+    if fresh is not None and fresh.file != entry.file:
+        entry, data = fresh, store.chunk_bytes(fresh)
+    if data is None:
         raise ChunkUnavailable(f"{store.spec.name} {entry.partition}: {entry.file} is listed but missing; "
-                               f"{REPAIR}") from None
-    if len(data) != entry.bytes or hashlib.sha256(data).hexdigest() != entry.sha256:
+                               f"{REPAIR}")
+    if not _matches(data, entry):
         raise ChunkUnavailable(f"{store.spec.name} {entry.partition}: {entry.file} does not match its manifest "
                                f"sha256; {REPAIR}")
     return pq.read_table(pa.BufferReader(data))
+
+
+def _matches(data: bytes | None, entry: ChunkEntry) -> bool:
+    return data is not None and len(data) == entry.bytes and sha256_bytes(data) == entry.sha256
 
 
 def day_table(store: DatasetStore, manifest: Manifest, day: dt.date) -> pa.Table:

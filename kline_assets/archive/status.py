@@ -1,18 +1,19 @@
-"""What is on disk, per dataset, for `kline-assets status` and the UI's metadata."""
+"""What is stored, per dataset, for `kline-assets status` and the UI's metadata."""
 
 from __future__ import annotations
 
 import datetime as dt
 import time
-from pathlib import Path
 
-from kline_assets.archive.manifest import Manifest
-from kline_assets.archive.paths import find_datasets, manifest_file
+from kline_assets.archive.backend import Backend
+from kline_assets.archive.paths import MANIFEST
+from kline_assets.archive.store import dataset_dirs, manifest_at
 from kline_assets.timezones import ms_to_iso
 
 
-def dataset_status(folder: Path, now_ms: int | None = None) -> dict:
-    manifest = Manifest.load(manifest_file(folder))
+def dataset_status(backend: Backend, folder: str, now_ms: int | None = None) -> dict:
+    """`folder`: the dataset's key (`binance/BTCUSDT/1m`)."""
+    manifest = manifest_at(backend, f"{folder}/{MANIFEST}")
     now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
     entries = [manifest.chunks[i] for i in sorted(manifest.chunks)]
     days = {dt.date.fromisoformat(e.partition) for e in entries}
@@ -22,14 +23,14 @@ def dataset_status(folder: Path, now_ms: int | None = None) -> dict:
         if first + dt.timedelta(n) not in days
     ]
     last_open = max((e.last_open_time for e in entries if e.last_open_time is not None), default=None)
-    disk = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    disk = sum(o.size for o in backend.list(f"{folder}/"))
     return {
         "dataset": f"{manifest.exchange_id}/{manifest.symbol}",
         "market": manifest.market,
         "pair": manifest.pair,
         "align_tz": manifest.align_tz,
         "start": manifest.start,
-        "path": str(folder),
+        "path": backend.uri(folder),
         "chunks": len(entries),
         "first_day": first.isoformat() if first else None,
         "last_day": last.isoformat() if last else None,
@@ -46,8 +47,8 @@ def dataset_status(folder: Path, now_ms: int | None = None) -> dict:
     }
 
 
-def all_status(data_root: Path) -> list[dict]:
-    return [dataset_status(folder) for folder in find_datasets(data_root)]
+def all_status(backend: Backend) -> list[dict]:
+    return [dataset_status(backend, folder) for folder in dataset_dirs(backend)]
 
 
 def _few(items: list[str], n: int = 5) -> str:
@@ -67,7 +68,7 @@ def human_lag(seconds: float) -> str:
     return f"{seconds / 86_400:.0f} days"
 
 
-def render(statuses: list[dict], data_root: Path) -> str:
+def render(statuses: list[dict], data_root: str) -> str:
     if not statuses:
         return f"no datasets yet under {data_root}"
     lines = []

@@ -1,12 +1,16 @@
-"""Chunk files and their manifest, with the commit protocol that survives kill -9 at any point.
+"""Chunk objects and their manifest, with a commit protocol that needs no rename, no PID and no shared lock.
 
-Protocol, per batch of days:
-1. each chunk is written outside the lock to `.<name>.<sha16>.<pid>.pending` and fsynced;
-2. under the manifest lock: re-read the manifest, roll forward or clean leftovers, merge the new
-   entries, replace manifest.json atomically (this is the commit point), then rename each pending
-   file onto its chunk name and fsync the folder.
-A crash between the manifest write and the renames leaves pending files whose sha the manifest already
-names; the next writer (or `verify`) renames them into place. Anything unnamed is a leftover.
+Per batch of days, the same on a folder and on S3 (`archive.backend`):
+1. each chunk is put, whole and durable, under a name versioned by its content
+   (`chunk_<index>_<day>_<sha8>.parquet`) before any manifest names it, so an object that a manifest
+   names is never overwritten: a rewritten day (today's live chunk, a repaired day) gets a new name;
+2. the manifest is read with its version, the batch merged in, and written back only if it is still at
+   that version (`put_if`: If-Match on S3, a compare under a lock beside it in a folder). A writer that
+   loses re-reads, merges again and retries. That write is the commit point.
+A crash at any moment leaves the last committed manifest, all of whose objects exist, plus objects no
+manifest names. Those are removed by `collect` only once older than `GRACE_S` (an object younger than that
+may belong to a writer on another machine that is about to commit it): by `verify --repair`, and, for the
+older versions of a day, by the commit that replaced it.
 """
 
 from __future__ import annotations
@@ -15,18 +19,23 @@ import datetime as dt
 import hashlib
 import io
 import os
-from dataclasses import dataclass
-from pathlib import Path
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from kline_assets.archive.atomic import fsync_dir, locked, pid_alive, replace_atomic, write_durable
+from kline_assets.archive.backend import Backend, Listed, open_root
 from kline_assets.archive.manifest import ChunkEntry, Manifest, utc_now_iso
-from kline_assets.archive.paths import DatasetPaths
-from kline_assets.errors import BadInput
+from kline_assets.archive.paths import MANIFEST, DatasetPaths, dataset_dir
+from kline_assets.errors import BadInput, StorageUnavailable
 from kline_assets.settings import DatasetSpec
 from kline_assets.timezones import AlignZone
+
+GRACE_S = 3600.0  # an unlisted object younger than this may still be committed by its writer
+TRIES = 200  # commits lost in a row to other writers before giving up (each loser backs off a little)
 
 
 def before_start(name: str, first: dt.date, start: dt.date) -> str:
@@ -39,15 +48,11 @@ def before_start(name: str, first: dt.date, start: dt.date) -> str:
 @dataclass
 class Staged:
     entry: ChunkEntry
-    pending: Path
+    data: bytes | None = None  # the bytes just put, for the day's checks; the stream drops them after
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def table_to_parquet(table: pa.Table) -> bytes:
@@ -58,11 +63,37 @@ def table_to_parquet(table: pa.Table) -> bytes:
     return buf.getvalue()
 
 
-class DatasetStore:
-    """One dataset folder. Refuses to mix alignment zones (docs/contract.md: bad input)."""
+def manifest_at(backend: Backend, key: str) -> Manifest:
+    """Raises FileNotFoundError when there is none, BadInput when it cannot be read or is not ours."""
+    try:
+        data = backend.get(key)
+    except (FileNotFoundError, StorageUnavailable):
+        raise
+    except OSError as exc:  # a folder, no permission: one line, not a traceback
+        raise BadInput(f"{backend.uri(key)} cannot be read ({exc.strerror or exc})") from None
+    return Manifest.from_json(data, backend.uri(key))
 
-    def __init__(self, data_root: str | Path, spec: DatasetSpec, zone: AlignZone, start: dt.date) -> None:
-        self.paths = DatasetPaths(Path(data_root), spec)
+
+def dataset_dirs(backend: Backend, exchange_id: str | None = None) -> list[str]:
+    """Dataset folders (keys) under a data root, found by their manifest; without listing any chunk."""
+    found = []
+    for exchange in [exchange_id] if exchange_id else backend.dirs(""):
+        if exchange.startswith("."):
+            continue
+        for symbol in backend.dirs(f"{exchange}/"):
+            folder = dataset_dir(exchange, symbol)
+            if backend.exists(f"{folder}/{MANIFEST}"):
+                found.append(folder)
+    return found
+
+
+class DatasetStore:
+    """One dataset (a folder or a prefix). Refuses to mix alignment zones (docs/contract.md: bad input)."""
+
+    def __init__(self, root: Backend | str | os.PathLike, spec: DatasetSpec, zone: AlignZone,
+                 start: dt.date) -> None:
+        self.backend = open_root(root) if isinstance(root, str | os.PathLike) else root
+        self.paths = DatasetPaths(spec)
         self.spec, self.zone = spec, zone
         existing = self.read_manifest()
         if existing is not None:
@@ -71,16 +102,24 @@ class DatasetStore:
         self.start = existing.start_date if existing else start
         self.refused: list[dt.date] = []  # staged days before the dataset's start, never committed
 
+    @property
+    def where(self) -> str:
+        """The dataset's folder or prefix, as users see it."""
+        return self.backend.uri(self.paths.dir)
+
+    def key(self, entry: ChunkEntry) -> str:
+        return self.paths.resolve(entry.file)
+
     def _guard(self, manifest: Manifest) -> None:
         if manifest.align_tz != self.zone.name:
             raise BadInput(
-                f"{self.paths.dir} is aligned to {manifest.align_tz}, not {self.zone.name}: use "
+                f"{self.where} is aligned to {manifest.align_tz}, not {self.zone.name}: use "
                 f"--align-tz {manifest.align_tz}, or another --data-root for a {self.zone.name} dataset"
             )
 
     def read_manifest(self) -> Manifest | None:
         try:
-            return Manifest.load(self.paths.manifest)
+            return manifest_at(self.backend, self.paths.manifest)
         except FileNotFoundError:
             return None
 
@@ -90,42 +129,51 @@ class DatasetStore:
     def index_of(self, day: dt.date) -> int:
         index = (day - self.start).days + 1
         if index < 1:
-            raise BadInput(f"{day} is before the dataset's start {self.start} ({self.paths.dir})")
+            raise BadInput(f"{day} is before the dataset's start {self.start} ({self.where})")
         return index
 
     # --- reading -----------------------------------------------------------------------------
-    def entry_intact(self, entry: ChunkEntry) -> bool:
-        path = self.paths.resolve(entry.file)
+    def chunk_bytes(self, entry: ChunkEntry) -> bytes | None:
         try:
-            return path.stat().st_size == entry.bytes and sha256_file(path) == entry.sha256
+            return self.backend.get(self.key(entry))
         except FileNotFoundError:
-            return False
+            return None
 
-    def unlisted_files(self, manifest: Manifest) -> list[Path]:
-        """Visible files in chunks/ that the manifest does not name (hidden ones belong to `_recover`)."""
-        if not self.paths.chunks_dir.is_dir():
-            return []
-        listed = {Path(e.file).name for e in manifest.chunks.values()}
-        return sorted(p for p in self.paths.chunks_dir.iterdir() if not p.name.startswith(".") and p.name not in listed)
+    def entry_intact(self, entry: ChunkEntry) -> bool:
+        data = self.chunk_bytes(entry)
+        return data is not None and len(data) == entry.bytes and sha256_bytes(data) == entry.sha256
 
     def read_table(self, entry: ChunkEntry) -> pa.Table:
-        return pq.read_table(self.paths.resolve(entry.file))
+        return pq.read_table(pa.BufferReader(self.backend.get(self.key(entry))))
+
+    def unlisted(self, manifest: Manifest, prefix: str | None = None) -> list[Listed]:
+        """Objects in chunks/ (or under `prefix`) that the manifest does not name."""
+        listed = {self.key(e) for e in manifest.chunks.values()}
+        return [o for o in self.backend.list(prefix or f"{self.paths.chunks_dir}/") if o.key not in listed]
+
+    def collect(self, grace_s: float = GRACE_S, prefix: str | None = None,
+                manifest: Manifest | None = None) -> list[str]:
+        """Remove unlisted objects older than `grace_s`: a crashed writer's, a lost race's, a replaced
+        version's. A younger one is left alone: its writer may be about to commit it. `manifest`: one just
+        committed (any later one lists no older object: names are versioned and old ones never come back
+        but by a new put, which makes them young)."""
+        now = time.time()
+        listed = manifest or self.manifest()
+        old = [o.key for o in self.unlisted(listed, prefix) if now - o.modified > grace_s]
+        for key in old:
+            self.backend.delete(key)
+        return old
 
     # --- writing -----------------------------------------------------------------------------
     def stage(self, day: dt.date, table: pa.Table, gaps: list[list[int]], covered_until_ms: int,
               source: str = "rest", source_sha256: str | None = None) -> Staged:
+        """Put the day's chunk under its versioned name; it is part of the dataset once `commit` names it."""
         index = self.index_of(day)
         start_ms, end_ms = self.zone.day_window_ms(day)
         data = table_to_parquet(table)
-        sha = hashlib.sha256(data).hexdigest()
-        relpath = self.paths.chunk_relpath(index, day)
-        self.paths.chunks_dir.mkdir(parents=True, exist_ok=True)
-        pending = self._pending_path(relpath, sha)
-        try:
-            write_durable(pending, data)
-        except BaseException:  # a full disk or a permission error: no half-written file stays behind
-            pending.unlink(missing_ok=True)
-            raise
+        sha = sha256_bytes(data)
+        relpath = self.paths.chunk_relpath(index, day, sha)
+        self.backend.put(self.paths.resolve(relpath), data)
         open_times = table.column("open_time")
         entry = ChunkEntry(
             index=index, partition=day.isoformat(), file=relpath, start_ms=start_ms, end_ms=end_ms,
@@ -136,37 +184,59 @@ class DatasetStore:
             exchange_gaps=gaps, written_at=utc_now_iso(), covered_until_ms=covered_until_ms,
             source=source, source_sha256=source_sha256,
         )
-        return Staged(entry, pending)
+        return Staged(entry, data)
+
+    def update(self, change: Callable[[Manifest], bool]) -> Manifest:
+        """Apply `change` to the manifest as it is now and write it back only if no other writer committed
+        meanwhile; otherwise read again and apply again (so `change` must start afresh from what it is
+        given). `change` returns False when there is nothing to write."""
+        for attempt in range(TRIES):
+            try:
+                data, token = self.backend.get_versioned(self.paths.manifest)
+                manifest = Manifest.from_json(data, self.where)
+            except FileNotFoundError:
+                manifest, token = Manifest.new(self.spec, self.zone.name, self.start), None
+            self._guard(manifest)
+            if not change(manifest):
+                return manifest
+            if self.backend.put_if(self.paths.manifest, manifest.to_json(), token):
+                return manifest
+            time.sleep(random.uniform(0, min(0.2, 0.005 * 2 ** min(attempt, 6))))
+        raise StorageUnavailable(f"{self.where}: {TRIES} commits in a row lost to other writers; nothing of "
+                                 "this batch was committed, a rerun completes it")
 
     def commit(self, staged: list[Staged]) -> list[ChunkEntry]:
-        """Make a batch part of the dataset; an entry that covers less than the one on disk loses."""
-        self.paths.dir.mkdir(parents=True, exist_ok=True)
-        with locked(self.paths.lock):
-            manifest = self.manifest()
-            self._guard(manifest)
-            self._recover(manifest)
-            accepted: list[Staged] = []
-            for item in self._replan(staged, manifest):
-                old = manifest.chunks.get(item.entry.index)
-                if old and old.covered_until_ms > item.entry.covered_until_ms and self.entry_intact(old):
-                    item.pending.unlink(missing_ok=True)
-                    continue
-                manifest.chunks[item.entry.index] = item.entry
-                accepted.append(item)
-            replace_atomic(self.paths.manifest, manifest.to_json())
-            for item in accepted:
-                if item.pending.exists():  # else a roll-forward already put these very bytes in place
-                    os.replace(item.pending, self.paths.resolve(item.entry.file))
-            if accepted:
-                fsync_dir(self.paths.chunks_dir)
-        return [item.entry for item in accepted]
+        """Make a batch part of the dataset; an entry that covers less than the one stored loses."""
+        accepted: list[ChunkEntry] = []
+        replaced: set[int] = set()
+        refused: list[dt.date] = []
 
-    def _replan(self, staged: list[Staged], manifest: Manifest) -> list[Staged]:
-        """Number each staged day against the start of the manifest as it is now, under the lock.
+        def merge(manifest: Manifest) -> bool:
+            accepted.clear(), replaced.clear(), refused.clear()
+            for item in self._replan(staged, manifest, refused):
+                entry = item.entry
+                old = manifest.chunks.get(entry.index)
+                if old is not None and old.file != entry.file:
+                    replaced.add(entry.index)
+                    if old.covered_until_ms > entry.covered_until_ms and self.entry_intact(old):
+                        continue
+                manifest.chunks[entry.index] = entry
+                accepted.append(entry)
+            return bool(accepted)
+
+        manifest = self.update(merge)
+        self.start = manifest.start_date
+        self.refused += refused
+        for index in sorted(replaced):  # older versions of a rewritten day, once past the grace period
+            self.collect(prefix=self.paths.chunk_prefix(index), manifest=manifest)
+        return accepted
+
+    def _replan(self, staged: list[Staged], manifest: Manifest, refused: list[dt.date]) -> list[Staged]:
+        """Number each staged day against the start of the manifest as it is now.
 
         A dataset has one start, fixed by its first commit: a writer that planned against another start
-        (two first backfills with different `--start`) moves its pending files to the right names here,
-        and days before the dataset's start are refused (`refused`), never stored under a wrong index."""
+        (two first backfills with different `--start`) puts its chunks again under the right names here,
+        and days before the dataset's start are refused, never stored under a wrong index."""
         kept = []
         for item in staged:
             day = dt.date.fromisoformat(item.entry.partition)
@@ -175,43 +245,10 @@ class DatasetStore:
                 kept.append(item)
                 continue
             if index < 1:
-                item.pending.unlink(missing_ok=True)
-                self.refused.append(day)
+                refused.append(day)
                 continue
-            entry = item.entry
-            entry.index, entry.file = index, self.paths.chunk_relpath(index, day)
-            pending = self._pending_path(entry.file, entry.sha256)
-            os.replace(item.pending, pending)  # named for its index before the manifest names it
-            kept.append(Staged(entry, pending))
+            entry = replace(item.entry, index=index, file=self.paths.chunk_relpath(index, day, item.entry.sha256))
+            data = item.data if item.data is not None else self.backend.get(self.key(item.entry))
+            self.backend.put(self.key(entry), data)  # named for its index before the manifest names it
+            kept.append(Staged(entry, data))
         return kept
-
-    def _pending_path(self, relpath: str, sha: str) -> Path:
-        return self.paths.chunks_dir / f".{Path(relpath).name}.{sha[:16]}.{os.getpid()}.pending"
-
-    def recover(self) -> None:
-        """Finish an interrupted commit and clean leftovers (used by verify and status)."""
-        if not self.paths.manifest.exists():
-            return
-        with locked(self.paths.lock):
-            self._recover(self.manifest())
-
-    def _recover(self, manifest: Manifest) -> None:
-        by_file = {Path(e.file).name: e for e in manifest.chunks.values()}
-        changed = False
-        for folder in (self.paths.chunks_dir, self.paths.dir):
-            if not folder.is_dir():
-                continue
-            for path in folder.iterdir():
-                parts = path.name.split(".")
-                if not path.name.startswith(".") or parts[-1] not in ("pending", "tmp"):
-                    continue
-                pid = int(parts[-2]) if parts[-2].isdigit() else 0
-                final = ".".join(parts[1:3])
-                entry = by_file.get(final) if parts[-1] == "pending" else None
-                if entry is not None and entry.sha256.startswith(parts[3]):
-                    os.replace(path, self.paths.resolve(entry.file))
-                    changed = True
-                elif pid != os.getpid() and not pid_alive(pid):
-                    path.unlink(missing_ok=True)
-        if changed:
-            fsync_dir(self.paths.chunks_dir)

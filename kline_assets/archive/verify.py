@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from kline_assets.archive.atomic import locked, replace_atomic
 from kline_assets.archive.checks import CONTINUITY, INTEGRITY, SANITY, evaluate
 from kline_assets.archive.manifest import ChunkEntry, Manifest, utc_now_iso
-from kline_assets.archive.paths import CHUNK_RE
-from kline_assets.archive.store import DatasetStore
+from kline_assets.archive.paths import CHUNK_RE, names_day
+from kline_assets.archive.store import GRACE_S, DatasetStore
 
 KIND_OF = {INTEGRITY: "corrupt", CONTINUITY: "discontinuous", SANITY: "insane"}
 
@@ -61,8 +60,7 @@ class Report:
 
 
 def verify(store: DatasetStore, first: dt.date | None, last: dt.date | None, today: dt.date) -> Report:
-    """Check every stored day in [first, last] (default: first to last stored day); only reads (an
-    interrupted commit is finished by the next writer, or by `verify --repair`)."""
+    """Check every stored day in [first, last] (default: first to last stored day); only reads."""
     manifest = store.manifest()
     entries = sorted(manifest.chunks.values(), key=lambda e: e.index)
     days = [dt.date.fromisoformat(e.partition) for e in entries]
@@ -77,14 +75,13 @@ def verify(store: DatasetStore, first: dt.date | None, last: dt.date | None, tod
         day = dt.date.fromisoformat(entry.partition)
         if lo <= day <= hi:
             report.days_checked += 1
-            numbering = misnumbered(store, manifest, entry, listed[entry.partition])
+            numbering = misnumbered(manifest, entry, listed[entry.partition])
             if numbering:
                 report.problems.append(Problem("misnumbered", entry.partition, numbering))
-            path = store.paths.resolve(entry.file)
-            if not path.exists():
+            entry, present, outcomes = _checked(store, entry, prev)
+            if not present:
                 report.problems.append(Problem("missing_file", entry.partition, f"{entry.file} is listed but absent"))
             else:
-                outcomes = evaluate(path, entry, prev)
                 # a file that fails integrity is reported once: its other checks would say nothing new
                 names = [INTEGRITY] if not outcomes[INTEGRITY].passed else [CONTINUITY, SANITY]
                 for name in names:
@@ -101,15 +98,33 @@ def verify(store: DatasetStore, first: dt.date | None, last: dt.date | None, tod
         day = lo + dt.timedelta(n)
         if day not in stored and day >= store.start:
             report.problems.append(Problem("missing_day", day.isoformat(), "no chunk for this day"))
-    for path in store.unlisted_files(manifest):
-        match = CHUNK_RE.match(path.name)
+    now = time.time()
+    for found in store.unlisted(manifest):
+        if now - found.modified <= GRACE_S:
+            continue  # perhaps another writer's, about to be committed: not a problem yet
+        name = found.key.rpartition("/")[2]
+        match = CHUNK_RE.match(name)
         day = dt.datetime.strptime(match.group(2), "%Y%m%d").date().isoformat() if match else None
-        report.problems.append(Problem("stray_file", day, f"{path.name} is not in the manifest"))
+        report.problems.append(Problem("stray_file", day, f"{name} is in no manifest (older than "
+                                                          f"{GRACE_S / 3600:g} h)"))
     report.problems.sort(key=lambda p: (p.day or "", p.kind))
     return report
 
 
-def misnumbered(store: DatasetStore, manifest: Manifest, entry: ChunkEntry, listed: int) -> str | None:
+def _checked(store: DatasetStore, entry: ChunkEntry, prev: ChunkEntry | None) -> tuple[ChunkEntry, bool, dict]:
+    """A day's checks (and whether its chunk exists); a day whose chunk is missing or differs is looked up
+    once more in a fresh manifest, so a writer that replaced it meanwhile is not taken for corruption."""
+    data = store.chunk_bytes(entry)
+    outcomes = evaluate(data, entry, prev)
+    if not outcomes[INTEGRITY].passed:
+        fresh = store.manifest().chunks.get(entry.index)
+        if fresh is not None and fresh.file != entry.file:
+            entry, data = fresh, store.chunk_bytes(fresh)
+            outcomes = evaluate(data, entry, prev)
+    return entry, data is not None, outcomes
+
+
+def misnumbered(manifest: Manifest, entry: ChunkEntry, listed: int) -> str | None:
     """An entry whose index, partition and file name disagree with the dataset's start (docs/contract.md)."""
     day = dt.date.fromisoformat(entry.partition)
     want = manifest.index_of(day)
@@ -117,29 +132,33 @@ def misnumbered(store: DatasetStore, manifest: Manifest, entry: ChunkEntry, list
         return f"index {entry.index}, but {day} is day {want} from the start {manifest.start}"
     if listed > 1:
         return f"{day} is listed {listed} times"
-    if Path(entry.file).name != store.paths.chunk_name(want, day):
+    if not names_day(entry.file.rpartition("/")[2], want, day):
         return f"{entry.file} does not name day {want} ({day})"
     return None
 
 
 def record(store: DatasetStore, report: Report) -> None:
     """Remember the last repair's verify result in the manifest (shown by `status`)."""
-    if not store.paths.manifest.exists():
+    if store.read_manifest() is None:
         return
-    with locked(store.paths.lock):
-        manifest = store.manifest()
+
+    def note(manifest: Manifest) -> bool:
         manifest.extra["last_verify"] = report.summary()
-        replace_atomic(store.paths.manifest, manifest.to_json())
+        return True
+
+    store.update(note)
 
 
 def quarantine(store: DatasetStore, report: Report) -> None:
-    """Before a repair: bad days leave the manifest and their files go, so nothing bad is served."""
+    """Before a repair: bad days leave the manifest, so nothing bad is served; their objects, and every
+    other one no manifest lists, go once older than the grace period."""
     bad = {p.day for p in report.problems if p.kind not in ("missing_day", "stray_file")}
-    with locked(store.paths.lock):
-        manifest = store.manifest()
-        for index, entry in list(manifest.chunks.items()):
-            if entry.partition in bad:
-                del manifest.chunks[index]
-        replace_atomic(store.paths.manifest, manifest.to_json())
-        for path in store.unlisted_files(manifest):
-            path.unlink()
+
+    def drop(manifest: Manifest) -> bool:
+        doomed = [index for index, entry in manifest.chunks.items() if entry.partition in bad]
+        for index in doomed:
+            del manifest.chunks[index]
+        return bool(doomed)
+
+    store.update(drop)
+    store.collect()

@@ -1,12 +1,12 @@
 """Turning a list of days into closed, exact day tables, a few days ahead in a bounded pool.
 
-Each worker also writes its day's chunk as a pending file (zstd Parquet, sha256, fsync: `store.stage`)
-and runs the day's checks on that file (`checks.evaluate_day`: the bytes the commit renames into place),
+Each worker also puts its day's chunk under its versioned name (zstd Parquet, sha256, durable:
+`store.stage`) and runs the day's checks on the very bytes it put (`checks.evaluate_day`),
 so the consumer only commits and records; Parquet encoding releases the GIL, and in the workers it runs
 beside the fetching instead of queueing behind it in the one thread that records days in Dagster.
 Days come out in order whatever order they finish in, so at most `2 * workers` days are in flight and
-the writer can commit in day order; pending files of days never handed out (a failure before them)
-are removed. While the next day is still being fetched (a slow day being
+the writer can commit in day order; the chunks of days never handed out (a failure before them) stay
+unlisted, for `DatasetStore.collect`. While the next day is still being fetched (a slow day being
 retried), the stream yields `None` every `TICK_S`, so its consumer can commit what it already has.
 """
 
@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from kline_assets.archive.checks import evaluate_day
 from kline_assets.archive.manifest import ChunkEntry, Manifest
 from kline_assets.archive.schema import rows_to_table, value_problem
-from kline_assets.archive.store import DatasetStore, Staged
+from kline_assets.archive.store import DatasetStore, Staged, sha256_bytes
 from kline_assets.binance.archive import NEWEST_LAG_DAYS, ArchiveClient, ArchiveUnusable
 from kline_assets.binance.client import BinanceClient
 from kline_assets.binance.http import pause, stoppable
@@ -54,7 +55,7 @@ class DayData:
     covered_until_ms: int = 0
     requests: int = 0
     entry: ChunkEntry | None = None  # the stored entry when nothing is new
-    staged: Staged | None = None  # the new chunk, written as a pending file (the stream's output)
+    staged: Staged | None = None  # the new chunk, put but not yet committed (the stream's output)
     source: str = "rest"
     source_sha256: str | None = None
     checked: dict | None = None  # the day's checks on its file, but for the previous day (`evaluate_day`)
@@ -108,10 +109,9 @@ class DayStream:
                 yield result
         finally:
             self.stopping.set()  # whatever ended the stream, its workers' requests end now
+            # days fetched and staged but never handed out stay unlisted objects: `collect` removes them
+            # after the grace period (another writer may be committing the very same bytes meanwhile)
             pool.shutdown(wait=True, cancel_futures=True)
-            for future in queue:  # fetched and staged, but never handed out
-                if not future.cancelled() and future.exception() is None and future.result().staged:
-                    future.result().staged.pending.unlink(missing_ok=True)
 
     def prepare(self, day: dt.date) -> DayData:
         with stoppable(self.stopping):
@@ -121,16 +121,16 @@ class DayStream:
         if data.table is not None:
             data.staged = self.store.stage(day, data.table, data.gaps, data.covered_until_ms, data.source,
                                            data.source_sha256)
-            data.table = None  # on disk now: memory holds no day the consumer has not taken
-            data.checked = evaluate_day(data.staged.pending, data.staged.entry)
+            data.table = None  # stored now: memory holds no day the consumer has not taken
+            data.checked = evaluate_day(data.staged.data, data.staged.entry)  # the very bytes put
+            data.staged.data = None
             wrong = [f"{name}: {o.problem}" for name, o in data.checked.items()
                      if not o.passed and o.severity == "ERROR"]
             if wrong:  # the last line of defence: a day failing its own checks is never committed
-                data.staged.pending.unlink(missing_ok=True)
                 raise ExchangeTransient(f"{self.store.spec.name} {day} fails its checks ({'; '.join(wrong)}): "
                                         "not stored")
-        elif data.entry is not None:
-            data.checked = evaluate_day(self.store.paths.resolve(data.entry.file), data.entry)
+        elif data.entry is not None and data.checked is None:
+            data.checked = evaluate_day(self.store.chunk_bytes(data.entry), data.entry)
         return data
 
     def from_archive(self, day: dt.date, start_ms: int, end_ms: int) -> DayData | None:
@@ -184,9 +184,11 @@ class DayStream:
     def collect(self, day: dt.date) -> DayData:
         """The day's closed rows: the stored chunk extended from its last covered minute, or fetched whole."""
         entry = self.snapshot.chunks.get(self.store.index_of(day))
-        intact = entry is not None and self.store.entry_intact(entry)
+        raw = self.store.chunk_bytes(entry) if entry is not None else None  # read once: checked, then extended
+        intact = raw is not None and len(raw) == entry.bytes and sha256_bytes(raw) == entry.sha256
         if entry is not None and intact and entry.complete:
-            return DayData(day, None, entry.exchange_gaps, entry.covered_until_ms, entry=entry)
+            return DayData(day, None, entry.exchange_gaps, entry.covered_until_ms, entry=entry,
+                           checked=evaluate_day(raw, entry))
         start_ms, end_ms = self.store.zone.day_window_ms(day)
         if self.archive is not None and not intact:
             from_archive = self.from_archive(day, start_ms, end_ms)
@@ -194,7 +196,7 @@ class DayStream:
                 return from_archive
         old, gaps, from_ms = None, [], start_ms
         if entry is not None and intact and (entry.start_ms, entry.end_ms) == (start_ms, end_ms):
-            old, from_ms = self.store.read_table(entry), entry.covered_until_ms
+            old, from_ms = pq.read_table(pa.BufferReader(raw)), entry.covered_until_ms
             gaps = [list(g) for g in entry.exchange_gaps]
         fetched, table = self.fetch_rest(day, from_ms, end_ms)
         for gap in fetched.gaps:

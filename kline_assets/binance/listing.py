@@ -17,10 +17,10 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from pathlib import Path
 
-from kline_assets.archive.atomic import replace_atomic
-from kline_assets.archive.paths import listing_cache, local_symbols
+from kline_assets.archive.backend import Backend
+from kline_assets.archive.paths import listing_cache
+from kline_assets.archive.store import dataset_dirs
 from kline_assets.binance.client import BinanceClient
 from kline_assets.errors import ExchangeFinal, ExchangeTransient
 from kline_assets.settings import MARKETS, MAX_SYMBOL, DatasetSpec, Selector, Settings, plain_name
@@ -79,17 +79,17 @@ class Listing:
                         MAX_SYMBOL, ", ".join(skipped[:5]))
         return out
 
-    def save(self, data_root: str | Path) -> None:
-        path = listing_cache(data_root, self.market)
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def save(self, root: Backend) -> None:
+        """Under the data root (on S3: under the prefix), so every machine and run worker that shares the
+        archive shares the listing too, and exchangeInfo is asked once a day, not once per worker."""
         body = {"market": self.market, "fetched_at_ms": self.fetched_at_ms,
                 "symbols": {s: list(v) for s, v in sorted(self.symbols.items())}}
-        replace_atomic(path, json.dumps(body, separators=(",", ":")).encode())
+        root.put(listing_cache(self.market), json.dumps(body, separators=(",", ":")).encode())
 
     @classmethod
-    def load(cls, data_root: str | Path, market: str) -> Listing | None:
+    def load(cls, root: Backend, market: str) -> Listing | None:
         try:
-            body = json.loads(listing_cache(data_root, market).read_text())
+            body = json.loads(root.get(listing_cache(market)))
             return cls(market, int(body["fetched_at_ms"]),
                        {str(s): (str(v[0]), str(v[1]), str(v[2]), bool(v[3])) for s, v in body["symbols"].items()})
         except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
@@ -102,12 +102,12 @@ def fetch_listing(client: BinanceClient) -> Listing:
     return Listing.from_exchange_info(client.market.name, info, int(time.time() * 1000))
 
 
-def listings(data_root: str | Path, clients: dict[str, BinanceClient], markets: set[str],
+def listings(root: Backend, clients: dict[str, BinanceClient], markets: set[str],
              max_age_s: float = MAX_AGE_S) -> dict[str, Listing | None]:
     """The listing of each market in `markets`: the cached one while fresh, else asked for (all markets at
     once) and cached; a stale cached one when the exchange does not answer; None when there is neither."""
     now_ms = int(time.time() * 1000)
-    cached = {m: Listing.load(data_root, m) for m in markets}
+    cached = {m: Listing.load(root, m) for m in markets}
     stale = [m for m in sorted(markets) if cached[m] is None or cached[m].stale(now_ms, max_age_s)]
 
     def ask(market: str) -> Listing | None:
@@ -121,7 +121,7 @@ def listings(data_root: str | Path, clients: dict[str, BinanceClient], markets: 
         if not listing.symbols:
             log.warning("exchangeInfo of %s lists no symbol: keeping the cached listing", market)
             return cached[market]
-        listing.save(data_root)
+        listing.save(root)
         return listing
 
     if stale:
@@ -130,16 +130,16 @@ def listings(data_root: str | Path, clients: dict[str, BinanceClient], markets: 
     return cached
 
 
-def resolve_selectors(settings: Settings, clients: dict[str, BinanceClient]) -> Settings:
+def resolve_selectors(settings: Settings, clients: dict[str, BinanceClient], root: Backend) -> Settings:
     """`settings` with its selectors' datasets added to `pairs` (after the explicit pairs), and `retired`
     set to the datasets whose symbol a known listing shows as no longer trading.
 
     A selector selects the trading symbols of its quote plus every dataset of its market and quote already
     on disk, so a delisted symbol keeps its asset, history and checks."""
     markets = {s.market for s in settings.selectors}
-    known = listings(settings.data_root, clients, markets)
+    known = listings(root, clients, markets)
     for market in set(MARKETS) - markets:  # explicit pairs of other markets: a cached listing, if any
-        known[market] = Listing.load(settings.data_root, market)
+        known[market] = Listing.load(root, market)
     pairs = list(settings.pairs)
     for selector in settings.selectors:
         listing = known[selector.market]
@@ -147,7 +147,7 @@ def resolve_selectors(settings: Settings, clients: dict[str, BinanceClient]) -> 
         if listing is None:
             log.warning("KLINE_PAIRS %s: no exchangeInfo yet (the exchange did not answer and nothing is cached): "
                         "it selects only the datasets already under %s", selector, settings.data_root)
-        for spec in chosen + local_datasets(settings.data_root, selector):
+        for spec in chosen + local_datasets(root, selector):
             if spec not in pairs:
                 pairs.append(spec)
     retired = frozenset(spec for spec in pairs
@@ -155,10 +155,10 @@ def resolve_selectors(settings: Settings, clients: dict[str, BinanceClient]) -> 
     return replace(settings, pairs=tuple(pairs), retired=retired)
 
 
-def local_datasets(data_root: str | Path, selector: Selector) -> list[DatasetSpec]:
-    """Datasets of the selector's market and quote already stored (found by folder, not by reading manifests)."""
+def local_datasets(root: Backend, selector: Selector) -> list[DatasetSpec]:
+    """Datasets of the selector's market and quote already stored (found by their manifests, none read)."""
     exchange_id = MARKETS[selector.market].exchange_id
     quote = selector.quote
     return [DatasetSpec(selector.market, f"{symbol[:-len(quote)]}/{quote}")
-            for symbol in local_symbols(data_root, exchange_id)
+            for symbol in (folder.split("/")[1] for folder in dataset_dirs(root, exchange_id))
             if symbol.endswith(quote) and len(symbol) > len(quote) and symbol[:-len(quote)].isalnum()]

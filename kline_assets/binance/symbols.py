@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 
-from kline_assets.archive.atomic import locked, replace_atomic
+from kline_assets.archive.backend import Backend
 from kline_assets.archive.paths import DatasetPaths, symbols_cache
 from kline_assets.binance.client import BinanceClient
 from kline_assets.errors import BadInput, ExchangeFinal, ExchangeTransient, UnknownSymbol
@@ -21,26 +20,24 @@ from kline_assets.settings import DEFAULT_PAIR, DatasetSpec
 log = logging.getLogger("kline_assets")
 
 
-def _cache_read(root: Path) -> dict:
+def _cache_read(root: Backend) -> dict:
     """The cache as written by `_cache_put`; anything else (missing, damaged, not an object) is empty."""
     try:
-        known = json.loads(symbols_cache(root).read_text())
+        known = json.loads(root.get(symbols_cache()))
     except (OSError, ValueError):
         return {}
     return {k: v for k, v in known.items() if isinstance(v, bool)} if isinstance(known, dict) else {}
 
 
-def _cache_get(root: Path, spec: DatasetSpec) -> bool | None:
+def _cache_get(root: Backend, spec: DatasetSpec) -> bool | None:
     return _cache_read(root).get(f"{spec.market}:{spec.symbol}")
 
 
-def _cache_put(root: Path, spec: DatasetSpec, listed: bool) -> None:
-    path = symbols_cache(root)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with locked(path.with_name(path.name + ".lock")):
-        known = _cache_read(root)
-        known[f"{spec.market}:{spec.symbol}"] = listed
-        replace_atomic(path, json.dumps(known, indent=1, sort_keys=True).encode())
+def _cache_put(root: Backend, spec: DatasetSpec, listed: bool) -> None:
+    """Read, add, write: two writers at once may lose one answer, which is only asked for again."""
+    known = _cache_read(root)
+    known[f"{spec.market}:{spec.symbol}"] = listed
+    root.put(symbols_cache(), json.dumps(known, indent=1, sort_keys=True).encode())
 
 
 def is_listed(client: BinanceClient, symbol: str) -> bool:
@@ -67,9 +64,9 @@ def _klines_know(client: BinanceClient, symbol: str) -> bool:
     return True
 
 
-def listed(root: Path, spec: DatasetSpec, client: BinanceClient) -> bool:
+def listed(root: Backend, spec: DatasetSpec, client: BinanceClient) -> bool:
     """From an existing dataset, the cache, or one request (whose answer is cached)."""
-    if DatasetPaths(root, spec).manifest.exists():
+    if root.exists(DatasetPaths(spec).manifest):
         return True
     cached = _cache_get(root, spec)
     if cached is not None:
@@ -84,9 +81,9 @@ def fallback_message(spec: DatasetSpec) -> str:
             f"using {DEFAULT_PAIR} instead (data under {DEFAULT_PAIR.replace('/', '')})")
 
 
-def resolve_pair(data_root: str | Path, spec: DatasetSpec, client: BinanceClient, strict: bool = False,
+def resolve_pair(root: Backend, spec: DatasetSpec, client: BinanceClient, strict: bool = False,
                  warn=print) -> DatasetSpec:
-    if listed(Path(data_root), spec, client):
+    if listed(root, spec, client):
         return spec
     if strict:
         raise BadInput(f"the {spec.market} market does not list {spec.pair}")
@@ -95,13 +92,13 @@ def resolve_pair(data_root: str | Path, spec: DatasetSpec, client: BinanceClient
     return DatasetSpec(spec.market, DEFAULT_PAIR)
 
 
-def resolve_for_definitions(data_root: str | Path, specs: tuple[DatasetSpec, ...],
+def resolve_for_definitions(root: Backend, specs: tuple[DatasetSpec, ...],
                             probe: dict[str, BinanceClient]) -> tuple[DatasetSpec, ...]:
     """The code location's pairs with unlisted ones replaced; never slow, never failing at load."""
     out: list[DatasetSpec] = []
     for spec in specs:
         try:
-            ok = spec.pair == DEFAULT_PAIR or listed(Path(data_root), spec, probe[spec.market])
+            ok = spec.pair == DEFAULT_PAIR or listed(root, spec, probe[spec.market])
         except (ExchangeFinal, ExchangeTransient, OSError):
             ok = True  # unknown for now: the run will say so if the exchange does not list it
         chosen = spec if ok else DatasetSpec(spec.market, DEFAULT_PAIR)

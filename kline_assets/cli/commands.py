@@ -13,12 +13,12 @@ from pathlib import Path
 
 import dagster as dg
 
+from kline_assets.archive.backend import Backend, open_root
 from kline_assets.archive.combine import plan
 from kline_assets.archive.daycalendar import counts, day_states, write_png
-from kline_assets.archive.manifest import Manifest
-from kline_assets.archive.paths import manifest_file
+from kline_assets.archive.paths import MANIFEST, dataset_dir
 from kline_assets.archive.status import all_status, dataset_status, render
-from kline_assets.archive.store import DatasetStore, before_start
+from kline_assets.archive.store import DatasetStore, before_start, manifest_at
 from kline_assets.archive.verify import quarantine, record, verify
 from kline_assets.binance.crosscheck import archived_days, cross_check, sample
 from kline_assets.binance.listing import Listing, fetch_listing
@@ -77,7 +77,7 @@ def prepare(args: argparse.Namespace, settings: Settings,
     """Validate everything local first (nothing written), then ask the exchange about the pair."""
     store = open_store(settings, spec)
     existing = store.read_manifest()
-    resolved = resolve_pair(settings.data_root, spec, ExchangeResource.from_settings(settings).client(spec.market),
+    resolved = resolve_pair(store.backend, spec, ExchangeResource.from_settings(settings).client(spec.market),
                             strict=getattr(args, "strict", False), warn=lambda m: print(m, file=sys.stderr))
     if resolved != spec:
         store = open_store(settings, resolved)
@@ -104,7 +104,7 @@ def configured(args: argparse.Namespace, settings: Settings) -> Settings:
 def unlisted(settings: Settings, selectors: list) -> None:
     """Selectors that select nothing because no listing could be had: say why (exit 1, logged)."""
     for selector in selectors:
-        if Listing.load(settings.data_root, selector.market) is not None:
+        if Listing.load(open_root(settings.data_root), selector.market) is not None:
             continue
         client = ExchangeResource.from_settings(settings, max_attempts=2).client(selector.market)
         try:
@@ -137,14 +137,14 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings, spec: DatasetSpec
     if existing is None and first < settings.start:
         settings = replace(settings, start=first)
     (outcome,), elapsed = backfill_runs(settings, [spec], first, end,
-                                        f"{spec.name} ({spec.market} {spec.pair})", f"in {store.paths.dir}")
+                                        f"{spec.name} ({spec.market} {spec.pair})", f"in {store.where}")
     if not outcome.success:
         return 130 if outcome.interrupted else 1
     stored = store.read_manifest()
     if stored is not None and stored.start_date > first:  # another first backfill fixed a later start meanwhile
         print(f"kline-assets: backfill: {before_start(spec.name, first, stored.start_date)}", file=sys.stderr)
         return 1
-    status = dataset_status(store.paths.dir) if store.paths.manifest.exists() else None
+    status = dataset_status(store.backend, store.paths.dir) if store.read_manifest() else None
     rows = status["rows"] if status else 0
     if settings.build_combined_on_backfill:
         run_combine(settings, spec)
@@ -190,13 +190,13 @@ def backfill_all(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def plot_coverage(statuses: list[dict], target: Path) -> None:
+def plot_coverage(backend: Backend, statuses: list[dict], target: Path) -> None:
     """One dataset: exactly `target`; several: `<stem>_<exchange_id>_<PAIR>.png` beside it, each named."""
     if target.suffix.lower() != ".png":
         raise BadInput(f"--plot {target}: the coverage picture is a .png file")
     today = now_utc().date()
     for status in statuses:
-        manifest = Manifest.load(manifest_file(Path(status["path"])))
+        manifest = manifest_at(backend, f"{dataset_dir(*status['dataset'].split('/'))}/{MANIFEST}")
         path = target if len(statuses) == 1 else target.with_name(
             f"{target.stem}_{manifest.exchange_id}_{manifest.symbol}{target.suffix}")
         states = day_states(manifest, today)
@@ -208,19 +208,19 @@ def plot_coverage(statuses: list[dict], target: Path) -> None:
 
 def cmd_status(args: argparse.Namespace, settings: Settings, spec: DatasetSpec) -> int:
     """Every dataset under the data root, or those of an explicit --market and/or --pair."""
-    root = Path(settings.data_root)
-    statuses = [s for s in all_status(root) if (args.market is None or s["market"] == spec.market)
+    backend = open_root(settings.data_root)
+    statuses = [s for s in all_status(backend) if (args.market is None or s["market"] == spec.market)
                 and (args.pair is None or s["pair"] == spec.pair)]
-    listings = {m: Listing.load(root, m) for m in MARKETS}  # as last learnt: status asks the exchange nothing
+    listings = {m: Listing.load(backend, m) for m in MARKETS}  # as last learnt: status asks the exchange nothing
     for s in statuses:
         listing = listings[s["market"]]
         s["trading"] = None if listing is None else listing.trading(s["dataset"].partition("/")[2])
     if args.plot:
-        plot_coverage(statuses, Path(args.plot))
+        plot_coverage(backend, statuses, Path(args.plot))
     if args.json:
-        print_json({"data_root": str(root), "datasets": statuses})
+        print_json({"data_root": settings.data_root, "datasets": statuses})
     else:
-        print(render(statuses, root))
+        print(render(statuses, settings.data_root))
     return 0
 
 
@@ -241,7 +241,7 @@ def cmd_verify(args: argparse.Namespace, settings: Settings, spec: DatasetSpec) 
     if not args.all:
         store = open_store(settings, spec)
         if store.read_manifest() is None:
-            print(f"kline-assets: no dataset at {store.paths.dir} (nothing to verify)", file=sys.stderr)
+            print(f"kline-assets: no dataset at {store.where} (nothing to verify)", file=sys.stderr)
             return 1
         setup_logging(settings.log_dir)
         return verify_one(args, settings, spec, first, last)
@@ -261,9 +261,8 @@ def verify_one(args: argparse.Namespace, settings: Settings, spec: DatasetSpec, 
                last: dt.date | None) -> int:
     store = open_store(settings, spec)
     today = now_utc().astimezone(settings.align_tz.tzinfo).date()
-    if args.repair:  # a plain verify only reads; a repair first finishes an interrupted commit
-        writable(store.paths.dir)
-        store.recover()
+    if args.repair:  # a plain verify only reads
+        writable(store)
     report = verify(store, first, last, today)
     if args.cross_check:
         report.problems += check_against_rest(settings, store, first, last, args.cross_check)
@@ -289,15 +288,12 @@ def verify_one(args: argparse.Namespace, settings: Settings, spec: DatasetSpec, 
     return 0 if report.ok else 1
 
 
-def writable(folder: Path) -> None:
+def writable(store: DatasetStore) -> None:
     """A repair must be able to write: said in one line before anything is changed."""
-    probe = folder / f".kline_assets_write_probe.{os.getpid()}"
     try:
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise BadInput(f"verify --repair cannot write to {folder} ({exc.strerror or exc}); a plain verify only "
-                       "reads") from None
+        store.backend.check_writable(store.paths.dir)
+    except BadInput as exc:
+        raise BadInput(f"verify --repair: {exc}; a plain verify only reads") from None
 
 
 def check_against_rest(settings: Settings, store: DatasetStore, first: dt.date | None, last: dt.date | None,
@@ -337,7 +333,7 @@ def cmd_combine(args: argparse.Namespace, settings: Settings, spec: DatasetSpec)
     store = open_store(settings, spec)
     existing = store.read_manifest()
     if existing is None:
-        print(f"kline-assets: no dataset at {store.paths.dir} (nothing to combine)", file=sys.stderr)
+        print(f"kline-assets: no dataset at {store.where} (nothing to combine)", file=sys.stderr)
         return 1
     plan(store, existing, args.from_index, args.to_index, None)  # an empty range is bad input: nothing runs
     if args.tz and parse_zone(args.tz).name != existing.align_tz:

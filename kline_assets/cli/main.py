@@ -14,8 +14,8 @@ import signal
 import sys
 import warnings
 from dataclasses import replace
-from pathlib import Path
 
+from kline_assets.archive.backend import open_root
 from kline_assets.errors import BadInput, ExchangeFinal, ExchangeTransient
 from kline_assets.logs import show_progress
 from kline_assets.settings import (
@@ -122,9 +122,7 @@ def resolve_settings(args: argparse.Namespace) -> tuple[Settings, DatasetSpec]:
         raise BadInput("--all and --pair together: --all means every configured dataset (narrow it with --market)")
     market = get_market(args.market or "futures").name
     spec = DatasetSpec(market, normalise_pair(args.pair or DEFAULT_PAIR))
-    root = Path(settings.data_root)
-    if root.exists() and not root.is_dir():
-        raise BadInput(f"data root {root} is not a folder")
+    open_root(settings.data_root)  # a data root that cannot be one (a file, an S3 root without a bucket)
     if getattr(args, "all", False):  # the configured datasets; commands resolve the selectors
         return settings, spec
     return replace(settings, pairs=(spec,)), spec

@@ -80,7 +80,7 @@ def check_evaluations(store: DatasetStore, batch: Committed, checks: list[str]):
         elif day in batch.checked and batch.checked[day][0] == entry.sha256:
             outcomes = with_previous(batch.checked[day][1], entry, prev)
         else:
-            outcomes = evaluate(store.paths.resolve(entry.file), entry, prev)
+            outcomes = evaluate(store.chunk_bytes(entry), entry, prev)
         for name in checks:
             outcome = outcomes[name]
             md = dict(outcome.metadata) if outcome else {}
@@ -145,7 +145,7 @@ def build_klines_assets(specs: tuple[DatasetSpec, ...], partitions_def: dg.Parti
             key = klines_key(store.spec)
             for day, entry in batch.days:
                 yield dg.AssetMaterialization(asset_key=key, partition=day.isoformat(),
-                                              metadata=day_metadata(entry, str(store.paths.resolve(entry.file)),
+                                              metadata=day_metadata(entry, store.backend.uri(store.key(entry)),
                                                                     now_ms))
             yield from check_evaluations(store, batch, checks[key])
             recording += time.monotonic() - began

@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import dagster as dg
 
+from kline_assets.archive.backend import open_root
 from kline_assets.binance.listing import resolve_selectors
 from kline_assets.binance.symbols import resolve_for_definitions
 from kline_assets.defs.assets import build_klines_assets
@@ -51,8 +52,9 @@ def resolve_datasets(settings: Settings) -> Settings:
     the selectors' symbols added (`binance.listing`); asking the exchange ~2 s at most, else from the cache."""
     probe = ExchangeResource.from_settings(settings, **PROBE)
     clients = {m: probe.client(m) for m in MARKETS}
-    settings = replace(settings, pairs=resolve_for_definitions(settings.data_root, settings.pairs, clients))
-    return resolve_selectors(settings, clients)
+    root = open_root(settings.data_root)
+    settings = replace(settings, pairs=resolve_for_definitions(root, settings.pairs, clients))
+    return resolve_selectors(settings, clients, root)
 
 
 def build_definitions(settings: Settings | None = None, resolve_pairs: bool = True) -> dg.Definitions:

@@ -18,7 +18,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from kline_assets.archive.atomic import replace_atomic
 from kline_assets.archive.paths import hourly_file
 from kline_assets.defs.names import HOURLY, group_name, klines_key
 from kline_assets.defs.resources import ArchiveResource
@@ -61,13 +60,12 @@ def build_hourly_asset(spec: DatasetSpec, partitions_def: dg.PartitionsDefinitio
         days = klines if isinstance(klines, dict) else {context.partition_key: klines}
         for key, frame in sorted(days.items()):
             bars = hourly_bars(frame, zone)
-            path = hourly_file(archive.data_root, spec, key)
-            path.parent.mkdir(parents=True, exist_ok=True)
+            target = hourly_file(spec, key)
             buffer = io.BytesIO()
             pq.write_table(pa.Table.from_pandas(bars, preserve_index=False), buffer, compression="zstd")
-            replace_atomic(path, buffer.getvalue())
-            context.add_asset_metadata({"bars": len(bars), "path": dg.MetadataValue.path(str(path))},
-                                       partition_key=key)
+            archive.backend().put(target, buffer.getvalue())
+            where = dg.MetadataValue.path(archive.backend().uri(target))
+            context.add_asset_metadata({"bars": len(bars), "path": where}, partition_key=key)
         return dg.MaterializeResult()
 
     return _hourly

@@ -3,7 +3,7 @@
 Dagster calls an IO manager's `handle_output` only once the asset's body has returned, and what
 it records then arrives at the end of the step: a range run of 2,000 days would show nothing until
 it ends, and a failure on day 12 would lose the record of days 1-11. So the asset hands its
-`DayStream` to `write_days`: the stream's workers stage each day as a pending zstd Parquet chunk, and
+`DayStream` to `write_days`: the stream's workers stage each day as a zstd Parquet chunk object, and
 `write_days` makes them part of the dataset by committing the manifest in batches (every
 `COMMIT_EVERY_DAYS` days or `COMMIT_EVERY_S` seconds, also while a slow day is still being retried, and
 once more with whatever is staged when the stream fails) and yields each committed batch, so the asset

@@ -1,4 +1,4 @@
-"""Dagster resources: the exchange (ccxt) and the archive on disk."""
+"""Dagster resources: the exchange (ccxt) and the archive (a folder or an S3 prefix)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import datetime as dt
 import threading
 
 import dagster as dg
+from pydantic import PrivateAttr
 
-from kline_assets.archive.manifest import Manifest
-from kline_assets.archive.paths import dataset_dir, manifest_file
-from kline_assets.archive.store import DatasetStore
+from kline_assets.archive.backend import Backend, open_root
+from kline_assets.archive.paths import MANIFEST, dataset_dir
+from kline_assets.archive.store import DatasetStore, manifest_at
 from kline_assets.binance.archive import ArchiveClient
 from kline_assets.binance.client import BinanceClient
 from kline_assets.binance.days import DayStream
@@ -73,11 +74,13 @@ class ExchangeResource(dg.ConfigurableResource):
 
 
 class ArchiveResource(dg.ConfigurableResource):
-    """Where datasets live and how their days are cut (alignment zone, first date)."""
+    """Where datasets live (a folder or `s3://bucket/prefix`) and how their days are cut (alignment zone,
+    first date)."""
 
     data_root: str = "data"
     align_tz: str = "UTC"
     start: str = "2020-01-01"
+    _backend: Backend | None = PrivateAttr(default=None)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ArchiveResource:
@@ -87,16 +90,23 @@ class ArchiveResource(dg.ConfigurableResource):
     def zone(self) -> AlignZone:
         return parse_zone(self.align_tz)
 
+    def backend(self) -> Backend:
+        """Opened once per resource: every dataset of a run shares it (on S3: one client, one connection pool)."""
+        if self._backend is None:
+            self._backend = open_root(self.data_root)
+        return self._backend
+
     def store_for_key(self, key: dg.AssetKey) -> DatasetStore:
         """The dataset behind a `klines_1m` key (`[exchange_id, PAIR_TOKEN, ...]`); its pair is in its manifest."""
         exchange_id, symbol = key.path[0], key.path[1]
-        path = manifest_file(dataset_dir(self.data_root, exchange_id, symbol))
-        if not path.exists():
-            raise ChunkUnavailable(f"{exchange_id}/{symbol} has no dataset under {self.data_root} (no {path}); "
-                                   "backfill it first")
-        manifest = Manifest.load(path)
+        manifest_key = f"{dataset_dir(exchange_id, symbol)}/{MANIFEST}"
+        try:
+            manifest = manifest_at(self.backend(), manifest_key)
+        except FileNotFoundError:
+            raise ChunkUnavailable(f"{exchange_id}/{symbol} has no dataset under {self.data_root} (no "
+                                   f"{self.backend().uri(manifest_key)}); backfill it first") from None
         return self.store(DatasetSpec(manifest.market, manifest.pair))
 
     def store(self, spec: DatasetSpec) -> DatasetStore:
         """The one way to open a dataset: a stored dataset keeps its own start date."""
-        return DatasetStore(self.data_root, spec, self.zone, dt.date.fromisoformat(self.start))
+        return DatasetStore(self.backend(), spec, self.zone, dt.date.fromisoformat(self.start))

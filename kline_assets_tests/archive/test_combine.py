@@ -14,12 +14,12 @@ from kline_assets.defs.definitions import build_assets, build_resources
 from kline_assets.defs.names import combined_key, klines_key
 from kline_assets.errors import ChunkUnavailable
 from kline_assets.timezones import parse_zone
-from kline_assets_tests.helpers import FUT
+from kline_assets_tests.helpers import FUT, combined_table
 
 
 @pytest.fixture
-def loaded(sim, make_settings, instance):
-    settings = make_settings(start="2021-01-01")
+def loaded(sim, make_settings, instance, data_root):
+    settings = make_settings(start="2021-01-01", data_root=data_root)
     result = dg.materialize(build_assets(settings), resources=build_resources(settings), instance=instance,
                             selection=[klines_key(FUT)],
                             tags={"dagster/asset_partition_range_start": "2021-01-01",
@@ -33,29 +33,31 @@ def test_combined_equals_the_concatenated_chunks(loaded):
     got = combine(store)
     entries = [store.manifest().chunks[i] for i in range(1, 7)]
     expected = pa.concat_tables([store.read_table(e) for e in entries])
-    table = pq.read_table(got.path)
+    table = combined_table(store, got)
     assert table.schema.equals(SCHEMA, check_metadata=False)
     assert table.equals(expected.replace_schema_metadata(None).cast(table.schema))
     assert (got.rows, got.chunks, got.rebuilt) == (6 * 1440, 6, True)
-    assert pq.ParquetFile(got.path).metadata.num_row_groups == 6
+    key = f"{store.paths.combined_dir}/{got.path.rpartition('/')[2]}"
+    assert pq.ParquetFile(pa.BufferReader(store.backend.get(key))).metadata.num_row_groups == 6
     assert not combine(store).rebuilt  # unchanged inputs: nothing rewritten
 
 
 def test_index_ranges_and_suffixes(loaded):
     _, store = loaded
     part = combine(store, 2, 3, parse_zone("Europe/Zurich").file_suffix())
-    assert part.path.name == "BTCUSDT_1m_000002-000003_Europe-Zurich.parquet" and part.rows == 2 * 1440
-    assert pq.read_table(part.path).column("open_time")[0].as_py() == store.manifest().chunks[2].first_open_time
-    assert combine(store, tz_suffix=parse_zone("+02:00").file_suffix()).path.name == "BTCUSDT_1m_all_UTC+0200.parquet"
+    assert part.path.endswith("/BTCUSDT_1m_000002-000003_Europe-Zurich.parquet") and part.rows == 2 * 1440
+    assert combined_table(store, part).column("open_time")[0].as_py() == store.manifest().chunks[2].first_open_time
+    offset = combine(store, tz_suffix=parse_zone("+02:00").file_suffix())
+    assert offset.path.endswith("/BTCUSDT_1m_all_UTC+0200.parquet")
 
 
 def test_a_corrupt_chunk_is_refused(loaded):
     _, store = loaded
-    path = store.paths.resolve(store.manifest().chunks[4].file)
-    path.write_bytes(path.read_bytes()[:-10])
+    key = store.key(store.manifest().chunks[4])
+    store.backend.put(key, store.backend.get(key)[:-10])
     with pytest.raises(ChunkUnavailable, match="verify --repair"):
         combine(store)
-    assert not store.paths.combined_file(None).exists()
+    assert not store.backend.exists(store.paths.combined_file(None))  # no part of it, no upload left open
 
 
 def test_combined_asset_through_dagster_with_config(loaded, instance):
@@ -71,11 +73,12 @@ def test_combined_asset_through_dagster_with_config(loaded, instance):
 
 def test_a_one_sided_index_range_never_overwrites_all(loaded):
     _, store = loaded
-    whole = combine(store).path.read_bytes()
+    combine(store)
+    whole = store.backend.get(store.paths.combined_file(None))
     tail, head = combine(store, from_index=5), combine(store, to_index=2)
-    assert tail.path.name == "BTCUSDT_1m_000005-000006.parquet" and tail.rows == 2 * 1440
-    assert head.path.name == "BTCUSDT_1m_000001-000002.parquet" and head.rows == 2 * 1440
-    assert store.paths.combined_file(None).read_bytes() == whole
+    assert tail.path.endswith("/BTCUSDT_1m_000005-000006.parquet") and tail.rows == 2 * 1440
+    assert head.path.endswith("/BTCUSDT_1m_000001-000002.parquet") and head.rows == 2 * 1440
+    assert store.backend.get(store.paths.combined_file(None)) == whole
 
 
 def test_a_chunk_rewritten_at_the_same_index_rebuilds_the_combined_file(loaded):

@@ -1,15 +1,17 @@
-"""The commit protocol: roll-forward after a crash, leftovers cleaned, concurrent writers merged."""
+"""The commit protocol on both backends (a folder, and S3 through moto's server): chunks put under
+versioned names before the manifest's compare-and-swap names them, concurrent writers merged, unlisted
+objects removed only after the grace period, readers never misled by a commit in between."""
 
 import datetime as dt
-import hashlib
-import json
 import multiprocessing as mp
 import os
-from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 
-from kline_assets.archive.store import DatasetStore, table_to_parquet
+from kline_assets.archive.backend import open_root
+from kline_assets.archive.reader import verified_table
+from kline_assets.archive.store import DatasetStore
 from kline_assets.errors import BadInput
 from kline_assets.timezones import parse_zone
 from kline_assets_tests.helpers import FUT, day_table
@@ -18,111 +20,151 @@ UTC = parse_zone("UTC")
 START = dt.date(2021, 1, 1)
 
 
+def staged_day(store, day, minutes=60):
+    start, _ = UTC.day_window_ms(day)
+    return store.stage(day, day_table(day, minutes), [], start + minutes * 60_000)
+
+
 def commit_days(root, days):
     store = DatasetStore(root, FUT, UTC, START)
-    staged = [store.stage(d, day_table(d, 60), [], UTC.day_window_ms(d)[1]) for d in days]
-    return store.commit(staged)
+    return store.commit([staged_day(store, d, 1440) for d in days])
 
 
-def test_crash_between_manifest_and_rename_rolls_forward(tmp_path):
-    store = DatasetStore(tmp_path, FUT, UTC, START)
-    day = dt.date(2021, 1, 3)
-    commit_days(tmp_path, [day])
-    entry = store.manifest().chunks[3]
-    final = store.paths.resolve(entry.file)
-    # what a kill -9 right after the manifest commit leaves: the new bytes still pending, old bytes in place
-    new_bytes = table_to_parquet(day_table(day, 120))
-    sha = hashlib.sha256(new_bytes).hexdigest()
-    pending = final.parent / f".{final.name}.{sha[:16]}.999999.pending"
-    pending.write_bytes(new_bytes)
-    doc = json.loads(store.paths.manifest.read_text())
-    doc["chunks"][0].update(sha256=sha, bytes=len(new_bytes), rows=120)
-    store.paths.manifest.write_text(json.dumps(doc))
-    assert not store.entry_intact(store.manifest().chunks[3])
-    store.recover()
-    assert store.entry_intact(store.manifest().chunks[3]) and not pending.exists()
+def keys(store):
+    return sorted(o.key for o in store.backend.list(f"{store.paths.chunks_dir}/"))
 
 
-def test_leftovers_of_dead_writers_are_cleaned_but_not_live_ones(tmp_path):
-    commit_days(tmp_path, [dt.date(2021, 1, 1)])
-    store = DatasetStore(tmp_path, FUT, UTC, START)
-    dead = store.paths.chunks_dir / ".chunk_000002_20210102.parquet.0123456789abcdef.999999.pending"
-    live = store.paths.chunks_dir / f".chunk_000002_20210102.parquet.0123456789abcdef.{os.getppid()}.pending"
-    dead.write_bytes(b"x")
-    live.write_bytes(b"x")
-    store.recover()
-    assert not dead.exists() and live.exists()
+def test_put_if_is_a_compare_and_swap(data_root):
+    """`If-None-Match: *` for the first manifest, `If-Match` on the version read after: a writer holding an
+    old version never overwrites a newer one (moto 5.2.1 answers 412, as S3 does; an upgrade that stops
+    doing so fails here)."""
+    backend = open_root(data_root)
+    assert backend.put_if("a/manifest.json", b"one", None)
+    assert not backend.put_if("a/manifest.json", b"two", None)
+    data, token = backend.get_versioned("a/manifest.json")
+    assert data == b"one" and backend.put_if("a/manifest.json", b"three", token)
+    assert not backend.put_if("a/manifest.json", b"four", token)  # stale: another writer's came in between
+    assert backend.get("a/manifest.json") == b"three"
+    if data_root.startswith("s3://"):
+        bucket, _, prefix = data_root[5:].partition("/")
+        with pytest.raises(ClientError) as failed:
+            backend.client.put_object(Bucket=bucket, Key=f"{prefix}/a/manifest.json", Body=b"x", IfNoneMatch="*")
+        assert failed.value.response["ResponseMetadata"]["HTTPStatusCode"] == 412
 
 
-def test_an_entry_covering_less_does_not_replace_a_fuller_one(tmp_path):
-    store = DatasetStore(tmp_path, FUT, UTC, START)
+def test_a_crash_before_the_commit_leaves_only_unlisted_objects(data_root):
+    """What kill -9 between putting chunks and the manifest leaves: the last manifest, intact, and objects
+    no manifest names. They stay while younger than the grace period (their writer may be alive on another
+    machine) and go after it."""
+    commit_days(data_root, [START])
+    store = DatasetStore(data_root, FUT, UTC, START)
+    orphans = [staged_day(store, START + dt.timedelta(n)) for n in (1, 2)]  # put, never committed
+    manifest = store.manifest()
+    assert sorted(manifest.chunks) == [1] and store.entry_intact(manifest.chunks[1])
+    assert len(store.unlisted(manifest)) == 2
+    assert store.collect() == [] and len(keys(store)) == 3
+    removed = store.collect(grace_s=0)
+    assert sorted(removed) == sorted(store.key(o.entry) for o in orphans)
+    assert keys(store) == [store.key(manifest.chunks[1])]
+
+
+def test_a_rewritten_day_gets_a_new_object_and_never_overwrites_the_listed_one(data_root):
+    store = DatasetStore(data_root, FUT, UTC, START)
+    day = START + dt.timedelta(2)
+    (first,) = store.commit([staged_day(store, day, 60)])
+    (second,) = store.commit([staged_day(store, day, 120)])
+    assert first.file != second.file and first.file.startswith("chunks/chunk_000003_20210103_")
+    assert store.backend.get(store.key(first))  # a reader holding the old manifest still reads it
+    assert store.collect(grace_s=0) == [store.key(first)]
+    assert keys(store) == [store.key(second)] and store.entry_intact(store.manifest().chunks[3])
+
+
+def test_a_reader_holding_an_old_entry_reads_the_new_one_once(data_root):
+    """A day replaced (and its old object collected) while a reader held the old manifest: the reader looks
+    the day up again instead of reporting it missing."""
+    store = DatasetStore(data_root, FUT, UTC, START)
+    (old,) = store.commit([staged_day(store, START, 60)])
+    store.commit([staged_day(store, START, 90)])
+    store.collect(grace_s=0)
+    assert verified_table(store, old).num_rows == 90
+
+
+def test_an_entry_covering_less_does_not_replace_a_fuller_one(data_root):
+    store = DatasetStore(data_root, FUT, UTC, START)
     day = dt.date(2021, 1, 2)
-    start, end = UTC.day_window_ms(day)
-    full = store.stage(day, day_table(day), [], end)
-    partial = store.stage(day, day_table(day, 30), [], start + 30 * 60_000)
+    full = staged_day(store, day, 1440)
+    partial = staged_day(store, day, 30)
     store.commit([full])
     assert store.commit([partial]) == []
-    assert store.manifest().chunks[2].rows == 1440 and not partial.pending.exists()
+    assert store.manifest().chunks[2].rows == 1440
+    store.collect(grace_s=0)
+    assert keys(store) == [store.key(full.entry)]
 
 
-def _writer(root, days):
+def _writer(root, env, days):
+    os.environ.update(env)
     for d in days:
         commit_days(root, [d])
 
 
-def test_two_processes_writing_different_days_lose_nothing(tmp_path):
-    a = [dt.date(2021, 1, 1) + dt.timedelta(2 * i) for i in range(15)]
-    b = [dt.date(2021, 1, 2) + dt.timedelta(2 * i) for i in range(15)]
+def _aws_env():
+    return {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
+
+
+def test_two_processes_writing_different_days_lose_nothing(data_root):
+    a = [dt.date(2021, 1, 1) + dt.timedelta(2 * i) for i in range(12)]
+    b = [dt.date(2021, 1, 2) + dt.timedelta(2 * i) for i in range(12)]
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_writer, args=(str(tmp_path), days)) for days in (a, b)]
+    procs = [ctx.Process(target=_writer, args=(data_root, _aws_env(), days)) for days in (a, b)]
     for p in procs:
         p.start()
     for p in procs:
-        p.join(60)
+        p.join(120)
         assert p.exitcode == 0
-    store = DatasetStore(tmp_path, FUT, UTC, START)
-    chunks = store.manifest().chunks
-    assert sorted(chunks) == list(range(1, 31))
-    assert all(store.entry_intact(e) for e in chunks.values())
-    assert not [p for p in store.paths.chunks_dir.iterdir() if p.name.startswith(".")]
+    store = DatasetStore(data_root, FUT, UTC, START)
+    manifest = store.manifest()
+    assert sorted(manifest.chunks) == list(range(1, 25))
+    assert all(store.entry_intact(e) for e in manifest.chunks.values())
+    assert store.unlisted(manifest) == []
 
 
-def test_a_corrupt_manifest_is_refused_not_taken_for_no_manifest(tmp_path):
-    commit_days(tmp_path, [dt.date(2021, 1, 1)])
-    path = DatasetStore(tmp_path, FUT, UTC, START).paths.manifest
-    path.write_bytes(b'{"version": 1, "chunks": [')  # torn by hand: the next commit must not start afresh
+def test_a_corrupt_manifest_is_refused_not_taken_for_no_manifest(data_root):
+    commit_days(data_root, [dt.date(2021, 1, 1)])
+    store = DatasetStore(data_root, FUT, UTC, START)
+    store.backend.put(store.paths.manifest, b'{"version": 1, "chunks": [')  # torn by hand
     with pytest.raises(BadInput, match="not a kline-assets manifest"):
-        commit_days(tmp_path, [dt.date(2021, 1, 2)])
-    assert path.read_bytes() == b'{"version": 1, "chunks": ['
+        commit_days(data_root, [dt.date(2021, 1, 2)])
+    assert store.backend.get(store.paths.manifest) == b'{"version": 1, "chunks": ['
 
 
-def test_two_writers_of_the_same_day_leave_one_intact_entry(tmp_path):
-    """Two processes extend the same day at once: the manifest keeps the larger coverage, its file
-    matches its sha256, and no pending file is left."""
+def test_two_writers_of_the_same_day_leave_one_intact_entry(data_root):
+    """Processes extend the same day at once: the manifest keeps the larger coverage, and its object
+    matches its sha256."""
     day = dt.date(2021, 1, 5)
     with mp.get_context("spawn").Pool(2) as pool:
-        pool.starmap(_write_day, [(str(tmp_path), day, minutes) for minutes in (300, 900) for _ in range(3)])
-    store = DatasetStore(tmp_path, FUT, UTC, START)
+        pool.starmap(_write_day, [(data_root, _aws_env(), day, minutes) for minutes in (300, 900) for _ in range(3)])
+    store = DatasetStore(data_root, FUT, UTC, START)
     entry = store.manifest().entry_for(day)
     assert entry.rows == 900 and store.entry_intact(entry)
-    assert [p.name for p in store.paths.chunks_dir.iterdir()] == [Path(entry.file).name]
+    store.collect(grace_s=0)
+    assert keys(store) == [store.key(entry)]
 
 
-def _write_day(root, day, minutes):
+def _write_day(root, env, day, minutes):
+    os.environ.update(env)
     store = DatasetStore(root, FUT, UTC, START)
-    start, _ = UTC.day_window_ms(day)
-    store.commit([store.stage(day, day_table(day, minutes), [], start + minutes * 60_000)])
+    store.commit([staged_day(store, day, minutes)])
 
 
-def test_a_writer_planned_against_another_start_is_renumbered_or_refused(tmp_path):
-    """Two first writers with different starts: the first commit fixes the start; the other's days are
-    renumbered against it under the lock, and its days before that start are refused, never stored."""
-    early = DatasetStore(tmp_path, FUT, UTC, dt.date(2020, 12, 28))
-    late = DatasetStore(tmp_path, FUT, UTC, START)
+def test_a_writer_planned_against_another_start_is_renumbered_or_refused(data_root):
+    """Two first writers with different starts: the first commit fixes the start; the other's days are put
+    again under their right names before its commit, and its days before that start are refused."""
+    early = DatasetStore(data_root, FUT, UTC, dt.date(2020, 12, 28))
+    late = DatasetStore(data_root, FUT, UTC, START)
     days = [START + dt.timedelta(n) for n in range(3)]
-    late_staged = [late.stage(d, day_table(d, 60), [], UTC.day_window_ms(d)[1]) for d in days]
+    late_staged = [staged_day(late, d) for d in days]
     early_days = [dt.date(2020, 12, 28) + dt.timedelta(n) for n in range(7)]
-    early_staged = [early.stage(d, day_table(d, 60), [], UTC.day_window_ms(d)[1]) for d in early_days]
+    early_staged = [staged_day(early, d) for d in early_days]
     late.commit(late_staged)  # the dataset starts 2021-01-01
     early.commit(early_staged)
     manifest = early.manifest()
@@ -130,16 +172,16 @@ def test_a_writer_planned_against_another_start_is_renumbered_or_refused(tmp_pat
     assert [manifest.chunks[i].partition for i in (1, 2, 3)] == [d.isoformat() for d in days]
     assert all(early.entry_intact(e) for e in manifest.chunks.values())
     assert early.refused == early_days[:4]
-    assert not [p for p in early.paths.chunks_dir.iterdir() if p.name.startswith(".")]
 
-    other = tmp_path / "other"  # the other order: the early start wins, the late writer's days move up
+    other = f"{data_root}/other"  # the other order: the early start wins, the late writer's days move up
     early, late = DatasetStore(other, FUT, UTC, dt.date(2020, 12, 28)), DatasetStore(other, FUT, UTC, START)
-    late_staged = [late.stage(d, day_table(d, 60), [], UTC.day_window_ms(d)[1]) for d in days]
-    early.commit([early.stage(early_days[0], day_table(early_days[0], 60), [], UTC.day_window_ms(early_days[0])[1])])
+    late_staged = [staged_day(late, d) for d in days]
+    early.commit([staged_day(early, early_days[0])])
     late.commit(late_staged)
     manifest = late.manifest()
     assert {i: e.partition for i, e in manifest.chunks.items()} == {
         1: "2020-12-28", 5: "2021-01-01", 6: "2021-01-02", 7: "2021-01-03"}
-    assert all(late.entry_intact(e) and e.file == late.paths.chunk_relpath(i, dt.date.fromisoformat(e.partition))
+    assert all(late.entry_intact(e) and e.file == late.paths.chunk_relpath(i, dt.date.fromisoformat(e.partition),
+                                                                          e.sha256)
                for i, e in manifest.chunks.items())
     assert late.refused == []

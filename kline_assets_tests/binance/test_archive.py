@@ -4,14 +4,22 @@ for any day the archive cannot give (404, mismatch, damaged zip), never half a d
 import datetime as dt
 import hashlib
 import logging
-from pathlib import Path
 
 import pytest
 
-from kline_assets.archive.paths import DatasetPaths
 from kline_assets.binance.archive import ArchiveClient, ArchiveUnusable, parse_zip
 from kline_assets.sim.archive import answer
-from kline_assets_tests.helpers import FUT, SPOT, expected_rows, manifest, run, sim_requests, step_failure, stored_rows
+from kline_assets_tests.helpers import (
+    FUT,
+    SPOT,
+    expected_rows,
+    manifest,
+    run,
+    sim_requests,
+    step_failure,
+    store_of,
+    stored_rows,
+)
 
 
 def archive_requests(sim):
@@ -21,7 +29,7 @@ def archive_requests(sim):
 
 def stored(settings, spec, day):
     entry = next(c for c in manifest(settings, spec)["chunks"] if c["partition"] == day)
-    return entry, stored_rows(DatasetPaths(Path(settings.data_root), spec).resolve(entry["file"]))
+    return entry, stored_rows(store_of(settings, spec), entry)
 
 
 @pytest.mark.parametrize(("spec", "days"), [

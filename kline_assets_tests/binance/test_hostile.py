@@ -59,7 +59,7 @@ def assert_exact(sim, settings, days=DAYS):
     for entry in entries:
         day = dt.date.fromisoformat(entry.partition)
         assert store.entry_intact(entry) and entry.complete
-        assert stored_rows(store.paths.resolve(entry.file)) == expected_rows(sim.state, FUT, "UTC", day)
+        assert stored_rows(store, entry) == expected_rows(sim.state, FUT, "UTC", day)
     return entries
 
 

@@ -6,10 +6,12 @@ import logging
 import socket
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import dagster as dg
 import pytest
 
+from kline_assets.archive.backend import open_root
 from kline_assets.archive.paths import listing_cache
 from kline_assets.binance.listing import Listing
 from kline_assets.defs.definitions import build_definitions, resolve_datasets
@@ -59,7 +61,7 @@ def test_selectors_pick_trading_symbols_of_the_quote_after_the_explicit_pairs(ma
 def test_listing_is_cached_and_serves_when_the_exchange_is_down(market_sim, make_settings, caplog):
     settings = settings_for(make_settings, market_sim, "futures:*/USDT")
     first = resolve_datasets(settings)
-    cached = listing_cache(settings.data_root, "futures")
+    cached = Path(settings.data_root) / listing_cache("futures")
     body = json.loads(cached.read_text())
     assert body["symbols"]["C000USDT"] == ["C000", "USDT", "TRADING", True]
     body["fetched_at_ms"] -= 2 * 3600 * 1000  # stale: asked again, but the exchange is gone
@@ -128,7 +130,7 @@ def test_listing_reads_exchange_info_fields():
 def test_an_exchange_info_listing_no_symbol_keeps_the_cached_listing(market_sim, make_settings):
     settings = settings_for(make_settings, market_sim, "futures:*/USDT")
     first = resolve_datasets(settings)
-    cached = listing_cache(settings.data_root, "futures")
+    cached = Path(settings.data_root) / listing_cache("futures")
     body = json.loads(cached.read_text())
     body["fetched_at_ms"] -= 2 * 3600 * 1000  # stale: asked again
     cached.write_text(json.dumps(body))
@@ -143,7 +145,7 @@ def test_an_explicit_pair_the_listing_shows_no_longer_trading_is_retired(market_
     command and the sensor) leaves it alone."""
     settings = settings_for(make_settings, market_sim, "futures:BTC/USDT,spot:*/USDT")
     Listing("futures", int(time.time() * 1000), {"BTCUSDT": ("BTC", "USDT", "BREAK", True)}).save(
-        settings.data_root)
+        open_root(settings.data_root))
     resolved = resolve_datasets(settings)
     assert FUT in resolved.pairs and FUT in resolved.retired and FUT not in resolved.live_pairs
     defs = build_definitions(settings)
@@ -156,7 +158,7 @@ def test_an_explicit_pair_the_listing_shows_no_longer_trading_is_retired(market_
 def test_status_says_nothing_of_trading_without_a_cached_listing(market_sim, tmp_path):
     env = env_for(market_sim, tmp_path)
     assert cli(env, "backfill", "--start", "2021-01-01", "--end", "2021-01-02").returncode == 0
-    assert not listing_cache(tmp_path / "data", "futures").exists()
+    assert not (tmp_path / "data" / listing_cache("futures")).exists()
     status = cli(env, "status")
     assert status.returncode == 0 and "no longer trading" not in status.stdout
     assert json.loads(cli(env, "status", "--json").stdout)["datasets"][0]["trading"] is None

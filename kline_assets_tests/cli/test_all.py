@@ -44,7 +44,7 @@ def test_each_verb_over_every_dataset(market_sim, tmp_path):
         for n in (3, 2):
             day = dt.date.fromisoformat(days_ago(n))
             entry = store.manifest().entry_for(day)
-            assert stored_rows(store.paths.resolve(entry.file)) == expected_rows(market_sim.state, spec, "UTC", day)
+            assert stored_rows(store, entry) == expected_rows(market_sim.state, spec, "UTC", day)
     status = json.loads(cli(env, "status", "--json").stdout)["datasets"]
     assert len(status) == 8 and all(s["trading"] for s in status if s["market"] == "spot")
     live = cli(env, "--market", "spot", "live", "--all", "--cycles", "1")
@@ -56,7 +56,7 @@ def test_each_verb_over_every_dataset(market_sim, tmp_path):
     assert verify.returncode == 0 and "verified 8 dataset(s): all ok" in verify.stdout
     store = DatasetStore(root, DatasetSpec("spot", "ETH/USDT"), UTC, dt.date(2021, 1, 1))
     entry = store.manifest().entry_for(dt.date.fromisoformat(days_ago(3)))
-    store.paths.resolve(entry.file).unlink()
+    store.backend.delete(store.key(entry))
     broken = cli(env, "verify", "--all", "--repair")
     assert broken.returncode == 0, broken.stdout + broken.stderr
     assert "verified 8 dataset(s): all ok" in broken.stdout and "after repair" in broken.stdout

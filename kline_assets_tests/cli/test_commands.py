@@ -2,6 +2,7 @@
 
 import datetime as dt
 import json
+import os
 import random
 import shutil
 import signal
@@ -114,7 +115,12 @@ def test_verify_finds_each_corruption_and_repair_restores_exact_data(sim, tmp_pa
     (chunks / names[1]).write_bytes(bytes(flipped))
     (chunks / names[2]).write_bytes((chunks / names[2]).read_bytes()[:1000])
     (chunks / names[3]).unlink()
-    (chunks / "chunk_000900_20230618.parquet").write_bytes(b"stray")
+    stray = chunks / "chunk_000900_20230618.parquet"
+    stray.write_bytes(b"stray")
+    young = chunks / "chunk_000901_20230619_0123abcd.parquet"  # perhaps another writer's, about to commit
+    young.write_bytes(b"young")
+    old = time.time() - 2 * 3600  # older than the grace period: in no manifest, and no writer's any more
+    os.utime(stray, (old, old))
     found = cli(env, "verify")
     assert found.returncode == 1
     for kind in ("2 corrupt", "1 missing_file", "1 stray_file"):
@@ -123,7 +129,7 @@ def test_verify_finds_each_corruption_and_repair_restores_exact_data(sim, tmp_pa
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr
     assert "after repair" in repaired.stdout and "all well" in repaired.stdout
     assert cli(env, "verify").returncode == 0
-    assert not (chunks / "chunk_000900_20230618.parquet").exists()
+    assert not stray.exists() and young.exists()
     check_days(sim, tmp_path / "data", dt.date(2021, 1, 1), 7)
     status = json.loads(cli(env, "status", "--json").stdout)["datasets"][0]
     assert status["last_verify"]["ok"] is True
@@ -159,14 +165,13 @@ def test_cross_check_finds_a_replaced_archive_file_and_repair_takes_rest(sim, tm
     # Binance replaced a file after we stored it: plant a difference in one archived day, as a new file
     # would bring it (a valid chunk, matching the manifest, whose rows disagree with REST)
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     from kline_assets.archive.store import DatasetStore
     from kline_assets.timezones import parse_zone
 
     store = DatasetStore(tmp_path / "data", FUT, parse_zone("UTC"), dt.date(2021, 1, 1))
     day = dt.date(2021, 6, 2)
-    table = pq.read_table(store.paths.resolve(store.manifest().entry_for(day).file))
+    table = store.read_table(store.manifest().entry_for(day))
     table = table.set_column(4, "close", pc.add(table["close"], 1.0))
     entry = store.manifest().entry_for(day)
     store.commit([store.stage(day, table, entry.exchange_gaps, entry.covered_until_ms, "archive", entry.source_sha256)])

@@ -164,7 +164,7 @@ def test_verify_only_reads_and_repair_on_a_read_only_root_is_one_line(sim, tmp_p
     env = env_for(sim, tmp_path)
     assert cli(env, "backfill", "--start", "2021-01-01", "--end", "2021-01-03").returncode == 0
     dataset = tmp_path / "data" / "binanceusdm" / "BTCUSDT" / "1m"
-    (dataset / "chunks" / "chunk_000001_20210101.parquet").unlink()
+    next((dataset / "chunks").glob("chunk_000001_20210101_*.parquet")).unlink()
     view = tmp_path / "read-only"
     view.mkdir()
     bound = subprocess.run(["mount", "--bind", str(tmp_path / "data"), str(view)], capture_output=True)

@@ -2,15 +2,14 @@
 
 import datetime as dt
 import errno
+import os
 import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-from kline_assets.archive import store as store_module
 from kline_assets.archive.checks import CHECK_NAMES
-from kline_assets.archive.paths import DatasetPaths
 from kline_assets.archive.schema import SCHEMA
 from kline_assets.binance.days import DayStream
 from kline_assets.defs import io_manager
@@ -21,12 +20,14 @@ from kline_assets.timezones import parse_zone
 from kline_assets_tests.helpers import (
     FUT,
     SPOT,
+    chunk_path,
     expected_rows,
     flip_byte,
     manifest,
     run,
     sim_requests,
     step_failure,
+    store_of,
     stored_rows,
 )
 
@@ -40,13 +41,15 @@ def test_dst_days_in_zurich_equal_the_exchange_row_by_row(sim, make_settings, in
     by_day = {c["partition"]: c for c in m["chunks"]}
     for day, rows in [("2021-03-27", 1440), ("2021-03-28", 1380), ("2021-10-31", 1500)]:
         entry = by_day[day]
-        path = DatasetPaths(Path(settings.data_root), FUT).resolve(entry["file"])
+        path = chunk_path(store_of(settings), entry)
         assert entry["rows"] == rows and entry["complete"] and entry["exchange_gaps"] == []
-        assert stored_rows(path) == expected_rows(sim.state, FUT, "Europe/Zurich", dt.date.fromisoformat(day))
+        want = expected_rows(sim.state, FUT, "Europe/Zurich", dt.date.fromisoformat(day))
+        assert stored_rows(store_of(settings), entry) == want
         table = pq.read_table(path)
         assert table.schema.equals(SCHEMA, check_metadata=False)
         assert pq.ParquetFile(path).metadata.row_group(0).column(0).compression == "ZSTD"
-    assert by_day["2021-03-28"]["file"] == "chunks/chunk_000087_20210328.parquet"
+    dst = by_day["2021-03-28"]
+    assert dst["file"] == f"chunks/chunk_000087_20210328_{dst['sha256'][:8]}.parquet"
 
 
 def test_gaps_are_recorded_and_days_before_listing_are_empty(sim, make_settings, instance):
@@ -108,8 +111,7 @@ def test_odd_exchange_rows_are_stored_as_sent_and_only_warned(sim, make_settings
     result = run(settings, instance, FUT, "2021-01-01", "2021-01-01")
     assert result.success
     entry = manifest(settings, FUT)["chunks"][0]
-    path = DatasetPaths(Path(settings.data_root), FUT).resolve(entry["file"])
-    rows = stored_rows(path)
+    rows = stored_rows(store_of(settings), entry)
     assert rows == expected_rows(sim.state, FUT, "UTC", dt.date(2021, 1, 1)) and rows[600][0] == odd + 3000
     sanity_ = next(e for e in result.get_asset_check_evaluations() if e.check_name == "sanity")
     assert not sanity_.passed and sanity_.severity.value == "WARN"
@@ -164,12 +166,11 @@ def test_a_corrupt_complete_chunk_is_fetched_again_on_a_rerun(sim, make_settings
     settings = make_settings(start="2021-01-01")
     assert run(settings, instance, FUT, "2021-01-01", "2021-01-02").success
     entry = manifest(settings, FUT)["chunks"][1]
-    path = DatasetPaths(Path(settings.data_root), FUT).resolve(entry["file"])
-    flip_byte(path)
+    flip_byte(store_of(settings), entry)
     before = len(sim_requests(sim.state))
     assert run(settings, instance, FUT, "2021-01-01", "2021-01-02").success
     assert len(sim_requests(sim.state)) > before  # only the corrupt day is asked for again
-    assert stored_rows(path) == expected_rows(sim.state, FUT, "UTC", dt.date(2021, 1, 2))
+    assert stored_rows(store_of(settings), entry) == expected_rows(sim.state, FUT, "UTC", dt.date(2021, 1, 2))
     assert manifest(settings, FUT)["chunks"][1]["sha256"] == entry["sha256"]
 
 
@@ -178,17 +179,15 @@ def test_a_full_disk_fails_clearly_and_tears_nothing(sim, make_settings, instanc
     assert run(settings, instance, FUT, "2021-01-01", "2021-01-02").success
     good = manifest(settings, FUT)
 
-    def full(path, data):
-        with open(path, "wb") as fh:
-            fh.write(data[: len(data) // 2])
-        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(store_module, "write_durable", full)
+    monkeypatch.setattr(os, "fsync", full)  # the half-written temp file of a chunk must go
     result = run(settings, instance, FUT, "2021-01-03", "2021-01-04", raise_on_error=False)
     assert not result.success
     assert "No space left on device" in str(step_failure(result).error)
     assert manifest(settings, FUT)["chunks"] == good["chunks"]  # the dataset is as it was
-    chunks_dir = DatasetPaths(Path(settings.data_root), FUT).chunks_dir
+    chunks_dir = chunk_path(store_of(settings), good["chunks"][0]).parent
     assert sorted(p.name for p in chunks_dir.iterdir()) == sorted(Path(c["file"]).name for c in good["chunks"])
 
 
@@ -197,8 +196,7 @@ def test_verify_job_fails_on_one_flipped_byte(sim, make_settings, instance):
     assert run(settings, instance, FUT, "2021-01-01", "2021-01-02").success
     job = build_definitions(settings).resolve_job_def("verify_binanceusdm_BTCUSDT")
     assert job.execute_in_process(instance=instance).success
-    chunk = DatasetPaths(Path(settings.data_root), FUT).chunks_dir / "chunk_000002_20210102.parquet"
-    flip_byte(chunk)
+    flip_byte(store_of(settings), manifest(settings, FUT)["chunks"][1])
     result = job.execute_in_process(instance=instance, raise_on_error=False)
     assert not result.success
     failure = step_failure(result)

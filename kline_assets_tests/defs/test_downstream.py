@@ -5,6 +5,7 @@ No `from __future__ import annotations`: Dagster reads the input annotations at 
 """
 
 import datetime as dt
+import io
 from dataclasses import replace
 
 import dagster as dg
@@ -13,12 +14,13 @@ import pyarrow as pa
 import pytest
 
 import kline_assets
-from kline_assets.archive.paths import DatasetPaths, hourly_file
+from kline_assets.archive.backend import open_root
+from kline_assets.archive.paths import hourly_file
 from kline_assets.archive.schema import COLUMN_NAMES
 from kline_assets.defs.definitions import build_assets, build_resources
 from kline_assets.defs.names import hourly_key, klines_key, range_tags
 from kline_assets.defs.partitions import daily_partitions
-from kline_assets_tests.helpers import FUT, expected_rows, flip_byte, run, step_failure
+from kline_assets_tests.helpers import FUT, expected_rows, flip_byte, run, step_failure, store_of
 
 SEEN: dict = {}
 
@@ -82,8 +84,8 @@ def test_a_range_gets_a_dict_per_partition(loaded, instance):
 
 
 def test_a_corrupt_chunk_or_a_missing_day_fails_the_step_with_what_to_do(loaded, instance):
-    entry = next(c for c in [*DatasetPaths(loaded.data_root, FUT).chunks_dir.iterdir()] if "20210102" in c.name)
-    flip_byte(entry)
+    store = store_of(loaded)
+    flip_byte(store, store.manifest().entry_for(dt.date(2021, 1, 2)))
     result = materialize_downstream(loaded, instance, downstream(loaded, "pandas"), "2021-01-02", "2021-01-02",
                                     raise_on_error=False)
     error = str(step_failure(result).error)
@@ -104,16 +106,17 @@ def resampled(frame: pd.DataFrame) -> pd.DataFrame:
     return bars.reset_index(drop=True)
 
 
-def test_klines_1h_equals_a_pandas_resample(sim, make_settings, instance):
-    settings = make_settings(start="2020-02-18", pairs="spot:BTC/USDT")
+def test_klines_1h_equals_a_pandas_resample(sim, make_settings, instance, data_root):
+    """Also on S3: the downstream asset reads through the IO manager and writes through the backend."""
+    settings = make_settings(start="2020-02-18", pairs="spot:BTC/USDT", data_root=data_root)
     settings = replace(settings, hourly=True)
     assert run(settings, instance, settings.pairs[0], "2020-02-18", "2020-02-20").success
     result = dg.materialize(build_assets(settings), resources=build_resources(settings), instance=instance,
                             selection=[hourly_key(settings.pairs[0])], tags=range_tags("2020-02-18", "2020-02-20"))
     assert result.success
-    files = {day: hourly_file(settings.data_root, settings.pairs[0], day)
-             for day in ("2020-02-18", "2020-02-19", "2020-02-20")}
-    bars = {day: pd.read_parquet(path) for day, path in files.items()}
+    backend = open_root(settings.data_root)
+    bars = {day: pd.read_parquet(io.BytesIO(backend.get(hourly_file(settings.pairs[0], day))))
+            for day in ("2020-02-18", "2020-02-19", "2020-02-20")}
     recorded = {m.partition: m.metadata["bars"].value for m in result.asset_materializations_for_node(
         hourly_key(settings.pairs[0]).to_python_identifier())}
     assert recorded == {day: len(frame) for day, frame in bars.items()}

@@ -127,15 +127,15 @@ def test_live_loop_across_minutes_and_a_zurich_midnight(sim, tmp_path):
     for step in (0, 60_000):
         manifest, now_ms = cycle_at(target + step)
         entry = manifest.entry_for(before)
-        assert stored_rows(store.paths.resolve(entry.file)) == closed(before, now_ms)
+        assert stored_rows(store, entry) == closed(before, now_ms)
         assert not entry.complete and entry.rows == 1438 + step // 60_000
     manifest, now_ms = cycle_at(target + 120_000)  # 00:00:30: yesterday completes, today starts empty
     done_day = manifest.entry_for(before)
     assert done_day.complete and done_day.rows == 1440
-    assert stored_rows(store.paths.resolve(done_day.file)) == expected_rows(sim.state, FUT, "Europe/Zurich", before)
+    assert stored_rows(store, done_day) == expected_rows(sim.state, FUT, "Europe/Zurich", before)
     assert manifest.entry_for(after).rows == 0 and not manifest.entry_for(after).complete
     manifest, now_ms = cycle_at(target + 180_000)  # 00:01:30: the first minute of the day has closed
-    assert stored_rows(store.paths.resolve(manifest.entry_for(after).file)) == closed(after, now_ms)
+    assert stored_rows(store, manifest.entry_for(after)) == closed(after, now_ms)
     assert manifest.entry_for(after).rows == 1
 
 

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from kline_assets.archive.store import DatasetStore
 from kline_assets.defs.storage import INSTANCE_YAML
+from kline_assets.timezones import parse_zone
 from kline_assets_tests.helpers import REPO, SPOT, expected_rows, stored_rows
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -134,6 +136,6 @@ def test_backfill_three_days_from_the_ui(sim, dagster_dev, monkeypatch):
         assert checks.count("Succeeded") >= 3 and "Failed" not in checks.split("Checks (3)")[-1][:200]
         browser.close()
     entries = {c["partition"]: c for c in json.loads(manifest.read_text())["chunks"]}
+    store = DatasetStore(str(manifest.parents[3]), SPOT, parse_zone("UTC"), days[0])
     for day in days:
-        path = manifest.parent / entries[day.isoformat()]["file"]
-        assert stored_rows(path) == expected_rows(sim.state, SPOT, "UTC", day)
+        assert stored_rows(store, entries[day.isoformat()]) == expected_rows(sim.state, SPOT, "UTC", day)
