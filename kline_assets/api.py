@@ -19,7 +19,7 @@ from kline_assets.archive.backend import open_root
 from kline_assets.archive.combine import Combined, combine
 from kline_assets.archive.manifest import Manifest
 from kline_assets.archive.paths import DatasetPaths
-from kline_assets.archive.reader import verified_table, window_table
+from kline_assets.archive.reader import verified_tables, window_table
 from kline_assets.archive.schema import SCHEMA
 from kline_assets.archive.store import DatasetStore, manifest_at
 from kline_assets.errors import BadInput
@@ -91,8 +91,8 @@ def open_dataset(market: str = "futures", pair: str = DEFAULT_PAIR, *,
     store = _store(market, pair, data_root)
     chunks = store.manifest().chunks
     entries = [chunks[i] for i in sorted(chunks)]
-    for entry in entries:
-        verified_table(store, entry)
+    for _ in verified_tables(store, entries):  # each chunk checked (several read at once)
+        pass
     filesystem, base = store.backend.arrow()
     return pads.dataset([f"{base}/{store.key(e)}" for e in entries], schema=SCHEMA, format="parquet",
                         filesystem=filesystem)

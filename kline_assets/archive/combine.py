@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kline_assets.archive.manifest import ChunkEntry, Manifest
-from kline_assets.archive.reader import verified_table
+from kline_assets.archive.reader import verified_tables
 from kline_assets.archive.schema import SCHEMA
 from kline_assets.archive.store import DatasetStore
 from kline_assets.errors import BadInput
@@ -78,8 +78,7 @@ def combine(store: DatasetStore, from_index: int | None = None, to_index: int | 
         return Combined(where, bytes=_size(store, target), rebuilt=False, **summary)
     schema = SCHEMA.with_metadata({SOURCES_KEY: json.dumps(sources).encode()})
     with store.backend.writer(target) as sink, pq.ParquetWriter(sink, schema, compression="zstd") as writer:
-        for entry in entries:
-            table = verified_table(store, entry)  # a chunk that does not match is never combined
+        for table in verified_tables(store, entries):  # a chunk that does not match is never combined
             if table.num_rows:
                 writer.write_table(table.replace_schema_metadata(schema.metadata))
     return Combined(where, bytes=_size(store, target), rebuilt=True, **summary)

@@ -4,6 +4,9 @@ sha256) before a row of it is used, by `combine`, the Python API and the IO mana
 from __future__ import annotations
 
 import datetime as dt
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -15,6 +18,7 @@ from kline_assets.archive.store import DatasetStore, sha256_bytes
 from kline_assets.errors import ChunkUnavailable
 
 REPAIR = "run `kline-assets verify --repair`"
+AHEAD = 8  # chunks read at once (a day is ~75 kB on disk, ~1 MB as a table)
 
 
 def verified_table(store: DatasetStore, entry: ChunkEntry) -> pa.Table:
@@ -48,14 +52,31 @@ def day_table(store: DatasetStore, manifest: Manifest, day: dt.date) -> pa.Table
     return verified_table(store, entry)
 
 
+def verified_tables(store: DatasetStore, entries: list[ChunkEntry], ahead: int = AHEAD) -> Iterator[pa.Table]:
+    """`verified_table` of each entry, in order, with up to `ahead` chunks read at once: on S3 each read is
+    a round trip, so they overlap; memory stays at `ahead` chunks whatever the number of entries."""
+    with ThreadPoolExecutor(ahead) as pool:
+        queue: deque = deque()
+        todo = iter(entries)
+        for entry in todo:
+            queue.append(pool.submit(verified_table, store, entry))
+            if len(queue) >= ahead:
+                break
+        while queue:
+            table = queue.popleft().result()
+            nxt = next(todo, None)
+            if nxt is not None:
+                queue.append(pool.submit(verified_table, store, nxt))
+            yield table
+
+
 def window_table(store: DatasetStore, manifest: Manifest, start_ms: int | None, end_ms: int | None) -> pa.Table:
     """The stored rows with start_ms <= open_time < end_ms, read only from the chunks the window touches."""
+    entries = [manifest.chunks[i] for i in sorted(manifest.chunks)
+               if not ((start_ms is not None and manifest.chunks[i].end_ms <= start_ms)
+                       or (end_ms is not None and manifest.chunks[i].start_ms >= end_ms))]
     parts = []
-    for index in sorted(manifest.chunks):
-        entry = manifest.chunks[index]
-        if (start_ms is not None and entry.end_ms <= start_ms) or (end_ms is not None and entry.start_ms >= end_ms):
-            continue
-        table = verified_table(store, entry)
+    for entry, table in zip(entries, verified_tables(store, entries), strict=True):
         if start_ms is not None and entry.start_ms < start_ms:
             table = table.filter(pc.greater_equal(table["open_time"], start_ms))
         if end_ms is not None and entry.end_ms > end_ms:
