@@ -129,3 +129,11 @@ def test_two_first_backfills_with_different_starts_into_one_prefix(sim, tmp_path
         assert codes[0] == 1 and "were not stored" in outs[0][1], outs[0][1]
     else:
         assert codes == [0, 0], outs
+
+
+def test_a_bucket_that_does_not_exist_is_one_line(sim, tmp_path, s3_root):
+    env = env_for(sim, tmp_path, KLINE_DATA_ROOT="s3://no-such-bucket-here/archive")
+    for args in (["status"], ["backfill", "--start", "2021-01-01", "--end", "2021-01-02"]):
+        done = cli(env, *args)
+        assert done.returncode == 2 and "NoSuchBucket" in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
