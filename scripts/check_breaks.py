@@ -170,6 +170,8 @@ MUTANTS = [  # (what breaks, file, text, replacement, tests that must fail)
     ("a reader trusts the manifest it holds", "kline_assets/archive/reader.py",
      "    if fresh is not None and fresh.file != entry.file:", "    if False:",
      [T + "archive/test_store.py::test_a_reader_holding_an_old_entry_reads_the_new_one_once"]),
+    ("a failed multipart upload left open", "kline_assets/archive/s3.py", "            sink.abort()\n",
+     "            pass\n", [T + "archive/test_store.py::test_a_streamed_object_appears_whole_or_not_at_all"]),
     ("young unlisted objects reported", "kline_assets/archive/verify.py",
      "        if now - found.modified <= GRACE_S:", "        if False:",
      [T + "archive/test_verify.py::test_unlisted_objects_are_problems_only_after_the_grace_period"]),

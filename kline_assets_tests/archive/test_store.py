@@ -185,3 +185,22 @@ def test_a_writer_planned_against_another_start_is_renumbered_or_refused(data_ro
                                                                           e.sha256)
                for i, e in manifest.chunks.items())
     assert late.refused == []
+
+
+def test_a_streamed_object_appears_whole_or_not_at_all(data_root):
+    """What `combine` streams into: on S3 a multipart upload, part by part (here 20 MiB: three parts); an
+    error in the middle leaves no object and, on S3, no upload left open."""
+    backend = open_root(data_root)
+    blob = os.urandom(20 << 20)
+    with backend.writer("x/combined.parquet") as fh:
+        for at in range(0, len(blob), 1 << 20):
+            fh.write(blob[at:at + (1 << 20)])
+    assert backend.get("x/combined.parquet") == blob
+    with pytest.raises(RuntimeError), backend.writer("x/torn.parquet") as fh:
+        fh.write(blob)
+        raise RuntimeError("the chunk after did not verify")
+    assert not backend.exists("x/torn.parquet")
+    assert [o.key for o in backend.list("x/")] == ["x/combined.parquet"]
+    if data_root.startswith("s3://"):
+        bucket = data_root[5:].partition("/")[0]
+        assert backend.client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
