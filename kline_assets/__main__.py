@@ -1,3 +1,3 @@
-from kline_assets.cli.main import main
+from kline_assets.cli.main import run
 
-raise SystemExit(main())
+run()

@@ -11,21 +11,30 @@ from kline_assets.timezones import parse_zone
 from kline_assets_tests.helpers import FUT, combined_table, expected_rows, flip_byte, run, store_of
 
 
-@pytest.fixture
-def zurich(sim, make_settings, instance, data_root):
-    """Futures BTC/USDT around the spring DST change in Europe/Zurich (2021-03-28 has 23 hours), in a
-    folder and on S3."""
+def _zurich(make_settings, instance, data_root):
     settings = make_settings(tz="Europe/Zurich", start="2021-03-26", data_root=data_root)
     assert run(settings, instance, FUT, "2021-03-26", "2021-03-29").success
     return settings
+
+
+@pytest.fixture
+def zurich(sim, make_settings, instance):
+    """Futures BTC/USDT around the spring DST change in Europe/Zurich (2021-03-28 has 23 hours)."""
+    return _zurich(make_settings, instance, None)
+
+
+@pytest.fixture
+def zurich_anywhere(sim, make_settings, instance, data_root):
+    """The same, in a folder and on S3: what reads does not depend on where the archive is."""
+    return _zurich(make_settings, instance, data_root)
 
 
 def rows(frame: pd.DataFrame) -> list[list]:
     return [list(r) for r in frame.itertuples(index=False)]
 
 
-def test_read_klines_windows_across_a_dst_day(sim, zurich):
-    root = zurich.data_root
+def test_read_klines_windows_across_a_dst_day(sim, zurich_anywhere):
+    root = zurich_anywhere.data_root
     day = kline_assets.read_klines("futures", "BTC/USDT", "2021-03-28", "2021-03-29", data_root=root)
     assert len(day) == 1380 and rows(day) == expected_rows(sim.state, FUT, "Europe/Zurich", dt.date(2021, 3, 28))
     same = kline_assets.read_klines("futures", "BTC/USDT", dt.date(2021, 3, 28), dt.date(2021, 3, 29), data_root=root)
@@ -52,7 +61,8 @@ def test_bad_windows_and_unknown_datasets_raise_one_clear_error(zurich):
         kline_assets.read_klines(start="yesterday", data_root=root)
 
 
-def test_a_corrupt_chunk_is_refused_naming_the_day(zurich):
+def test_a_corrupt_chunk_is_refused_naming_the_day(zurich_anywhere):
+    zurich = zurich_anywhere
     entry = kline_assets.load_manifest(data_root=zurich.data_root).entry_for(dt.date(2021, 3, 27))
     flip_byte(store_of(zurich), entry)
     with pytest.raises(kline_assets.ChunkUnavailable, match=r"2021-03-27.*verify --repair"):
@@ -63,7 +73,8 @@ def test_a_corrupt_chunk_is_refused_naming_the_day(zurich):
         kline_assets.open_dataset(data_root=zurich.data_root)
 
 
-def test_open_dataset_lists_the_manifests_chunks_only_and_duckdb_reads_it(zurich):
+def test_open_dataset_lists_the_manifests_chunks_only_and_duckdb_reads_it(zurich_anywhere):
+    zurich = zurich_anywhere
     store = store_of(zurich)
     first = store.backend.get(store.key(store.manifest().chunks[1]))
     store.backend.put(f"{store.paths.chunks_dir}/chunk_000099_20210703_0123abcd.parquet", first)  # unlisted

@@ -172,6 +172,19 @@ def main(argv: list[str] | None = None) -> int:
     return signals.exit_code(_main(argv))
 
 
+def run() -> None:
+    """The `kline-assets` program: `main`, then out without the interpreter's teardown. Arrow's native
+    thread pools may still be alive when Python finalises, and now and then that ends a finished command
+    in `terminate called without an active exception` (SIGABRT, apache/arrow#34314): output flushed and
+    logs closed first, the exit code is the command's own."""
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    logging.shutdown()
+    os._exit(code)
+
+
 def _main(argv: list[str] | None) -> int:
     quiet_warnings()
     # the CLI prints what users must see itself; without a handler Python would echo warnings again

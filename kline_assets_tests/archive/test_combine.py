@@ -17,8 +17,7 @@ from kline_assets.timezones import parse_zone
 from kline_assets_tests.helpers import FUT, combined_table
 
 
-@pytest.fixture
-def loaded(sim, make_settings, instance, data_root):
+def _loaded(make_settings, instance, data_root):
     settings = make_settings(start="2021-01-01", data_root=data_root)
     result = dg.materialize(build_assets(settings), resources=build_resources(settings), instance=instance,
                             selection=[klines_key(FUT)],
@@ -28,8 +27,20 @@ def loaded(sim, make_settings, instance, data_root):
     return settings, DatasetStore(settings.data_root, FUT, parse_zone("UTC"), dt.date(2021, 1, 1))
 
 
-def test_combined_equals_the_concatenated_chunks(loaded):
-    _, store = loaded
+@pytest.fixture
+def loaded(sim, make_settings, instance):
+    """Six days in a folder."""
+    return _loaded(make_settings, instance, None)
+
+
+@pytest.fixture
+def loaded_anywhere(sim, make_settings, instance, data_root):
+    """Six days in a folder, and on S3."""
+    return _loaded(make_settings, instance, data_root)
+
+
+def test_combined_equals_the_concatenated_chunks(loaded_anywhere):
+    _, store = loaded_anywhere
     got = combine(store)
     entries = [store.manifest().chunks[i] for i in range(1, 7)]
     expected = pa.concat_tables([store.read_table(e) for e in entries])
@@ -51,8 +62,8 @@ def test_index_ranges_and_suffixes(loaded):
     assert offset.path.endswith("/BTCUSDT_1m_all_UTC+0200.parquet")
 
 
-def test_a_corrupt_chunk_is_refused(loaded):
-    _, store = loaded
+def test_a_corrupt_chunk_is_refused(loaded_anywhere):
+    _, store = loaded_anywhere
     key = store.key(store.manifest().chunks[4])
     store.backend.put(key, store.backend.get(key)[:-10])
     with pytest.raises(ChunkUnavailable, match="verify --repair"):
@@ -71,8 +82,8 @@ def test_combined_asset_through_dagster_with_config(loaded, instance):
     assert md["rows"].value == 2 * 1440 and md["chunks"].value == 2
 
 
-def test_a_one_sided_index_range_never_overwrites_all(loaded):
-    _, store = loaded
+def test_a_one_sided_index_range_never_overwrites_all(loaded_anywhere):
+    _, store = loaded_anywhere
     combine(store)
     whole = store.backend.get(store.paths.combined_file(None))
     tail, head = combine(store, from_index=5), combine(store, to_index=2)

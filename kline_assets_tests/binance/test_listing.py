@@ -20,7 +20,7 @@ from kline_assets.errors import BadInput
 from kline_assets.settings import DatasetSpec, Selector, parse_pairs
 from kline_assets.sim.hostile import Hostile
 from kline_assets.sim.server import RunningSimulator, SimConfig
-from kline_assets_tests.helpers import FUT, SPOT, cli, env_for
+from kline_assets_tests.helpers import FUT, SPOT, cli, cli_here, env_for
 
 
 @pytest.fixture
@@ -93,7 +93,7 @@ def test_loading_never_waits_long_on_a_silent_exchange(make_settings, caplog):
     assert "KLINE_PAIRS spot:*/USDT: no exchangeInfo yet" in caplog.text
 
 
-def test_a_symbol_that_stops_trading_keeps_its_dataset_and_live_leaves_it(make_settings, tmp_path):
+def test_a_symbol_that_stops_trading_keeps_its_dataset_and_live_leaves_it(make_settings, tmp_path, monkeypatch, capsys):
     with RunningSimulator(SimConfig(many_symbols=2)) as sim:
         env = env_for(sim, tmp_path, KLINE_PAIRS="futures:*/USDT")
         done = cli(env, "--pair", "C001/USDT", "backfill", "--start", "2021-01-01", "--end", "2021-01-02")
@@ -107,9 +107,10 @@ def test_a_symbol_that_stops_trading_keeps_its_dataset_and_live_leaves_it(make_s
         assert gone in settings.pairs and settings.retired == {gone}  # C000 had no data: simply not selected
         assert DatasetSpec("futures", "C000/USDT") not in settings.pairs
         assert gone not in settings.live_pairs and FUT in settings.live_pairs
-        status = cli(env, "status")
+        status = cli_here(monkeypatch, capsys, env, "status")
         assert "binanceusdm/C001USDT" in status.stdout and "no longer trading" in status.stdout
-        assert json.loads(cli(env, "status", "--json").stdout)["datasets"][0]["trading"] is False
+        status = json.loads(cli_here(monkeypatch, capsys, env, "status", "--json").stdout)
+        assert status["datasets"][0]["trading"] is False
         live = cli(env, "live", "--all", "--cycles", "1")
         assert live.returncode == 0, live.stderr
         assert "binanceusdm/C001USDT no longer trades" in live.stderr
@@ -155,13 +156,13 @@ def test_an_explicit_pair_the_listing_shows_no_longer_trading_is_retired(market_
     assert selected and klines_key(FUT) not in selected
 
 
-def test_status_says_nothing_of_trading_without_a_cached_listing(market_sim, tmp_path):
+def test_status_says_nothing_of_trading_without_a_cached_listing(market_sim, tmp_path, monkeypatch, capsys):
     env = env_for(market_sim, tmp_path)
     assert cli(env, "backfill", "--start", "2021-01-01", "--end", "2021-01-02").returncode == 0
     assert not (tmp_path / "data" / listing_cache("futures")).exists()
-    status = cli(env, "status")
+    status = cli_here(monkeypatch, capsys, env, "status")
     assert status.returncode == 0 and "no longer trading" not in status.stdout
-    assert json.loads(cli(env, "status", "--json").stdout)["datasets"][0]["trading"] is None
+    assert json.loads(cli_here(monkeypatch, capsys, env, "status", "--json").stdout)["datasets"][0]["trading"] is None
 
 
 def test_a_listed_symbol_too_long_or_not_ascii_is_left_out_with_one_warning(caplog):

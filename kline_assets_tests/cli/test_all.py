@@ -1,5 +1,6 @@
 """`--all`: every configured dataset (selectors included) in one command, sharing each market's budget."""
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -14,7 +15,7 @@ from kline_assets.archive.store import DatasetStore
 from kline_assets.settings import DatasetSpec
 from kline_assets.sim.server import RunningSimulator, SimConfig
 from kline_assets.timezones import parse_zone
-from kline_assets_tests.helpers import BIN, cli, env_for, expected_rows, stored_rows
+from kline_assets_tests.helpers import BIN, cli, cli_here, env_for, expected_rows, stored_rows
 
 UTC = parse_zone("UTC")
 
@@ -29,7 +30,7 @@ def days_ago(n: int) -> str:
     return (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=n)).isoformat()
 
 
-def test_each_verb_over_every_dataset(market_sim, tmp_path):
+def test_each_verb_over_every_dataset(market_sim, tmp_path, monkeypatch, capsys):
     env = env_for(market_sim, tmp_path, KLINE_PAIRS="futures:BTC/USDT,spot:*/USDT")
     bad = cli(env, "--pair", "ETH/USDT", "backfill", "--all")
     assert bad.returncode == 2 and "--all and --pair" in bad.stderr and not (tmp_path / "data").exists()
@@ -45,14 +46,14 @@ def test_each_verb_over_every_dataset(market_sim, tmp_path):
             day = dt.date.fromisoformat(days_ago(n))
             entry = store.manifest().entry_for(day)
             assert stored_rows(store, entry) == expected_rows(market_sim.state, spec, "UTC", day)
-    status = json.loads(cli(env, "status", "--json").stdout)["datasets"]
+    status = json.loads(cli_here(monkeypatch, capsys, env, "status", "--json").stdout)["datasets"]
     assert len(status) == 8 and all(s["trading"] for s in status if s["market"] == "spot")
     live = cli(env, "--market", "spot", "live", "--all", "--cycles", "1")
     assert live.returncode == 0, live.stderr
     assert "7/7 datasets hold the minute" in live.stderr
     assert {r["symbol"] for r in market_sim.state.log if r["endpoint"] == "klines" and r["market"] == "futures"} \
         == {"BTCUSDT"}  # only the backfill asked futures: --market spot narrowed live
-    verify = cli(env, "verify", "--all")
+    verify = cli_here(monkeypatch, capsys, env, "verify", "--all")
     assert verify.returncode == 0 and "verified 8 dataset(s): all ok" in verify.stdout
     store = DatasetStore(root, DatasetSpec("spot", "ETH/USDT"), UTC, dt.date(2021, 1, 1))
     entry = store.manifest().entry_for(dt.date.fromisoformat(days_ago(3)))
@@ -95,7 +96,7 @@ def start_all(env, window):
     return proc, children
 
 
-def test_kill_9_of_backfill_all_ends_its_market_process_and_a_rerun_completes(tmp_path):
+def test_kill_9_of_backfill_all_ends_its_market_process_and_a_rerun_completes(tmp_path, monkeypatch, capsys):
     """`backfill --all` runs spot in a child process: it must not outlive a killed parent."""
     with RunningSimulator(SimConfig(many_symbols=2, latency_ms=50)) as market:
         env = env_for(market, tmp_path, KLINE_PAIRS="futures:*/USDT,spot:*/USDT")
@@ -109,7 +110,7 @@ def test_kill_9_of_backfill_all_ends_its_market_process_and_a_rerun_completes(tm
         assert not any(map(running, children)), "the spot process outlived its parent"
         done = cli(env, "backfill", "--all", *window, timeout=300)
         assert done.returncode == 0, done.stderr
-        verify = cli(env, "verify", "--all")
+        verify = cli_here(monkeypatch, capsys, env, "verify", "--all")
         assert verify.returncode == 0 and "verified 12 dataset(s): all ok" in verify.stdout
 
 
@@ -129,8 +130,9 @@ def test_a_market_process_that_dies_or_a_ctrl_c_never_ends_in_success(tmp_path):
         env = env_for(market, tmp_path, KLINE_PAIRS="futures:BTC/USDT,spot:BTC/USDT")
         window = ("--start", "2021-01-01", "--end", "2021-03-01")
         proc, children = start_all(env, window)
-        for child in children:
-            os.kill(int(child), signal.SIGKILL)
+        for child in children:  # the spot process, and Dagster's short-lived helpers that may be gone
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(child), signal.SIGKILL)
         _, err = proc.communicate(timeout=180)
         assert proc.returncode == 1 and "the spot process ended early" in err, err
         proc, children = start_all(env, window)

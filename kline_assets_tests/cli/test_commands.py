@@ -11,17 +11,17 @@ import time
 
 import pytest
 
-from kline_assets_tests.helpers import BIN, FUT, check_days, cli, env_for, materialized
+from kline_assets_tests.helpers import BIN, FUT, check_days, cli, cli_here, env_for, materialized
 
 pytestmark = pytest.mark.e2e
 
 
-def test_backfill_then_status(sim, tmp_path):
+def test_backfill_then_status(sim, tmp_path, monkeypatch, capsys):
     env = env_for(sim, tmp_path)
     done = cli(env, "backfill", "--start", "2021-01-01", "--end", "2021-01-04")
     assert done.returncode == 0, done.stderr
     check_days(sim, tmp_path / "data", dt.date(2021, 1, 1), 3)
-    status = json.loads(cli(env, "status", "--json").stdout)
+    status = json.loads(cli_here(monkeypatch, capsys, env, "status", "--json").stdout)
     ds = status["datasets"][0]
     assert (ds["dataset"], ds["chunks"], ds["rows"]) == ("binanceusdm/BTCUSDT", 3, 3 * 1440)
     assert (tmp_path / "logs" / "loader.log").read_text().count("3/3 days") == 1
@@ -105,7 +105,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(sim, tmp_path, args, me
     assert not (tmp_path / "data").exists() and not (tmp_path / "logs").exists()
 
 
-def test_verify_finds_each_corruption_and_repair_restores_exact_data(sim, tmp_path):
+def test_verify_finds_each_corruption_and_repair_restores_exact_data(sim, tmp_path, monkeypatch, capsys):
     env = env_for(sim, tmp_path)
     assert cli(env, "backfill", "--start", "2021-01-01", "--end", "2021-01-08").returncode == 0
     chunks = tmp_path / "data" / "binanceusdm" / "BTCUSDT" / "1m" / "chunks"
@@ -121,17 +121,17 @@ def test_verify_finds_each_corruption_and_repair_restores_exact_data(sim, tmp_pa
     young.write_bytes(b"young")
     old = time.time() - 2 * 3600  # older than the grace period: in no manifest, and no writer's any more
     os.utime(stray, (old, old))
-    found = cli(env, "verify")
+    found = cli_here(monkeypatch, capsys, env, "verify")
     assert found.returncode == 1
     for kind in ("2 corrupt", "1 missing_file", "1 stray_file"):
         assert kind in found.stdout, found.stdout
     repaired = cli(env, "verify", "--repair")
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr
     assert "after repair" in repaired.stdout and "all well" in repaired.stdout
-    assert cli(env, "verify").returncode == 0
+    assert cli_here(monkeypatch, capsys, env, "verify").returncode == 0
     assert not stray.exists() and young.exists()
     check_days(sim, tmp_path / "data", dt.date(2021, 1, 1), 7)
-    status = json.loads(cli(env, "status", "--json").stdout)["datasets"][0]
+    status = json.loads(cli_here(monkeypatch, capsys, env, "status", "--json").stdout)["datasets"][0]
     assert status["last_verify"]["ok"] is True
 
 
@@ -154,13 +154,13 @@ def test_combine_cli_and_build_combined_on_backfill(sim, tmp_path):
                                                           "BTCUSDT_1m_all.parquet"]
 
 
-def test_cross_check_finds_a_replaced_archive_file_and_repair_takes_rest(sim, tmp_path):
+def test_cross_check_finds_a_replaced_archive_file_and_repair_takes_rest(sim, tmp_path, monkeypatch, capsys):
     env = env_for(sim, tmp_path, KLINE_SOURCE="auto")
     done = cli(env, "backfill", "--start", "2021-06-01", "--end", "2021-06-04")
     assert done.returncode == 0, done.stderr
-    status = json.loads(cli(env, "status", "--json").stdout)["datasets"][0]
+    status = json.loads(cli_here(monkeypatch, capsys, env, "status", "--json").stdout)["datasets"][0]
     assert status["sources"] == {"archive": 3, "rest": 0}
-    assert "3 day(s) from the archive, 0 from REST" in cli(env, "status").stdout
+    assert "3 day(s) from the archive, 0 from REST" in cli_here(monkeypatch, capsys, env, "status").stdout
     assert cli(env, "verify", "--cross-check", "3").returncode == 0
     # Binance replaced a file after we stored it: plant a difference in one archived day, as a new file
     # would bring it (a valid chunk, matching the manifest, whose rows disagree with REST)
@@ -180,12 +180,12 @@ def test_cross_check_finds_a_replaced_archive_file_and_repair_takes_rest(sim, tm
     assert "2021-06-02 differs_from_rest: row 0 differs" in found.stdout
     repaired = cli(env, "verify", "--cross-check", "3", "--repair")
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr
-    after = json.loads(cli(env, "status", "--json").stdout)["datasets"][0]
+    after = json.loads(cli_here(monkeypatch, capsys, env, "status", "--json").stdout)["datasets"][0]
     assert after["sources"] == {"archive": 2, "rest": 1}
     check_days(sim, tmp_path / "data", dt.date(2021, 6, 1), 3)
 
 
-def test_two_first_backfills_with_different_starts_at_once(sim, tmp_path):
+def test_two_first_backfills_with_different_starts_at_once(sim, tmp_path, monkeypatch, capsys):
     """Two processes start a new dataset at once, from 2021-01-01 and from 2020-12-25: whichever commits
     first fixes the start; the other's days are renumbered or refused in one line, and every stored day
     is where its index says, exact, with verify all well."""
@@ -209,4 +209,4 @@ def test_two_first_backfills_with_different_starts_at_once(sim, tmp_path):
         day = dt.date.fromisoformat(chunk["partition"])
         assert chunk["index"] == (day - start).days + 1
     check_days(sim, tmp_path / "data", dt.date(2021, 1, 1), 4)
-    assert cli(env, "verify").returncode == 0
+    assert cli_here(monkeypatch, capsys, env, "verify").returncode == 0

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from kline_assets_tests.helpers import BIN, cli, env_for, sim_requests
+from kline_assets_tests.helpers import BIN, cli, cli_here, env_for, sim_requests
 
 pytestmark = pytest.mark.e2e
 
@@ -66,19 +66,23 @@ def test_ctrl_c_is_one_line(sim, tmp_path):
     assert out == ""
 
 
-def test_status_filters_and_plot_names(sim, tmp_path):
+def test_status_filters_and_plot_names(sim, tmp_path, monkeypatch, capsys):
     env = env_for(sim, tmp_path)
+
+    def here(*args):
+        return cli_here(monkeypatch, capsys, *args)
+
     assert cli(env, "backfill", "--start", "2021-01-01", "--end", "2021-01-02").returncode == 0
     assert cli(env, "--market", "spot", "backfill", "--start", "2021-01-01", "--end", "2021-01-02").returncode == 0
-    everything = json.loads(cli(env, "status", "--json").stdout)["datasets"]
+    everything = json.loads(here(env, "status", "--json").stdout)["datasets"]
     assert {d["dataset"] for d in everything} == {"binance/BTCUSDT", "binanceusdm/BTCUSDT"}
-    spot = json.loads(cli(env, "--market", "spot", "status", "--json").stdout)["datasets"]
+    spot = json.loads(here(env, "--market", "spot", "status", "--json").stdout)["datasets"]
     assert [d["dataset"] for d in spot] == ["binance/BTCUSDT"]
-    none = json.loads(cli(env, "--market", "spot", "--pair", "ETH/USDT", "status", "--json").stdout)["datasets"]
+    none = json.loads(here(env, "--market", "spot", "--pair", "ETH/USDT", "status", "--json").stdout)["datasets"]
     assert none == []
-    one = cli(env, "--market", "spot", "status", "--plot", str(tmp_path / "cov.png"))
+    one = here(env, "--market", "spot", "status", "--plot", str(tmp_path / "cov.png"))
     assert one.returncode == 0 and (tmp_path / "cov.png").exists()
-    both = cli(env, "status", "--plot", str(tmp_path / "all.png"))
+    both = here(env, "status", "--plot", str(tmp_path / "all.png"))
     assert "all_binance_BTCUSDT.png" in both.stderr and "all_binanceusdm_BTCUSDT.png" in both.stderr
     assert not (tmp_path / "all.png").exists() and (tmp_path / "all_binance_BTCUSDT.png").exists()
 

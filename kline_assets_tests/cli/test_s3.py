@@ -14,7 +14,7 @@ from kline_assets.archive import store as store_module
 from kline_assets.archive.store import DatasetStore
 from kline_assets.archive.verify import quarantine, verify
 from kline_assets.timezones import parse_zone
-from kline_assets_tests.helpers import BIN, FUT, check_days, cli, env_for, materialized
+from kline_assets_tests.helpers import BIN, FUT, check_days, cli, cli_here, env_for, materialized
 
 UTC = parse_zone("UTC")
 
@@ -23,7 +23,7 @@ def dataset(root, start=dt.date(2021, 1, 1)) -> DatasetStore:
     return DatasetStore(root, FUT, UTC, start)
 
 
-def test_every_verb_works_on_s3(sim, tmp_path, s3_root):
+def test_every_verb_works_on_s3(sim, tmp_path, s3_root, monkeypatch, capsys):
     env = env_for(sim, tmp_path, KLINE_DATA_ROOT=s3_root, KLINE_SOURCE="auto")
     done = cli(env, "backfill", "--start", "2021-06-01", "--end", "2021-06-05")
     assert done.returncode == 0, done.stderr
@@ -33,19 +33,16 @@ def test_every_verb_works_on_s3(sim, tmp_path, s3_root):
     manifest = store.manifest()
     assert sorted(e.source for e in manifest.chunks.values()) == ["archive"] * 4
     assert all(store.entry_intact(e) for e in manifest.chunks.values())
-    status = json.loads(cli(env, "status", "--json").stdout)
-    (ds,) = status["datasets"]
-    assert (ds["chunks"], ds["rows"], ds["path"]) == (4, 4 * 1440, f"{s3_root}/binanceusdm/BTCUSDT/1m")
-    assert cli(env, "verify").returncode == 0
     combined = cli(env, "combine")
     assert combined.returncode == 0, combined.stderr
     assert store.backend.exists(store.paths.combined_file(None))
     # a damaged chunk is found and repaired from the exchange, on S3 too
     key = store.key(manifest.chunks[sorted(manifest.chunks)[1]])
     store.backend.put(key, store.backend.get(key)[:-5])
-    assert cli(env, "verify").returncode == 1
+    assert cli_here(monkeypatch, capsys, env, "verify").returncode == 1
     repaired = cli(env, "verify", "--repair")
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert "1 corrupt" in repaired.stdout and "after repair" in repaired.stdout
     assert materialized(env) == {f"2021-06-0{n}" for n in range(1, 5)}
     crossed = cli(env, "verify", "--cross-check", "2")
     assert crossed.returncode == 0, crossed.stdout + crossed.stderr
@@ -57,9 +54,10 @@ def test_every_verb_works_on_s3(sim, tmp_path, s3_root):
     assert both.returncode == 0, both.stderr
     live = cli(env, "live", "--all", "--cycles", "1")
     assert live.returncode == 0, live.stderr
-    statuses = json.loads(cli(env, "status", "--json").stdout)["datasets"]
-    assert sorted(s["dataset"] for s in statuses) == ["binance/ETHUSDT", "binanceusdm/BTCUSDT"]
-    assert all(s["last_stored_minute"] for s in statuses)
+    statuses = json.loads(cli_here(monkeypatch, capsys, env, "status", "--json").stdout)["datasets"]
+    assert [(s["dataset"], s["path"]) for s in statuses] == [
+        (name, f"{env['KLINE_DATA_ROOT']}/{name}/1m") for name in ("binance/ETHUSDT", "binanceusdm/BTCUSDT")]
+    assert all(s["last_stored_minute"] and s["chunks"] == 2 for s in statuses)
 
 
 def test_dagster_asset_materialize_into_s3(sim, tmp_path, s3_root):
