@@ -3,13 +3,17 @@ Shared helpers are in `helpers.py`."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
+
 import dagster as dg
 import pytest
 
 from kline_assets.defs.storage import STORAGE
 from kline_assets.settings import load_settings
 from kline_assets.sim.server import RunningSimulator, SimConfig
-from kline_assets_tests.helpers import S3Server
+from kline_assets_tests.helpers import PostgresServer, S3Server
 
 
 @pytest.fixture(autouse=True)
@@ -70,3 +74,28 @@ def data_root(request, tmp_path):
     if request.param == "local":
         return str(tmp_path / "data")
     return request.getfixturevalue("s3_root")
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """Its folder directly under the system temp folder: pytest's own is private to root, and the server
+    runs as the `postgres` user when the tests run as root."""
+    folder = Path(tempfile.mkdtemp(prefix="kline-assets-pg-"))
+    server = PostgresServer(folder)
+    yield server
+    server.stop()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_storage(pg_server):
+    """The `storage:` entry of a dagster.yaml on a fresh Postgres database, in Dagster's documented form."""
+    return {"postgres": {"postgres_db": pg_server.database()}}
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_instance(request):
+    """A Dagster instance on each storage a deployment uses: the tests of recording run on both."""
+    storage = STORAGE if request.param == "sqlite" else request.getfixturevalue("pg_storage")
+    with dg.instance_for_test(overrides={"storage": storage}) as inst:
+        yield inst

@@ -119,7 +119,8 @@ def test_odd_exchange_rows_are_stored_as_sent_and_only_warned(sim, make_settings
     assert continuity_.passed and continuity_.metadata["off_minute_rows"].value == 1
 
 
-def test_a_range_failing_on_day_k_keeps_and_records_exactly_the_days_before(sim, make_settings, instance):
+def test_a_range_failing_on_day_k_keeps_and_records_exactly_the_days_before(sim, make_settings, any_instance):
+    instance = any_instance
     settings = make_settings(start="2021-01-01")
     start12, end12 = parse_zone("UTC").day_window_ms(dt.date(2021, 1, 12))
     sim.state.config.failing_windows = [["futures", start12, end12]]  # HTTP 500 until the retries run out
@@ -141,9 +142,10 @@ def test_a_range_failing_on_day_k_keeps_and_records_exactly_the_days_before(sim,
     assert len(instance.get_materialized_partitions(klines_key(FUT))) == 20
 
 
-def test_days_are_recorded_while_the_run_goes_on(sim, make_settings, instance, monkeypatch):
+def test_days_are_recorded_while_the_run_goes_on(sim, make_settings, any_instance, monkeypatch):
     """A batch commits on time even while the next day is still being fetched: the first days are
     recorded in the instance before the range's last day is even asked for."""
+    instance = any_instance
     monkeypatch.setattr(io_manager, "COMMIT_EVERY_S", 0.2)
     settings = make_settings(start="2021-01-01")
     sim.state.config.latency_ms = 150

@@ -45,7 +45,8 @@ def test_sensor_requests_today_for_each_dataset(sim, make_settings, instance):
     assert request.run_key.startswith("live:") and request.tags["kline_assets/source"] == "live"
 
 
-def test_sensor_catches_up_from_the_last_incomplete_day(sim, make_settings, instance):
+def test_sensor_catches_up_from_the_last_incomplete_day(sim, make_settings, any_instance):
+    instance = any_instance
     settings = make_settings(pairs="futures:BTC/USDT")
     today = dt.datetime.now(dt.timezone.utc).date()
     three_ago = (today - dt.timedelta(days=3)).isoformat()
@@ -55,7 +56,8 @@ def test_sensor_catches_up_from_the_last_incomplete_day(sim, make_settings, inst
     assert request.tags["dagster/asset_partition_range_start"] == (today - dt.timedelta(days=2)).isoformat()
 
 
-def test_sensor_skips_while_a_run_of_the_dataset_is_in_progress(sim, make_settings, instance):
+def test_sensor_skips_while_a_run_of_the_dataset_is_in_progress(sim, make_settings, any_instance):
+    instance = any_instance
     settings = make_settings(pairs="futures:BTC/USDT")
     defs = build_definitions(settings)
     job = defs.resolve_job_def("live_klines")
