@@ -193,7 +193,7 @@ class DatasetStore:
         for attempt in range(TRIES):
             try:
                 data, token = self.backend.get_versioned(self.paths.manifest)
-                manifest = Manifest.from_json(data, self.where)
+                manifest = Manifest.from_json(data, self.backend.uri(self.paths.manifest))
             except FileNotFoundError:
                 manifest, token = Manifest.new(self.spec, self.zone.name, self.start), None
             self._guard(manifest)
