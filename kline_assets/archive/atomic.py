@@ -1,4 +1,5 @@
-"""Durable file replacement: temp file in the same folder, fsync, rename, fsync of the folder.
+"""Durable local file replacement (a folder data root, dagster.yaml): temp file in the same folder, fsync,
+rename, fsync of the folder.
 
 A reader therefore sees the old bytes or the new ones, never a torn file, and after a power cut the
 rename itself is on disk.
@@ -9,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 
 def fsync_dir(path: Path) -> None:
@@ -21,19 +24,27 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_durable(path: Path, data: bytes) -> None:
-    """Write `data` to `path` (which must not be read meanwhile) and fsync it."""
-    with open(path, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[BinaryIO]:
+    """A file to write `path`'s new bytes into: they replace the old ones when the block ends (never on an
+    error). The temp file is hidden and unique (threads and processes may write the same path at once),
+    and one a crash leaves behind is removed by `DatasetStore.collect` after its grace period."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(path.parent)
 
 
 def replace_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    write_durable(tmp, data)
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    with replacing(path) as fh:
+        fh.write(data)
 
 
 @contextlib.contextmanager

@@ -13,14 +13,13 @@ import contextlib
 import hashlib
 import os
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 import pyarrow.fs as pafs
 
-from kline_assets.archive.atomic import fsync_dir, locked
+from kline_assets.archive.atomic import locked, replace_atomic, replacing
 from kline_assets.errors import BadInput
 
 S3_SCHEME = "s3://"
@@ -111,24 +110,10 @@ class LocalBackend:
         return self.path(key).exists()  # a folder where a file belongs is found, and refused when read
 
     def put(self, key: str, data: bytes) -> None:
-        with self.writer(key) as fh:
-            fh.write(data)
+        replace_atomic(self.path(key), data)
 
-    @contextlib.contextmanager
-    def writer(self, key: str) -> Iterator[BinaryIO]:
-        path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # hidden and unique: never listed as a chunk, removed after the grace period if a crash leaves it
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-        try:
-            with open(tmp, "wb") as fh:
-                yield fh
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        fsync_dir(path.parent)
+    def writer(self, key: str) -> contextlib.AbstractContextManager[BinaryIO]:
+        return replacing(self.path(key))
 
     def put_if(self, key: str, data: bytes, token: str | None) -> bool:
         path = self.path(key)
