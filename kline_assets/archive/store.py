@@ -65,13 +65,19 @@ def table_to_parquet(table: pa.Table) -> bytes:
 
 def manifest_at(backend: Backend, key: str) -> Manifest:
     """Raises FileNotFoundError when there is none, BadInput when it cannot be read or is not ours."""
+    return _manifest_read(backend, key, versioned=False)[0]
+
+
+def _manifest_read(backend: Backend, key: str, versioned: bool) -> tuple[Manifest, str | None]:
+    """The manifest, and with `versioned` the version `put_if` compares against (a local read then hashes
+    the bytes, so only a writer asks for it)."""
     try:
-        data = backend.get(key)
+        data, token = backend.get_versioned(key) if versioned else (backend.get(key), None)
     except (FileNotFoundError, StorageUnavailable):
         raise
     except OSError as exc:  # a folder, no permission: one line, not a traceback
         raise BadInput(f"{backend.uri(key)} cannot be read ({exc.strerror or exc})") from None
-    return Manifest.from_json(data, backend.uri(key))
+    return Manifest.from_json(data, backend.uri(key)), token
 
 
 def dataset_dirs(backend: Backend, exchange_id: str | None = None) -> list[str]:
@@ -192,8 +198,7 @@ class DatasetStore:
         given). `change` returns False when there is nothing to write."""
         for attempt in range(TRIES):
             try:
-                data, token = self.backend.get_versioned(self.paths.manifest)
-                manifest = Manifest.from_json(data, self.backend.uri(self.paths.manifest))
+                manifest, token = _manifest_read(self.backend, self.paths.manifest, versioned=True)
             except FileNotFoundError:
                 manifest, token = Manifest.new(self.spec, self.zone.name, self.start), None
             self._guard(manifest)
