@@ -43,9 +43,9 @@ def watch(url: str, root: Path, days: int, every: float) -> None:
     last = start + dt.timedelta(days=days - 1)
     home = root / "dagster_home"
     home.mkdir()
-    from kline_assets.defs.storage import INSTANCE_YAML
+    from kline_assets.defs.instance import instance_yaml
 
-    (home / "dagster.yaml").write_text(INSTANCE_YAML + "telemetry:\n  enabled: false\n")
+    (home / "dagster.yaml").write_text(instance_yaml("sqlite") + "telemetry:\n  enabled: false\n")
     env = {**os.environ, "KLINE_SPOT_URL": url, "KLINE_FUTURES_URL": url, "KLINE_ARCHIVE_URL": url,
            "KLINE_SOURCE": "rest", "KLINE_DATA_ROOT": str(root / "data"),
            "KLINE_LOG_DIR": str(root / "logs"), "DAGSTER_HOME": str(home), "KLINE_START": start.isoformat(),

@@ -10,7 +10,6 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from kline_assets.defs.storage import STORAGE
 from kline_assets.settings import load_settings
 from kline_assets.sim.server import RunningSimulator, SimConfig
 from kline_assets_tests.helpers import PostgresServer, S3Server
@@ -44,8 +43,8 @@ def make_settings(sim, tmp_path):
 
 @pytest.fixture
 def instance():
-    """The storage kline-assets writes into a fresh DAGSTER_HOME, so every in-process run uses it."""
-    with dg.instance_for_test(overrides={"storage": STORAGE}) as inst:
+    """Dagster's stock SQLite instance in a temp folder."""
+    with dg.instance_for_test() as inst:
         yield inst
 
 
@@ -96,6 +95,6 @@ def pg_storage(pg_server):
 @pytest.fixture(params=["sqlite", "postgres"])
 def any_instance(request):
     """A Dagster instance on each storage a deployment uses: the tests of recording run on both."""
-    storage = STORAGE if request.param == "sqlite" else request.getfixturevalue("pg_storage")
-    with dg.instance_for_test(overrides={"storage": storage}) as inst:
+    overrides = {} if request.param == "sqlite" else {"storage": request.getfixturevalue("pg_storage")}
+    with dg.instance_for_test(overrides=overrides) as inst:
         yield inst

@@ -241,7 +241,8 @@ class PostgresServer:
     """Debian's PostgreSQL in a temp folder on a free loopback port (as the `postgres` user when the tests
     run as root, since initdb refuses root), trust authentication; `database()` makes a fresh database."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, fsync: bool = False) -> None:
+        """`fsync`: as a real server would (the tests turn it off: only speed depends on it)."""
         import shutil
         import socket
 
@@ -253,6 +254,7 @@ class PostgresServer:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
+        folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
         self.data = folder / "pg"
         self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
@@ -260,7 +262,8 @@ class PostgresServer:
             shutil.chown(folder, "postgres")
         self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(folder / "pg.log"), "-w", "-o",
-                  f"-p {self.port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+                  f"-p {self.port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync={'on' if fsync else 'off'}",
+                  "start")
         self.count = 0
 
     def _run(self, *args: str) -> None:

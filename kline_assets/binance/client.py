@@ -18,13 +18,12 @@ from typing import Any, Protocol
 import ccxt
 
 from kline_assets.binance.http import CappedSession, HttpFailure, Limits, Stopped, Transport, pause
-from kline_assets.binance.limiter import WeightLimiter, limiter_for
+from kline_assets.binance.limiter import MAX_RETRY_AFTER_S, WeightLimiter, limiter_for
 from kline_assets.errors import Banned, ExchangeFinal, ExchangeTransient, UnknownSymbol
 from kline_assets.settings import Market
 
 log = logging.getLogger("kline_assets")
 
-MAX_RETRY_AFTER_S = 900  # a longer ban (418s can last days) fails the run instead of hanging it
 # A page of 1,500 klines is ~200 kB and exchangeInfo of every spot symbol some MB: generous caps, so that a
 # broken or hostile server cannot fill the memory; every request ends within its deadline (`http`).
 REQUEST_DEADLINE_S = 30.0
@@ -164,7 +163,7 @@ class BinanceClient:
             wait = float(raw) if raw is not None else 60.0
         except ValueError:
             wait = 60.0
-        self.limiter.block(wait, self.budget_key)
+        self.limiter.block(wait)
         if wait > MAX_RETRY_AFTER_S:
             kind = "banned this IP (HTTP 418)" if status == 418 else "rate-limited this IP (HTTP 429)"
             raise Banned(f"{self.origin} {kind} for {wait:.0f}s; try again after that")

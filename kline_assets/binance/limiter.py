@@ -1,9 +1,11 @@
 """A request-weight limiter shared by every thread that talks to one origin.
 
 Binance counts weight per IP in fixed windows of one server-clock minute and reports the count in
-`X-MBX-USED-WEIGHT-1M`. We reserve weight before each request, in this process and in a count that all
-processes of the machine share, take the header as a floor after it (other machines on the IP count
-too), and stop everyone when a 429/418 says `Retry-After`.
+`X-MBX-USED-WEIGHT-1M`. We reserve weight before each request, in this process and in a count shared
+with the other processes (a `Window`: a file under flock for the processes of one machine, or a row in
+the Dagster instance's Postgres for run workers on any number of machines behind one IP, see
+`binance.pgwindow`), take the header as a floor after it (traffic we do not count shows there), and stop
+everyone when a 429/418 says `Retry-After`.
 ccxt's own limiter is not used: its sync variant has no lock and assumes half the futures budget.
 """
 
@@ -20,30 +22,46 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from kline_assets.binance.http import Stopped, stopping
+from kline_assets.binance.pgwindow import PostgresWindow
+from kline_assets.errors import Banned
 
 log = logging.getLogger("kline_assets")
 
 SAFETY = 0.97  # share of the budget we plan to use; the rest absorbs clock skew and foreign traffic
 
 
+MAX_RETRY_AFTER_S = 900  # a longer ban (418s can last days) fails the run instead of hanging it
 STOP_CHECK_S = 0.25
 RECORD = 32  # bytes of "<minute> <used>", space-padded
 
 
-class SharedWindow:
+class Window(Protocol):
+    """A minute's weight count and the ban memory of one origin, shared by processes."""
+
+    def reserve(self, minute: int, weight: int, cap: int, floor: int = 0) -> tuple[bool, float]:
+        """Add `weight` to `minute`'s count if it stays within `cap` (weight 0: only raise it to `floor`).
+        Returns whether it was added, and until when (epoch s) a Retry-After anyone received still runs."""
+
+    def remember_block(self, until: float) -> None:
+        """Nobody sends before `until` (epoch s): a 429/418's Retry-After, for every process sharing this."""
+
+
+class FileWindow:
     """The weight every process of this machine has reserved with one origin in the current minute,
     kept in a tiny file under flock, so a UI backfill, the live sensor's runs and a CLI command plan
-    from one count instead of meeting only in the exchange's header (which arrives after the fact)."""
+    from one count instead of meeting only in the exchange's header (which arrives after the fact).
+    Bans are kept in a JSON file beside it (`remember_block`)."""
 
     def __init__(self, origin: str) -> None:
         digest = hashlib.sha1(origin.encode()).hexdigest()[:16]
+        self.origin = origin
         self.warned = False
         self.path = _state_dir() / f"kline_assets_weight_{digest}"
 
-    def reserve(self, minute: int, weight: int, cap: int, floor: int = 0) -> bool:
-        """Add `weight` to `minute`'s count if it stays within `cap` (weight 0: only raise to `floor`)."""
+    def reserve(self, minute: int, weight: int, cap: int, floor: int = 0) -> tuple[bool, float]:
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         except OSError as exc:
@@ -51,7 +69,7 @@ class SharedWindow:
                 self.warned = True
                 log.warning("no weight count shared with other processes (%s): set KLINE_STATE_DIR to a "
                             "writable folder", exc)
-            return True
+            return True, 0.0
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             stored, used = _parse(os.pread(fd, RECORD, 0))
@@ -63,9 +81,12 @@ class SharedWindow:
             if ok:
                 used += weight
             os.pwrite(fd, f"{minute} {used}".ljust(RECORD).encode(), 0)  # fixed width: no truncation
-            return ok
+            return ok, 0.0  # a ban is read once, when the limiter starts (`remembered_block`)
         finally:
             os.close(fd)  # releases the lock
+
+    def remember_block(self, until: float) -> None:
+        remember_block(self.origin, until)
 
 
 def _parse(raw: bytes) -> tuple[int, int]:
@@ -78,7 +99,7 @@ def _parse(raw: bytes) -> tuple[int, int]:
 
 class WeightLimiter:
     def __init__(self, budget: int, clock: Callable[[], float] = time.time,
-                 shared: SharedWindow | None = None) -> None:
+                 shared: Window | None = None) -> None:
         self._shared = shared
         self._cond = threading.Condition()
         self._clock = clock
@@ -102,16 +123,25 @@ class WeightLimiter:
         with self._cond:
             while True:
                 if self._clock() < self.blocked_until:  # Retry-After is a duration: our clock will do
+                    if self.blocked_until - self._clock() > MAX_RETRY_AFTER_S:  # e.g. learnt from another worker
+                        raise Banned(f"the exchange asked this IP to wait {self.blocked_until - self._clock():.0f}s "
+                                     "more (Retry-After after an HTTP 418/429); try again after that")
                     self._sleep(self.blocked_until - self._clock())
                     continue
                 now = self._now()
                 minute = int(now // 60)
                 if minute != self._minute:
                     self._minute, self._used = minute, 0
-                if self._used + weight <= self.cap and (
-                        self._shared is None or self._shared.reserve(minute, weight, self.cap)):
-                    self._used += weight
-                    return minute
+                if self._used + weight <= self.cap:
+                    granted, banned = (True, 0.0) if self._shared is None else \
+                        self._shared.reserve(minute, weight, self.cap)
+                    if banned > self.blocked_until:  # another worker (machine) received a Retry-After
+                        self.blocked_until = banned
+                        if not granted:
+                            continue
+                    if granted:
+                        self._used += weight
+                        return minute
                 self._sleep((minute + 1) * 60 - now + 0.01)
 
     def _sleep(self, seconds: float) -> None:
@@ -134,14 +164,14 @@ class WeightLimiter:
                 if self._shared is not None:  # the shared count holds ours, so only a higher header moves it
                     self._shared.reserve(self._minute, 0, self.cap, floor=used_weight)
 
-    def block(self, seconds: float, origin: str | None = None) -> None:
-        """Nothing goes to the origin until `seconds` from now have passed (in this process, and in the
-        next ones on this machine when `origin` is given: limits and bans are per IP)."""
+    def block(self, seconds: float) -> None:
+        """Nothing goes to the origin until `seconds` from now have passed, in this process and in every
+        process sharing its window (limits and bans are per IP)."""
         with self._cond:
             self.blocked_until = max(self.blocked_until, self._clock() + seconds)
             self._cond.notify_all()
-        if origin:
-            remember_block(origin, time.time() + seconds)
+        if self._shared is not None:
+            self._shared.remember_block(time.time() + seconds)
 
 
 _LIMITERS: dict[str, WeightLimiter] = {}
@@ -185,12 +215,17 @@ def remembered_block(origin: str) -> float:
         return 0.0
 
 
-def limiter_for(origin: str, budget: int) -> WeightLimiter:
+def limiter_for(origin: str, budget: int, shared_url: str | None = None) -> WeightLimiter:
     """One limiter per origin and process, whatever the number of clients, sharing its minute's count
-    with the other processes; it starts blocked while another process's Retry-After still runs."""
+    with the other processes of the machine, or, given the Postgres URL of the Dagster instance, with
+    every worker of that instance (the first run that brings one moves the process's limiter to it); it
+    starts blocked while another process's Retry-After still runs."""
     with _LOCK:
-        if origin not in _LIMITERS:
-            limiter = WeightLimiter(budget, shared=SharedWindow(origin))
+        limiter = _LIMITERS.get(origin)
+        if limiter is None:
+            limiter = WeightLimiter(budget, shared=FileWindow(origin))
             limiter.blocked_until = max(0.0, remembered_block(origin))
             _LIMITERS[origin] = limiter
-        return _LIMITERS[origin]
+        if shared_url and not isinstance(limiter._shared, PostgresWindow):
+            limiter._shared = PostgresWindow(shared_url, origin, fallback=limiter._shared)
+        return limiter

@@ -25,12 +25,12 @@ from kline_assets.binance.listing import Listing, fetch_listing
 from kline_assets.binance.symbols import resolve_pair
 from kline_assets.cli.live import StopFlag, run_loop
 from kline_assets.defs.definitions import resolve_datasets
+from kline_assets.defs.instance import dagster_instance
 from kline_assets.defs.live import live_groups
 from kline_assets.defs.names import SOURCE_LIVE, TAG_SOURCE, combined_key
 from kline_assets.defs.resources import ArchiveResource, ExchangeResource
 from kline_assets.defs.runs import (
     RunOutcome,
-    dagster_instance,
     materialize_per_market,
     materialize_range,
     materialize_unpartitioned,

@@ -16,6 +16,7 @@ import warnings
 from dataclasses import replace
 
 from kline_assets.archive.backend import open_root
+from kline_assets.defs.instance import STORAGES, instance_yaml
 from kline_assets.errors import BadInput, ExchangeFinal, ExchangeTransient
 from kline_assets.logs import show_progress
 from kline_assets.settings import (
@@ -39,6 +40,7 @@ EXAMPLES = {
     "status": "example: kline-assets status --json",
     "combine": "example: kline-assets combine --tz Europe/Zurich",
     "simulate": "example: kline-assets simulate --port 8099",
+    "instance-config": "example: kline-assets instance-config --storage postgres > $DAGSTER_HOME/dagster.yaml",
 }
 
 
@@ -107,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fault-rate", type=float, default=0.0, help="share of kline responses that fail")
     p.add_argument("--spot-budget", type=int, default=6000, help="REQUEST_WEIGHT per minute")
     p.add_argument("--futures-budget", type=int, default=2400, help="REQUEST_WEIGHT per minute")
+    p = verb("instance-config", "print the dagster.yaml we recommend (kline-assets never writes one)")
+    p.add_argument("--storage", choices=STORAGES, default="sqlite",
+                   help="sqlite (one machine, the default) or postgres (any number of machines)")
     return parser
 
 
@@ -202,6 +207,9 @@ def _main(argv: list[str] | None) -> int:
                 "--host", args.host, "--port", str(args.port), "--latency-ms", str(args.latency_ms),
                 "--fault-rate", str(args.fault_rate), "--spot-budget", str(args.spot_budget),
                 "--futures-budget", str(args.futures_budget)])
+        if args.command == "instance-config":
+            print(instance_yaml(args.storage), end="")
+            return 0
         settings, spec = resolve_settings(args)
         from kline_assets.cli import commands
 

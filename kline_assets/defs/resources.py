@@ -14,6 +14,7 @@ from kline_assets.archive.store import DatasetStore, manifest_at
 from kline_assets.binance.archive import ArchiveClient
 from kline_assets.binance.client import BinanceClient
 from kline_assets.binance.days import DayStream
+from kline_assets.binance.limiter import limiter_for
 from kline_assets.errors import ChunkUnavailable
 from kline_assets.settings import MARKETS, DatasetSpec, Settings
 from kline_assets.timezones import AlignZone, parse_zone
@@ -28,7 +29,9 @@ DEFAULT_PAGE = {"spot": 1000, "futures": 499}
 
 class ExchangeResource(dg.ConfigurableResource):
     """Binance REST origins and how hard to try; clients are shared per process and origin (their weight
-    limiter is per origin in any case), so every run of a process plans from one count."""
+    limiter is per origin in any case), so every run of a process plans from one count. In a run on a
+    Postgres instance, that count (and the ban memory) is the instance's: shared by every worker on every
+    machine (`binance.pgwindow`); elsewhere it is the machine's."""
 
     spot_url: str = MARKETS["spot"].default_origin
     futures_url: str = MARKETS["futures"].default_origin
@@ -40,6 +43,10 @@ class ExchangeResource(dg.ConfigurableResource):
     archive_url: str = "https://data.binance.vision"
     spot_page: int = DEFAULT_PAGE["spot"]
     futures_page: int = DEFAULT_PAGE["futures"]
+    _shared_url: str | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._shared_url = shared_budget_url(context.instance)
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides) -> ExchangeResource:
@@ -70,7 +77,16 @@ class ExchangeResource(dg.ConfigurableResource):
             if key not in _CLIENTS:
                 _CLIENTS[key] = BinanceClient(MARKETS[market], self.origin(market), timeout_ms=self.timeout_ms,
                                               max_attempts=self.max_attempts)
-            return _CLIENTS[key]
+            client = _CLIENTS[key]
+        if self._shared_url:  # the process's limiter of this origin now counts in the instance's Postgres
+            limiter_for(client.budget_key, MARKETS[market].default_budget, self._shared_url)
+        return client
+
+
+def shared_budget_url(instance: dg.DagsterInstance | None) -> str | None:
+    """The Postgres URL of a dagster-postgres instance (its run storage's `postgres_url`), else None."""
+    url = getattr(getattr(instance, "run_storage", None), "postgres_url", None) if instance else None
+    return url if isinstance(url, str) and url.startswith("postgres") else None
 
 
 class ArchiveResource(dg.ConfigurableResource):

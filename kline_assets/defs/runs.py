@@ -12,17 +12,13 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import dagster as dg
 
-from kline_assets.archive.atomic import locked, replace_atomic
 from kline_assets.defs.definitions import build_assets, build_resources
 from kline_assets.defs.names import SOURCE_CLI, TAG_DATASET, TAG_SOURCE, hourly_key, klines_key, range_tags
-from kline_assets.defs.storage import INSTANCE_YAML, written_by_us
 from kline_assets.settings import DatasetSpec, Settings
 
-DEFAULT_DAGSTER_HOME = ".dagster_home"
 # Dagster's console logger prints every event and each failure's stack; the command line prints its own
 # lines (progress through kline_assets.logs), the instance keeps every event, loader.log every trace
 _QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -53,30 +49,6 @@ class RunOutcome:
 
 # failures that can pass by themselves: the exchange was down or slow, the run was stopped
 RERUN_HELPS = ("ExchangeTransient", "HttpFailure", "Stopped", "Banned", "FleetFailure", "ChunkUnavailable")
-
-
-def ensure_instance_yaml(home: Path) -> None:
-    """A missing dagster.yaml gets our faster event-log storage, which keeps Dagster's files; one that
-    we wrote is brought up to date; any other (an empty one too) is the user's and is left alone."""
-    path = home / "dagster.yaml"
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        text = None
-    if text is None or (written_by_us(text) and text != INSTANCE_YAML):
-        replace_atomic(path, INSTANCE_YAML.encode())
-
-
-def dagster_instance() -> dg.DagsterInstance:
-    """DAGSTER_HOME if set, else ./.dagster_home, so CLI runs are kept (Dagster's temp default is not)."""
-    home = Path(os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME).resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    os.environ["DAGSTER_HOME"] = str(home)
-    # two first commands at once would both create the SQLite tables of a new instance ("table runs already
-    # exists"): one at a time, until the instance is there
-    with locked(home / ".kline_assets.lock"):
-        ensure_instance_yaml(home)
-        return dg.DagsterInstance.get()
 
 
 def first_error(result: dg.ExecuteInProcessResult) -> tuple[str | None, str | None]:

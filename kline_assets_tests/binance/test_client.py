@@ -85,12 +85,13 @@ def test_gap_day_is_recorded_and_ends():
 
 
 def test_a_ban_is_remembered_for_the_next_process_on_this_machine():
-    from kline_assets.binance.limiter import limiter_for, remembered_block
+    from kline_assets.binance.limiter import FileWindow, limiter_for, remembered_block
 
     with RunningSimulator(SimConfig()) as sim:
         sim.state.banned_until["futures"] = 10**12
+        shared = WeightLimiter(2400, shared=FileWindow(f"{sim.url} futures"))  # as limiter_for makes them
         with pytest.raises(ExchangeFinal, match="418"):
-            client(sim).klines("BTCUSDT", 0, 10**12, 10)
+            BinanceClient(MARKETS["futures"], sim.url, backoff_s=0.01, limiter=shared).klines("BTCUSDT", 0, 10**12, 10)
         assert remembered_block(f"{sim.url} futures") > 10**9
         assert remembered_block(f"{sim.url} spot") == 0  # a ban on /fapi is not one on /api
         fresh = BinanceClient(MARKETS["futures"], sim.url, limiter=None)  # as a new process would start
@@ -111,29 +112,45 @@ def test_the_budget_in_force_comes_from_exchange_info():
         assert len(sim_requests(sim.state, "exchangeInfo")) == 1
 
 
-def test_processes_on_one_machine_plan_from_one_shared_minute_count():
-    """Two limiters on one origin stand for two processes (a UI backfill and the live sensor's run):
-    together they never reserve more than the cap in a minute; the header floor is shared too."""
+@pytest.fixture(params=["file", "postgres"])
+def window_of(request, tmp_path, monkeypatch):
+    """A `Window` per origin, as separate processes open them: the machine's files, or the instance's Postgres
+    (whose fallback, the file window, counts nothing while Postgres answers)."""
+    from kline_assets.binance.limiter import FileWindow
+    from kline_assets.binance.pgwindow import PostgresWindow
+
+    monkeypatch.setenv("KLINE_STATE_DIR", str(tmp_path))
+    if request.param == "file":
+        return FileWindow
+    db = request.getfixturevalue("pg_server").database()
+    url = f"postgresql://{db['username']}@{db['hostname']}:{db['port']}/{db['db_name']}"
+    return lambda origin: PostgresWindow(url, origin, fallback=FileWindow(origin))
+
+
+def test_processes_plan_from_one_shared_minute_count(window_of):
+    """Two limiters on one origin stand for two processes (a UI backfill and the live sensor's run, or two
+    run workers on two machines): together they never reserve more than the cap in a minute; the header
+    floor is shared too."""
     import math
     import time
 
-    from kline_assets.binance.limiter import SharedWindow
+    window = window_of
 
     start = time.time()
     delta = math.ceil(start / 60) * 60 + 59.4 - start  # 0.6 s before a minute ends, whatever now is
     clock = lambda: time.time() + delta  # noqa: E731
-    a = WeightLimiter(100, clock=clock, shared=SharedWindow("http://one.example"))
-    b = WeightLimiter(100, clock=clock, shared=SharedWindow("http://one.example"))
+    a = WeightLimiter(100, clock=clock, shared=window("http://one.example"))
+    b = WeightLimiter(100, clock=clock, shared=window("http://one.example"))
     minute = int(clock() // 60)
     a.acquire(60)
     b.acquire(37)  # cap 97 reached between the two
     b.acquire(10)  # waits for the next minute although b alone used only 37
     assert int(clock() // 60) == minute + 1
-    assert not SharedWindow("http://one.example").reserve(minute + 1, 88, 97)  # 10 + 88 > 97
+    assert not window("http://one.example").reserve(minute + 1, 88, 97)[0]  # 10 + 88 > 97
     sent_in = a.acquire(1)
     a.observe(95, sent_in)  # the exchange says 95 are used (other machines on the IP): a floor for both
-    assert not SharedWindow("http://one.example").reserve(minute + 1, 3, 97)
-    assert SharedWindow("http://other.example").reserve(minute + 1, 97, 97)  # per origin
+    assert not window("http://one.example").reserve(minute + 1, 3, 97)[0]
+    assert window("http://other.example").reserve(minute + 1, 97, 97)[0]  # per origin
 
 
 def test_a_retry_after_beyond_the_cap_fails_at_once_and_blocks_this_origin():
@@ -163,13 +180,41 @@ def test_a_header_from_a_request_sent_in_the_previous_minute_does_not_stall_the_
     assert limiter._used == 97
 
 
-def test_the_shared_count_never_falls_back_to_an_earlier_minute():
+def test_the_shared_count_never_falls_back_to_an_earlier_minute(window_of):
     """A process whose clock is still in minute m must not reset the count another process already moved
     to minute m+1: together they stay within the cap."""
-    from kline_assets.binance.limiter import SharedWindow
+    ahead, behind = window_of("http://skew.example"), window_of("http://skew.example")
+    assert ahead.reserve(1001, 90, 97)[0]
+    assert behind.reserve(1000, 5, 97)[0]  # counted in minute 1001, where the count is
+    assert not behind.reserve(1000, 5, 97)[0]  # 90 + 5 + 5 > 97
+    assert not ahead.reserve(1001, 3, 97)[0]
 
-    ahead, behind = SharedWindow("http://skew.example"), SharedWindow("http://skew.example")
-    assert ahead.reserve(1001, 90, 97)
-    assert behind.reserve(1000, 5, 97)  # counted in minute 1001, where the count is
-    assert not behind.reserve(1000, 5, 97)  # 90 + 5 + 5 > 97
-    assert not ahead.reserve(1001, 3, 97)
+
+def test_a_retry_after_reaches_every_worker_of_a_postgres_instance(window_of):
+    """A 429's Retry-After received by one worker holds every other one (on Postgres, before its next
+    request; on one machine, from its start: `remembered_block`)."""
+    if window_of.__name__ == "FileWindow":
+        pytest.skip("the file window hands a ban to processes as they start (test above)")
+    one, other = window_of("http://ban.example"), window_of("http://ban.example")
+    limiter = WeightLimiter(100, shared=one)
+    limiter.block(MAX_RETRY_AFTER_S + 300)  # an IP ban (418)
+    granted, banned = other.reserve(int(time.time() // 60), 1, 97)
+    assert not granted and banned > time.time() + MAX_RETRY_AFTER_S + 290
+    began = time.monotonic()
+    with pytest.raises(Banned):  # longer than a run waits: the other worker fails at once, sending nothing
+        WeightLimiter(100, shared=other).acquire(1)
+    assert time.monotonic() - began < 1
+
+
+def test_an_unreachable_postgres_falls_back_to_the_machines_count_with_one_warning(tmp_path, monkeypatch, caplog):
+    from kline_assets.binance.limiter import FileWindow
+    from kline_assets.binance.pgwindow import PostgresWindow
+
+    monkeypatch.setenv("KLINE_STATE_DIR", str(tmp_path))
+    down = PostgresWindow("postgresql://nobody@127.0.0.1:9/none", "http://down.example",
+                          fallback=FileWindow("http://down.example"))
+    assert down.reserve(1000, 90, 97) == (True, 0.0)
+    assert down.reserve(1000, 10, 97) == (False, 0.0)  # the machine's count goes on
+    assert FileWindow("http://down.example").reserve(1000, 7, 97) == (True, 0.0)
+    assert [r.message for r in caplog.records].count(caplog.records[0].message) == 1
+    assert "unavailable" in caplog.records[0].message

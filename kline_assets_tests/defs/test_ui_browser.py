@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from kline_assets.archive.store import DatasetStore
-from kline_assets.defs.storage import INSTANCE_YAML
+from kline_assets.defs.instance import instance_yaml
 from kline_assets.timezones import parse_zone
 from kline_assets_tests.helpers import REPO, SPOT, expected_rows, stored_rows
 
@@ -37,8 +37,8 @@ def dagster_dev(sim, tmp_path):
     port = free_port()
     home = tmp_path / "dagster_home"
     home.mkdir()
-    # the instance the CLI writes (webserver, daemon and run workers share its storage class)
-    (home / "dagster.yaml").write_text(INSTANCE_YAML + "telemetry:\n  enabled: false\n")
+    # the instance `kline-assets instance-config` recommends (its run queue looked at every second)
+    (home / "dagster.yaml").write_text(instance_yaml("sqlite") + "telemetry:\n  enabled: false\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KLINE_", "DAGSTER_"))}
     env.update(DAGSTER_HOME=str(home), KLINE_SPOT_URL=sim.url, KLINE_FUTURES_URL=sim.url, KLINE_ARCHIVE_URL=sim.url,
                KLINE_DATA_ROOT=str(tmp_path / "data"), KLINE_LOG_DIR=str(tmp_path / "logs"),
@@ -67,7 +67,7 @@ def wait_for_runs_to_finish(home: Path, monkeypatch) -> None:
     """The chunks are on disk before the run has recorded its events; the pages below need those."""
     import dagster as dg
 
-    monkeypatch.setenv("DAGSTER_HOME", str(home))  # the storage in our dagster.yaml reads it
+    monkeypatch.setenv("DAGSTER_HOME", str(home))  # the sqlite storage in that dagster.yaml reads it
     done = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
     deadline = time.monotonic() + 120
     with dg.DagsterInstance.from_config(str(home)) as instance:
