@@ -190,3 +190,17 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         source=parse_source(get("KLINE_SOURCE", "auto")),
         archive_url=get("KLINE_ARCHIVE_URL", "https://data.binance.vision"),
     )
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The variables `load_settings` reads back as `settings` (selectors as their resolved pairs): how a
+    command hands what it resolved to the step processes Dagster starts for its run."""
+    return {
+        "KLINE_DATA_ROOT": settings.data_root, "KLINE_LOG_DIR": settings.log_dir,
+        "KLINE_PAIRS": ",".join(f"{s.market}:{s.pair}" for s in settings.pairs),
+        "KLINE_ALIGN_TZ": settings.align_tz.name, "KLINE_START": settings.start.isoformat(),
+        "KLINE_SPOT_URL": settings.spot_url, "KLINE_FUTURES_URL": settings.futures_url,
+        "BUILD_COMBINED_ON_BACKFILL": "1" if settings.build_combined_on_backfill else "",
+        "KLINE_HOURLY": "1" if settings.hourly else "", "KLINE_SOURCE": settings.source,
+        "KLINE_ARCHIVE_URL": settings.archive_url,
+    }

@@ -22,7 +22,7 @@ from kline_assets.archive.schema import COLUMN_NAMES
 from kline_assets.archive.store import DatasetStore, before_start
 from kline_assets.defs.fleet import Work, run_fleet
 from kline_assets.defs.io_manager import ChunkIOManager, Committed
-from kline_assets.defs.names import ARCHIVE, CHUNK_IO_MANAGER, EXCHANGE, KLINES, group_name, klines_key
+from kline_assets.defs.names import ARCHIVE, CHUNK_IO_MANAGER, EXCHANGE, group_name, klines_key, node_name
 from kline_assets.defs.partitions import key_to_day
 from kline_assets.defs.resources import ArchiveResource, ExchangeResource
 from kline_assets.logs import PROGRESS
@@ -100,14 +100,20 @@ def klines_spec(spec: DatasetSpec, partitions_def: dg.PartitionsDefinition) -> d
 
 
 def build_klines_assets(specs: tuple[DatasetSpec, ...], partitions_def: dg.PartitionsDefinition) -> list:
-    """The `klines_1m` asset of every dataset, all in one subsettable node: a run of any selection of them is
-    one step that fetches them side by side (`defs.fleet`), whether live, a backfill or the command line."""
-    if not specs:
-        return []
+    """The `klines_1m` asset of every dataset, in one subsettable node per market (`klines_1m_futures`,
+    `klines_1m_spot`): a run of any selection is one step per market that fetches its datasets side by side
+    (`defs.fleet`), whether live, a backfill or the command line. The markets have budgets of their own and
+    one interpreter cannot keep both busy, so Dagster's multiprocess executor runs them in step processes
+    of their own, under whatever run launcher the instance has."""
+    return [market_node(market, [s for s in specs if s.market == market], partitions_def)
+            for market in sorted({s.market for s in specs}, key=lambda m: m != "futures")]
+
+
+def market_node(market: str, specs: list[DatasetSpec], partitions_def: dg.PartitionsDefinition):
     by_key = {klines_key(spec): spec for spec in specs}
 
     @dg.multi_asset(
-        name=KLINES,
+        name=node_name(market),
         specs=[klines_spec(spec, partitions_def) for spec in specs],
         check_specs=[dg.AssetCheckSpec(name, asset=key, description=text, blocking=True)
                      for key in by_key for name, text in CHECK_DESCRIPTIONS.items()],
@@ -152,4 +158,4 @@ def build_klines_assets(specs: tuple[DatasetSpec, ...], partitions_def: dg.Parti
         report(f"{names}: checking and recording {sum(len(w.days) for w in work)} day(s) in Dagster took "
                f"{recording:.1f}s, while the next days were being fetched")
 
-    return [_klines]
+    return _klines

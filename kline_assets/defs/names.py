@@ -16,6 +16,7 @@ EXCHANGE = "exchange"
 CHUNK_IO_MANAGER = "chunk_io_manager"
 
 LIVE_JOB = "live_klines"
+BACKFILL_JOB = "backfill_klines"  # the command line's runs of several markets (a step per market)
 COMBINE_JOB = "combine_klines"
 HOURLY_JOB = "hourly_klines"
 LIVE_SENSOR = "live_klines_sensor"
@@ -42,6 +43,11 @@ def combined_key(spec: DatasetSpec) -> dg.AssetKey:
 
 def hourly_key(spec: DatasetSpec) -> dg.AssetKey:
     return dg.AssetKey([spec.exchange_id, spec.symbol, HOURLY])
+
+
+def node_name(market: str) -> str:
+    """The node (and step) holding a market's `klines_1m` assets."""
+    return f"{KLINES}_{market}"
 
 
 def group_name(spec: DatasetSpec) -> str:

@@ -1,23 +1,29 @@
-"""Runs that the command line starts, executed in-process through Dagster and recorded in the
-instance at DAGSTER_HOME, so they show in the UI beside the runs the UI starts.
+"""Runs that the command line starts, executed through Dagster (in-process, or with a step process per
+market) and recorded in the instance at DAGSTER_HOME, so they show in the UI beside the runs the UI starts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import multiprocessing
 import os
 import signal
 import sys
-import threading
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import dagster as dg
 
 from kline_assets.defs.definitions import build_assets, build_resources
-from kline_assets.defs.names import SOURCE_CLI, TAG_DATASET, TAG_SOURCE, hourly_key, klines_key, range_tags
-from kline_assets.settings import DatasetSpec, Settings
+from kline_assets.defs.names import (
+    BACKFILL_JOB,
+    SOURCE_CLI,
+    TAG_DATASET,
+    TAG_SOURCE,
+    hourly_key,
+    klines_key,
+    range_tags,
+)
+from kline_assets.settings import DatasetSpec, Settings, load_settings, settings_env
 
 # Dagster's console logger prints every event and each failure's stack; the command line prints its own
 # lines (progress through kline_assets.logs), the instance keeps every event, loader.log every trace
@@ -48,10 +54,11 @@ class RunOutcome:
 
 
 # failures that can pass by themselves: the exchange was down or slow, the run was stopped
-RERUN_HELPS = ("ExchangeTransient", "HttpFailure", "Stopped", "Banned", "FleetFailure", "ChunkUnavailable")
+RERUN_HELPS = ("ExchangeTransient", "HttpFailure", "Stopped", "Banned", "FleetFailure", "ChunkUnavailable",
+               "StepProcessDied")
 
 
-def first_error(result: dg.ExecuteInProcessResult) -> tuple[str | None, str | None]:
+def first_error(result: dg.ExecuteInProcessResult | dg.JobExecutionResult) -> tuple[str | None, str | None]:
     """The failure for the user, in one line, and its error class; the whole trace goes to loader.log."""
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
@@ -61,6 +68,8 @@ def first_error(result: dg.ExecuteInProcessResult) -> tuple[str | None, str | No
                 err = err.cause  # Dagster's wrappers: the user-facing reason is the cause
             if "Interrupt" in err.cls_name:
                 return "interrupted (Ctrl-C or SIGTERM)", err.cls_name
+            if err.cls_name == "ChildProcessCrashException":  # Dagster's word for a step process that died
+                return f"the {event.step_key} step process ended early (killed or crashed)", "StepProcessDied"
             if err.cls_name == "FleetFailure":  # one line per failed dataset
                 return err.message.strip().partition(": ")[2], err.cls_name
             return one_line(err.message, err.cls_name), err.cls_name
@@ -108,53 +117,59 @@ def _range_run(settings: Settings, specs: list[DatasetSpec], keys: list[dg.Asset
 
 def materialize_per_market(settings: Settings, specs: list[DatasetSpec], first_key: str, last_key: str,
                            instance: dg.DagsterInstance) -> list[RunOutcome]:
-    """`materialize_range` of each market's datasets at the same time, spot's in a process of its own:
-    the markets have separate weight budgets, and one interpreter (its lock) cannot keep both busy. The
-    child stops (committing what it staged) when this process ends or is interrupted."""
-    markets = sorted({s.market for s in specs})
-    if len(markets) < 2:
+    """`materialize_range` of datasets of both markets: one run whose step per market (`defs.assets`) goes
+    in a step process of Dagster's multiprocess executor, since the markets have separate weight budgets
+    and one interpreter (its lock) cannot keep both busy. The step processes load the definitions from
+    the variables of `settings` (`settings_env`, the datasets as resolved here); Ctrl-C or SIGTERM stops
+    them through Dagster, each committing what it staged."""
+    if len({s.market for s in specs}) < 2:
         return [materialize_range(settings, specs, first_key, last_key, instance)]
-    spot = [s for s in specs if s.market == "spot"]
-    context = multiprocessing.get_context("spawn")
-    receive, send = context.Pipe(duplex=False)
-    child = context.Process(target=_market_child, name="kline-assets spot",
-                            args=(settings, spot, first_key, last_key, os.getpid(), send))
-    child.start()
-    send.close()
-    outcomes: list[RunOutcome] = []
+    resolved = replace(settings, pairs=tuple(specs), selectors=())
+    saved = {name: os.environ.get(name) for name in settings_env(resolved)}
+    os.environ.update(settings_env(resolved))
     try:
-        outcomes.append(materialize_range(settings, [s for s in specs if s.market != "spot"], first_key, last_key,
-                                          instance))
-        if outcomes[0].interrupted:
-            child.terminate()  # SIGTERM: Dagster interrupts the child's run, which commits what it staged
-        child.join()
-    except BaseException:  # interrupted here, also while waiting for the child: it stops too, then we do
-        child.terminate()
-        child.join()
-        raise
-    try:
-        outcomes.append(receive.recv())
-    except EOFError:  # the child ended without an answer
-        why = "interrupted (Ctrl-C or SIGTERM)" if outcomes[0].interrupted else "the spot process ended early"
-        outcomes.append(RunOutcome(False, "-", why))
-    return outcomes
+        with dg.execute_job(dg.reconstructable(backfill_job), instance, run_config=_QUIET, raise_on_error=False,
+                            tags={**range_tags(first_key, last_key), TAG_SOURCE: SOURCE_CLI,
+                                  TAG_DATASET: ",".join(s.name for s in specs)}) as result:
+            outcome = RunOutcome(result.success, result.run_id, *first_error(result))
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    if outcome.success and settings.hourly:
+        return [_range_run(settings, specs, [hourly_key(s) for s in specs], first_key, last_key, instance, None)]
+    return [outcome]
 
 
-def _market_child(settings: Settings, specs: list[DatasetSpec], first_key: str, last_key: str, parent: int,
-                  send) -> None:
-    """The spot half of `materialize_per_market`, in its own process; a watchdog ends it with its parent."""
+def backfill_job() -> dg.JobDefinition:
+    """The job of `materialize_per_market`, rebuilt by each step process (`dg.reconstructable`) from the
+    variables its parent set: the `klines_1m` assets of the datasets given, a step per market."""
     from kline_assets.logs import setup_logging, show_progress
 
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=watch, daemon=True).start()
-    logging.getLogger("kline_assets").addHandler(logging.NullHandler())
+    settings = load_settings()
     setup_logging(settings.log_dir)
-    show_progress(sys.stderr)
-    send.send(materialize_range(settings, specs, first_key, last_key, dg.DagsterInstance.get()))
+    show_progress(sys.stderr)  # the step's progress lines on the command's stderr, as in one process
+    end_with_parent()
+    job = dg.define_asset_job(BACKFILL_JOB, selection=[klines_key(s) for s in settings.pairs],
+                              executor_def=dg.multiprocess_executor,
+                              description="A command-line backfill of several markets: a step per market.")
+    defs = dg.Definitions(assets=build_assets(settings), jobs=[job], resources=build_resources(settings))
+    return defs.get_job_def(BACKFILL_JOB)
+
+
+def end_with_parent() -> None:
+    """A step process of a command-line run gets SIGTERM when the command dies, even by kill -9 (Linux's
+    parent-death signal; Dagster's executor does not watch for it): Dagster turns it into an interrupt, the
+    step commits what it staged and ends, and nothing goes on writing behind a command the user stopped."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def materialize_unpartitioned(settings: Settings, instance: dg.DagsterInstance, selection: dg.AssetSelection,
