@@ -14,7 +14,7 @@ from kline_assets.archive.schema import SCHEMA
 from kline_assets.binance.days import DayStream
 from kline_assets.defs import io_manager
 from kline_assets.defs.definitions import build_definitions, build_resources
-from kline_assets.defs.names import EXCHANGE, KLINES, klines_key
+from kline_assets.defs.names import EXCHANGE, klines_key, node_name
 from kline_assets.defs.resources import ExchangeResource
 from kline_assets.timezones import parse_zone
 from kline_assets_tests.helpers import (
@@ -64,7 +64,7 @@ def test_gaps_are_recorded_and_days_before_listing_are_empty(sim, make_settings,
     assert run(settings, instance, SPOT, "2020-02-19", "2020-02-19").success
     entry = manifest(settings, SPOT)["chunks"][0]
     assert entry["exchange_gaps"] == [[1582112100000, 1582133400000]] and entry["rows"] == 1440 - 355
-    md = result.asset_materializations_for_node(KLINES)
+    md = result.asset_materializations_for_node(node_name("futures"))
     assert {m.partition for m in md} == {"2019-09-06", "2019-09-07", "2019-09-08", "2019-09-09"}
     assert all("sha256" in m.metadata and "rows" in m.metadata for m in md)
 
