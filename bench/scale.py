@@ -39,6 +39,7 @@ from bench.backfill import BIN, free_port, sim_call, simulator, summarise
 from kline_assets.archive.manifest import Manifest
 from kline_assets.archive.paths import find_datasets, manifest_file
 from kline_assets.archive.schema import rows_to_table
+from kline_assets.defs.instance import instance_yaml
 from kline_assets.sim.market import SimConfig, SimState
 from kline_assets.timezones import UTC
 
@@ -69,6 +70,8 @@ def cpu_of_command_line(fragment: str) -> float:
 
 
 def environment(url: str, root: Path, days_back: int, **extra: str) -> dict:
+    """The variables of every process of the bench; the instance is SQLite, or Postgres with `--postgres`
+    (a PostgreSQL started for the bench, `POSTGRES` below)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KLINE_", "DAGSTER_"))}
     start = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=days_back)
     env.update(KLINE_SPOT_URL=url, KLINE_FUTURES_URL=url, KLINE_ARCHIVE_URL=url, KLINE_SOURCE="rest",
@@ -77,14 +80,20 @@ def environment(url: str, root: Path, days_back: int, **extra: str) -> dict:
                KLINE_STATE_DIR=str(root / "state"), KLINE_START=start.isoformat(), **extra)
     for name in ("dagster_home", "state"):
         (root / name).mkdir(parents=True, exist_ok=True)
-    (root / "dagster_home" / "dagster.yaml").write_text(instance_yaml())
+    storage = "postgres" if POSTGRES else "sqlite"
+    if POSTGRES:
+        db = POSTGRES[0].database()
+        pg = {"DAGSTER_PG_USERNAME": db["username"], "DAGSTER_PG_PASSWORD": db["password"],
+              "DAGSTER_PG_HOST": db["hostname"], "DAGSTER_PG_DB": db["db_name"]}
+        env.update(pg)
+        os.environ.update(pg)  # this process reads the instance too (live_runs, measure_ui)
+    text = instance_yaml(storage).replace("port: 5432", f"port: {POSTGRES[0].port}") if POSTGRES else \
+        instance_yaml(storage)
+    (root / "dagster_home" / "dagster.yaml").write_text(text + "telemetry:\n  enabled: false\n")
     return env
 
 
-def instance_yaml() -> str:
-    from kline_assets.defs.storage import INSTANCE_YAML
-
-    return INSTANCE_YAML + "telemetry:\n  enabled: false\n"
+POSTGRES: list = []  # the bench's PostgreSQL when run with --postgres (set once by main)
 
 
 def holding(data_root: Path, closed_open_ms: int) -> tuple[int, int]:
@@ -347,7 +356,22 @@ def main() -> None:
     parser.add_argument("--minutes", type=int, default=10)
     parser.add_argument("--days", type=int, default=10)
     parser.add_argument("--latency-ms", type=float, default=50.0)
+    parser.add_argument("--postgres", action="store_true", help="the Dagster instance on a PostgreSQL started "
+                                                               "for the bench (fsync on), not SQLite")
     args = parser.parse_args()
+    if args.postgres:
+        from kline_assets_tests.helpers import PostgresServer
+
+        POSTGRES.append(PostgresServer(Path(tempfile.mkdtemp(prefix="kline-pg-")), fsync=True))
+    try:
+        run_mode(args)
+    finally:
+        for server in POSTGRES:
+            server.stop()
+            shutil.rmtree(server.folder, ignore_errors=True)
+
+
+def run_mode(args: argparse.Namespace) -> None:
     if args.mode == "live":
         result = measure_live(args, [str(BIN / "kline-assets"), "live", "--all"])
     elif args.mode == "dagster":
