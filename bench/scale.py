@@ -42,6 +42,7 @@ from kline_assets.archive.schema import rows_to_table
 from kline_assets.defs.instance import instance_yaml
 from kline_assets.sim.market import SimConfig, SimState
 from kline_assets.timezones import UTC
+from kline_assets_tests.helpers import LAUNCH, graphql
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -238,17 +239,6 @@ def measure_load(args: argparse.Namespace) -> dict:
             figures.append({"datasets": int(datasets), "definitions_s": float(inside),
                             "process_s": round(time.time() - began, 2)})
     return {"cold_listing": figures[0], "cached_listing": figures[1]}
-
-
-LAUNCH = """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
-  __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }"""
-
-
-def graphql(url: str, query: str, variables: dict) -> dict:
-    body = json.dumps({"query": query, "variables": variables}).encode()
-    request = urllib.request.Request(url + "/graphql", data=body, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return json.loads(response.read())
 
 
 @contextlib.contextmanager

@@ -5,11 +5,8 @@ import datetime as dt
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -18,6 +15,7 @@ from kline_assets.archive.store import DatasetStore
 from kline_assets.defs.instance import instance_yaml
 from kline_assets.timezones import parse_zone
 from kline_assets_tests.helpers import REPO, SPOT, expected_rows, stored_rows
+from kline_assets_tests.helpers import dagster_dev as running_dagster_dev
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [pytest.mark.browser, pytest.mark.e2e,
@@ -26,15 +24,8 @@ ARTIFACTS = REPO / "artifacts" / "ui"
 BIN = Path(sys.executable).parent
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def dagster_dev(sim, tmp_path):
-    port = free_port()
     home = tmp_path / "dagster_home"
     home.mkdir()
     # the instance `kline-assets instance-config` recommends (its run queue looked at every second)
@@ -43,24 +34,8 @@ def dagster_dev(sim, tmp_path):
     env.update(DAGSTER_HOME=str(home), KLINE_SPOT_URL=sim.url, KLINE_FUTURES_URL=sim.url, KLINE_ARCHIVE_URL=sim.url,
                KLINE_DATA_ROOT=str(tmp_path / "data"), KLINE_LOG_DIR=str(tmp_path / "logs"),
                KLINE_START="2021-01-01", KLINE_PAIRS="spot:BTC/USDT")
-    proc = subprocess.Popen([str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(url + "/server_info", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
+    with running_dagster_dev(env) as url:
         yield url, tmp_path / "data", home
-    finally:
-        os.killpg(proc.pid, 15)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
 
 
 def wait_for_runs_to_finish(home: Path, monkeypatch) -> None:
