@@ -284,6 +284,11 @@ class PostgresServer:
         return {"username": "postgres", "password": "", "hostname": "127.0.0.1", "db_name": name,
                 "port": self.port}
 
+    def url(self) -> str:
+        """A fresh database as a libpq URL (what dagster-postgres hands its storages)."""
+        db = self.database()
+        return f"postgresql://{db['username']}@{db['hostname']}:{db['port']}/{db['db_name']}"
+
     def stop(self) -> None:
         subprocess.run([*self.as_user, str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"],
                        capture_output=True, cwd=self.folder)

@@ -122,8 +122,7 @@ def window_of(request, tmp_path, monkeypatch):
     monkeypatch.setenv("KLINE_STATE_DIR", str(tmp_path))
     if request.param == "file":
         return FileWindow
-    db = request.getfixturevalue("pg_server").database()
-    url = f"postgresql://{db['username']}@{db['hostname']}:{db['port']}/{db['db_name']}"
+    url = request.getfixturevalue("pg_server").url()
     return lambda origin: PostgresWindow(url, origin, fallback=FileWindow(origin))
 
 
@@ -190,12 +189,15 @@ def test_the_shared_count_never_falls_back_to_an_earlier_minute(window_of):
     assert not ahead.reserve(1001, 3, 97)[0]
 
 
-def test_a_retry_after_reaches_every_worker_of_a_postgres_instance(window_of):
-    """A 429's Retry-After received by one worker holds every other one (on Postgres, before its next
-    request; on one machine, from its start: `remembered_block`)."""
-    if window_of.__name__ == "FileWindow":
-        pytest.skip("the file window hands a ban to processes as they start (test above)")
-    one, other = window_of("http://ban.example"), window_of("http://ban.example")
+def test_a_retry_after_reaches_every_worker_of_a_postgres_instance(pg_server, tmp_path, monkeypatch):
+    """A 429's Retry-After received by one worker holds every other one before its next request (on one
+    machine a process learns it as it starts: `remembered_block`, test above)."""
+    from kline_assets.binance.limiter import FileWindow
+    from kline_assets.binance.pgwindow import PostgresWindow
+
+    monkeypatch.setenv("KLINE_STATE_DIR", str(tmp_path))
+    url = pg_server.url()
+    one, other = (PostgresWindow(url, "http://ban.example", fallback=FileWindow("http://ban.example")) for _ in "12")
     limiter = WeightLimiter(100, shared=one)
     limiter.block(MAX_RETRY_AFTER_S + 300)  # an IP ban (418)
     granted, banned = other.reserve(int(time.time() // 60), 1, 97)

@@ -107,7 +107,7 @@ def test_kill_9_of_backfill_all_ends_its_market_process_and_a_rerun_completes(tm
     """`backfill --all` runs a step process per market: they must not outlive a killed command."""
     with RunningSimulator(SimConfig(many_symbols=2, latency_ms=50)) as market:
         env = env_for(market, tmp_path, KLINE_PAIRS="futures:*/USDT,spot:*/USDT")
-        window = ("--start", "2021-01-01", "--end", "2021-02-15")
+        window = ("--start", "2021-01-01", "--end", "2021-01-26")
         proc, children = start_all(env, window)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
