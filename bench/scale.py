@@ -35,10 +35,12 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/scale.py` from anywhere
 from bench.backfill import BIN, free_port, sim_call, simulator, summarise
-from kline_assets.archive.manifest import Manifest
-from kline_assets.archive.paths import find_datasets, manifest_file
+from kline_assets.archive.backend import open_root
+from kline_assets.archive.paths import MANIFEST
 from kline_assets.archive.schema import rows_to_table
+from kline_assets.archive.store import dataset_dirs, manifest_at
 from kline_assets.defs.instance import instance_yaml
 from kline_assets.sim.market import SimConfig, SimState
 from kline_assets.timezones import UTC
@@ -100,11 +102,11 @@ POSTGRES: list = []  # the bench's PostgreSQL when run with --postgres (set once
 def holding(data_root: Path, closed_open_ms: int) -> tuple[int, int]:
     """(datasets whose chunk of the closed minute's day covers it, datasets)."""
     day = UTC.local_date(closed_open_ms)
-    folders = find_datasets(data_root)
+    folders = manifests(data_root)
     held = 0
     for folder in folders:
         try:
-            entry = Manifest.load(manifest_file(folder)).entry_for(day)
+            entry = folders[folder]().entry_for(day)
         except (OSError, ValueError):
             continue
         held += entry is not None and entry.covered_until_ms > closed_open_ms
@@ -170,12 +172,22 @@ def measure_live(args: argparse.Namespace, command: list[str]) -> dict:
             "429": sum(r["status"] == 429 for r in log), "418": sum(r["status"] == 418 for r in log)}
 
 
+def manifests(data_root: Path) -> dict:
+    """Dataset folder (key under the data root) -> a function reading its manifest now."""
+    backend = open_root(str(data_root))
+
+    def reader(folder: str):
+        return lambda: manifest_at(backend, f"{folder}/{MANIFEST}")
+
+    return {folder: reader(folder) for folder in dataset_dirs(backend)}
+
+
 def exact(data_root: Path, state: SimState) -> tuple[int, int]:
     """(closed days equal to the simulator's rows, closed days checked) over every dataset."""
     good = checked = 0
     today = dt.datetime.now(dt.timezone.utc).date()
-    for folder in find_datasets(data_root):
-        manifest = Manifest.load(manifest_file(folder))
+    for folder, read in manifests(data_root).items():
+        manifest = read()
         market = manifest.market
         for entry in manifest.chunks.values():
             day = dt.date.fromisoformat(entry.partition)
@@ -184,7 +196,7 @@ def exact(data_root: Path, state: SimState) -> tuple[int, int]:
             start, end = UTC.day_window_ms(day)
             rows = [r for r in state.klines(market, manifest.symbol, start, end - 1, 1440) if r[0] < end]
             checked += 1
-            good += pq.read_table(folder / entry.file).equals(rows_to_table(rows))
+            good += pq.read_table(data_root / folder / entry.file).equals(rows_to_table(rows))
     return good, checked
 
 
@@ -294,8 +306,8 @@ def measure_ui(args: argparse.Namespace) -> dict:
                 while time.time() - began < 1800:
                     running = instance.get_runs_count(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
                     most = max(most, running)
-                    held = sum(1 for folder in find_datasets(root / "data") for e in
-                               Manifest.load(manifest_file(folder)).chunks.values() if e.partition in days)
+                    held = sum(1 for read in manifests(root / "data").values() for e in read().chunks.values()
+                               if e.partition in days)
                     if held >= len(keys) * len(days):
                         break
                     time.sleep(5)
