@@ -135,7 +135,7 @@ def overlapping_writers(runs: list[dict]) -> int:
 
 def measure_live(args: argparse.Namespace, command: list[str]) -> dict:
     with simulator("--many-symbols", str(args.many), "--latency-ms", str(args.latency_ms)) as url, \
-            tempfile.TemporaryDirectory() as tmp:
+            tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         root = Path(tmp)
         env = environment(url, root, 1)
         with open(root / "stderr.txt", "w") as stderr:
