@@ -19,18 +19,15 @@ with what the simulator serves.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
 import os
 import resource
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -44,7 +41,7 @@ from kline_assets.archive.store import dataset_dirs, manifest_at
 from kline_assets.defs.instance import instance_yaml
 from kline_assets.sim.market import SimConfig, SimState
 from kline_assets.timezones import UTC
-from kline_assets_tests.helpers import LAUNCH, graphql
+from kline_assets_tests.helpers import LAUNCH, dagster_dev, graphql
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -253,30 +250,6 @@ def measure_load(args: argparse.Namespace) -> dict:
     return {"cold_listing": figures[0], "cached_listing": figures[1]}
 
 
-@contextlib.contextmanager
-def dagster_dev(env: dict, port: int):
-    """`dagster dev` of this repository's workspace; yields the webserver URL once it answers."""
-    proc = subprocess.Popen([str(BIN / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(port)], env=env,
-                            cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        began = time.time()
-        while time.time() - began < 180:
-            try:
-                urllib.request.urlopen(url + "/server_info", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
-        yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-
-
 def klines_keys(data_root_env: dict) -> list[list[str]]:
     code = ("import json; from kline_assets.definitions import defs; "
             "print(json.dumps([k.path for k in defs().resolve_all_asset_keys() if k.path[-1] == 'klines_1m']))")
@@ -293,7 +266,7 @@ def measure_ui(args: argparse.Namespace) -> dict:
         keys = klines_keys(env)
         today = dt.datetime.now(dt.timezone.utc).date()
         days = [(today - dt.timedelta(days=n)).isoformat() for n in range(args.days, 0, -1)]
-        with dagster_dev(env, free_port()) as web:
+        with dagster_dev(env) as web:
             began = time.time()
             answer = graphql(web, LAUNCH, {"params": {"assetSelection": [{"path": k} for k in keys],
                                                        "partitionNames": days, "fromFailure": False}})
@@ -333,7 +306,7 @@ def measure_catalog(args: argparse.Namespace) -> dict:
     shots.mkdir(parents=True, exist_ok=True)
     with simulator("--many-symbols", str(args.many)) as url, tempfile.TemporaryDirectory() as tmp:
         env = environment(url, Path(tmp), 1)
-        with dagster_dev(env, free_port()) as web, sync_playwright() as p:
+        with dagster_dev(env) as web, sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             began = time.time()
