@@ -25,8 +25,8 @@ from kline_assets.settings import DatasetSpec, Settings
 
 
 def build_live_job(settings: Settings):
-    """In-process: a live run is one step (all its datasets fetched side by side, `defs.fleet`), so a step
-    process would only add its start-up (seconds) to every minute's run."""
+    """In-process: a live run is one step per market (each fetching its datasets side by side, `defs.fleet`),
+    run one after the other, since a step process would add its start-up (seconds) to every minute's run."""
     return dg.define_asset_job(LIVE_JOB, selection=[klines_key(spec) for spec in settings.pairs],
                                executor_def=dg.in_process_executor,
                                description="Live updates of klines_1m, started by the live sensor.")
