@@ -105,6 +105,9 @@ class BinanceClient:
         if inst is None:
             urls = {"public": f"{self.origin}/api/v3", "fapiPublic": f"{self.origin}/fapi/v1"}
             inst = _CCXT[self.market.exchange_id]({
+                # JSON numbers as numbers, whichever ccxt: up to 4.5.x, without orjson installed, ccxt read
+                # them as strings (integer times too); newer ones ignore the flag in Python
+                "quoteJsonNumbers": False,
                 "enableRateLimit": False, "timeout": self.timeout_ms, "urls": {"api": urls},
                 "session": CappedSession(self.transport),
             })
