@@ -166,10 +166,16 @@ def end_with_parent() -> None:
     if not sys.platform.startswith("linux"):
         return
     import ctypes
+    import multiprocessing
 
     pr_set_pdeathsig = 1
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    # the command may have died while this process was still starting (before the signal was asked for):
+    # the parent's sentinel, not a PID, says so
+    parent = multiprocessing.parent_process()
+    if parent is not None and not parent.is_alive():
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def materialize_unpartitioned(settings: Settings, instance: dg.DagsterInstance, selection: dg.AssetSelection,
