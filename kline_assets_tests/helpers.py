@@ -336,3 +336,12 @@ def graphql(url: str, query: str, variables: dict) -> dict:
     request = urllib.request.Request(url + "/graphql", data=body, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=60) as response:
         return json.loads(response.read())
+
+
+def live_datasets(request: dg.RunRequest) -> list[str]:
+    return request.run_config["ops"]["live_update"]["config"]["datasets"]
+
+
+def asset_job(defs: dg.Definitions) -> dg.JobDefinition:
+    """A job of the klines assets, as the UI's runs and backfills have (they record an asset selection)."""
+    return defs.resolve_implicit_global_asset_job_def()

@@ -51,13 +51,16 @@ def fetch_window(source: KlineSource, symbol: str, start_ms: int, end_ms: int, n
     """Closed klines with open_time in [start_ms, min(end_ms, horizon)); `now_ms` is the server clock.
 
     The next page asks from the last open_time + 1 ms rather than + 1 minute: for aligned data it is the
-    same request, and an off-minute row at the end of a page (early Binance data) cannot hide the next."""
+    same request, and an off-minute row at the end of a page (early Binance data) cannot hide the next.
+    A page asks for at most as many rows as whole minutes are left in the window (USD-M weighs a request by
+    its `limit`); off-minute rows beyond that are simply the next page's."""
     stop = min(end_ms, closed_horizon(now_ms))
     settled = now_ms >= end_ms + MINUTE_MS  # a trailing silence is only a gap once the window is well over
     out = Fetched(covered_until_ms=max(start_ms, stop))
     expected, ask, last_open = start_ms, start_ms, None
     while ask < stop and expected < stop:  # the next minute must still be inside the window
-        raw = source.klines(symbol, ask, stop - 1, page)
+        # no more rows than minutes left: a live minute asks for 1-2 rows, which weighs 1 on USD-M, not 5
+        raw = source.klines(symbol, ask, stop - 1, min(page, -(-(stop - ask) // MINUTE_MS)))
         out.requests += 1
         unclosed = [r[0] for r in raw if r[6] >= now_ms]
         if unclosed:  # only odd, off-minute rows can get here: never store them, never call them gaps

@@ -27,13 +27,15 @@ from kline_assets.cli.live import StopFlag, run_loop
 from kline_assets.defs.definitions import resolve_datasets
 from kline_assets.defs.instance import dagster_instance
 from kline_assets.defs.live import live_groups
-from kline_assets.defs.names import SOURCE_LIVE, TAG_SOURCE, combined_key
+from kline_assets.defs.names import combined_key
 from kline_assets.defs.resources import ArchiveResource, ExchangeResource
 from kline_assets.defs.runs import (
     RunOutcome,
+    live_job_def,
     materialize_per_market,
     materialize_range,
     materialize_unpartitioned,
+    run_live,
 )
 from kline_assets.errors import BadInput, ExchangeFinal, ExchangeTransient
 from kline_assets.logs import setup_logging
@@ -358,7 +360,7 @@ def cmd_live(args: argparse.Namespace, settings: Settings, spec: DatasetSpec) ->
     if not specs:
         raise BadInput("live --all: none of the configured datasets trades")
     setup_logging(settings.log_dir)
-    instance = dagster_instance()
+    instance, job = dagster_instance(), live_job_def(settings)
     stores = [open_store(settings, s) for s in specs]
     client = ExchangeResource.from_settings(settings).client(specs[0].market)
     stop = StopFlag()
@@ -371,8 +373,7 @@ def cmd_live(args: argparse.Namespace, settings: Settings, spec: DatasetSpec) ->
         began = time.monotonic()
         outcomes = []
         for (first, today), members in live_groups(stores, settings.align_tz, now_ms).items():
-            outcomes.append(materialize_range(settings, [s.spec for s in members], first.isoformat(),
-                                              today.isoformat(), instance, tags={TAG_SOURCE: SOURCE_LIVE}))
+            outcomes.append(run_live(job, settings, [s.spec for s in members], first, today, instance))
             if outcomes[-1].interrupted:
                 stop.event.set()
                 break

@@ -16,11 +16,11 @@ import time
 
 import dagster as dg
 
-from kline_assets.archive.checks import CHECK_NAMES, CONTINUITY, INTEGRITY, SANITY, evaluate, with_previous
+from kline_assets.archive.checks import CHECK_NAMES, CONTINUITY, INTEGRITY, SANITY, Outcome, evaluate, with_previous
 from kline_assets.archive.manifest import ChunkEntry
 from kline_assets.archive.schema import COLUMN_NAMES
-from kline_assets.archive.store import DatasetStore, before_start
-from kline_assets.defs.fleet import Work, run_fleet
+from kline_assets.archive.store import DatasetStore
+from kline_assets.defs.fleet import run_fleet, work_for
 from kline_assets.defs.io_manager import ChunkIOManager, Committed
 from kline_assets.defs.names import ARCHIVE, CHUNK_IO_MANAGER, EXCHANGE, group_name, klines_key, node_name
 from kline_assets.defs.partitions import key_to_day
@@ -66,30 +66,42 @@ def day_metadata(entry: ChunkEntry, path: str, now_ms: int | None = None) -> dic
     return md
 
 
-def check_evaluations(store: DatasetStore, batch: Committed, checks: list[str]):
-    """One evaluation per check and day of a committed batch. The stream's threads already checked each
-    file; a day whose committed entry is not the file they checked (another writer's won) is checked here,
-    and so is continuity across midnight (from the manifest). A day with no entry fails integrity."""
-    key = klines_key(store.spec)
-    manifest = batch.manifest
+def batch_outcomes(store: DatasetStore, batch: Committed) -> dict[dt.date, dict[str, Outcome | None]]:
+    """The three checks of each day of a committed batch. The stream's threads already checked each file;
+    a day whose committed entry is not the file they checked (another writer's won) is checked here, and
+    so is continuity across midnight (from the manifest). A day with no entry has no outcomes (None)."""
+    manifest, outcomes = batch.manifest, {}
     for day, _ in batch.days:
         entry = manifest.entry_for(day)
         prev = manifest.entry_for(day - dt.timedelta(1))
         if entry is None:
-            outcomes = dict.fromkeys(checks)
+            outcomes[day] = dict.fromkeys(CHECK_NAMES)
         elif day in batch.checked and batch.checked[day][0] == entry.sha256:
-            outcomes = with_previous(batch.checked[day][1], entry, prev)
+            outcomes[day] = with_previous(batch.checked[day][1], entry, prev)
         else:
-            outcomes = evaluate(store.chunk_bytes(entry), entry, prev)
-        for name in checks:
-            outcome = outcomes[name]
-            md = dict(outcome.metadata) if outcome else {}
-            if outcome is None or outcome.problem:
-                md["problem"] = outcome.problem if outcome else "no chunk in the manifest"
-            severity = dg.AssetCheckSeverity.WARN if outcome and outcome.severity == "WARN" else \
-                dg.AssetCheckSeverity.ERROR
-            yield dg.AssetCheckEvaluation(asset_key=key, check_name=name, passed=bool(outcome and outcome.passed),
-                                          metadata=md, partition=day.isoformat(), blocking=True, severity=severity)
+            outcomes[day] = evaluate(store.chunk_bytes(entry), entry, prev)
+    return outcomes
+
+
+def passed(outcome: Outcome | None) -> bool:
+    return bool(outcome and outcome.passed)
+
+
+def day_events(store: DatasetStore, day: dt.date, entry: ChunkEntry, outcomes: dict[str, Outcome | None],
+               checks: list[str], now_ms: int):
+    """Dagster's record of one committed day: its materialization, then an evaluation per check in `checks`."""
+    key = klines_key(store.spec)
+    yield dg.AssetMaterialization(asset_key=key, partition=day.isoformat(),
+                                  metadata=day_metadata(entry, store.backend.uri(store.key(entry)), now_ms))
+    for name in checks:
+        outcome = outcomes[name]
+        md = dict(outcome.metadata) if outcome else {}
+        if not passed(outcome):
+            md["problem"] = outcome.problem if outcome else "no chunk in the manifest"
+        severity = dg.AssetCheckSeverity.WARN if outcome and outcome.severity == "WARN" else \
+            dg.AssetCheckSeverity.ERROR
+        yield dg.AssetCheckEvaluation(asset_key=key, check_name=name, passed=passed(outcome), metadata=md,
+                                      partition=day.isoformat(), blocking=True, severity=severity)
 
 
 def klines_spec(spec: DatasetSpec, partitions_def: dg.PartitionsDefinition) -> dg.AssetSpec:
@@ -133,14 +145,8 @@ def market_node(market: str, specs: list[DatasetSpec], partitions_def: dg.Partit
             context.log.info(line)
             progress.info(line)
 
-        work = []
-        for key in sorted(context.selected_asset_keys, key=lambda k: k.to_user_string()):
-            store = archive.store(by_key[key])
-            own = [day for day in days if day >= store.start]  # a stored dataset keeps its own first day
-            if own:
-                work.append(Work(store, own))
-            if len(own) < len(days):
-                report(before_start(store.spec.name, days[0], store.start))
+        work = [w for key in sorted(context.selected_asset_keys, key=lambda k: k.to_user_string())
+                if (w := work_for(archive.store(by_key[key]), days, report))]
         checks = {key: [n for n in CHECK_NAMES if dg.AssetCheckKey(key, n) in context.selected_asset_check_keys]
                   for key in by_key}
         names = work[0].store.spec.name if len(work) == 1 else f"{len(work)} datasets"
@@ -148,12 +154,9 @@ def market_node(market: str, specs: list[DatasetSpec], partitions_def: dg.Partit
         recording = 0.0  # wall time of this thread spent while Dagster stores the days' events
         for store, batch in run_fleet(exchange, chunks, work, report):
             began, now_ms = time.monotonic(), int(time.time() * 1000)
-            key = klines_key(store.spec)
+            outcomes = batch_outcomes(store, batch)
             for day, entry in batch.days:
-                yield dg.AssetMaterialization(asset_key=key, partition=day.isoformat(),
-                                              metadata=day_metadata(entry, store.backend.uri(store.key(entry)),
-                                                                    now_ms))
-            yield from check_evaluations(store, batch, checks[key])
+                yield from day_events(store, day, entry, outcomes[day], checks[klines_key(store.spec)], now_ms)
             recording += time.monotonic() - began
         report(f"{names}: checking and recording {sum(len(w.days) for w in work)} day(s) in Dagster took "
                f"{recording:.1f}s, while the next days were being fetched")

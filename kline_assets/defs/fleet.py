@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from kline_assets.archive.store import DatasetStore
+from kline_assets.archive.store import DatasetStore, before_start
 from kline_assets.binance.days import DayStream
 from kline_assets.defs.io_manager import PROGRESS_EVERY_S, ChunkIOManager, Committed
 from kline_assets.defs.resources import ExchangeResource
@@ -46,6 +46,14 @@ class FleetFailure(Exception):
 class Work:
     store: DatasetStore
     days: list[dt.date]
+
+
+def work_for(store: DatasetStore, days: list[dt.date], report: Callable[[str], None]) -> Work | None:
+    """The days of `days` a dataset has (a stored dataset keeps its own first day; `report` says so)."""
+    own = [day for day in days if day >= store.start]
+    if len(own) < len(days):
+        report(before_start(store.spec.name, days[0], store.start))
+    return Work(store, own) if own else None
 
 
 @dataclass

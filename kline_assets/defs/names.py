@@ -16,6 +16,7 @@ EXCHANGE = "exchange"
 CHUNK_IO_MANAGER = "chunk_io_manager"
 
 LIVE_JOB = "live_klines"
+LIVE_OP = "live_update"  # the live job's one op
 BACKFILL_JOB = "backfill_klines"  # the command line's runs of several markets (a step per market)
 COMBINE_JOB = "combine_klines"
 HOURLY_JOB = "hourly_klines"

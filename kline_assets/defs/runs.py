@@ -5,6 +5,7 @@ market) and recorded in the instance at DAGSTER_HOME, so they show in the UI bes
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import os
 import signal
@@ -14,8 +15,11 @@ from dataclasses import dataclass, replace
 import dagster as dg
 
 from kline_assets.defs.definitions import build_assets, build_resources
+from kline_assets.defs.jobs import build_live_job
+from kline_assets.defs.live import live_run_config, live_tags
 from kline_assets.defs.names import (
     BACKFILL_JOB,
+    LIVE_JOB,
     SOURCE_CLI,
     TAG_DATASET,
     TAG_SOURCE,
@@ -113,6 +117,25 @@ def _range_run(settings: Settings, specs: list[DatasetSpec], keys: list[dg.Asset
         raise_on_error=False,
     )
     return RunOutcome(result.success, result.run_id, *first_error(result))
+
+
+def live_job_def(settings: Settings) -> dg.JobDefinition:
+    """The live job with its resources, as the sensor's runs have it (built once per `kline-assets live`)."""
+    return dg.Definitions(jobs=[build_live_job(settings)], resources=build_resources(settings)).resolve_job_def(
+        LIVE_JOB)
+
+
+def run_live(job: dg.JobDefinition, settings: Settings, specs: list[DatasetSpec], first: dt.date, last: dt.date,
+             instance: dg.DagsterInstance) -> RunOutcome:
+    """One live run of `specs` over first..last, as the live sensor would start it (`job`: `live_job_def`);
+    with `KLINE_HOURLY=1` a klines_1h run of the same days follows."""
+    result = job.execute_in_process(run_config={**_QUIET, **live_run_config(specs, first, last)},
+                                    instance=instance, tags=live_tags(specs, first, last), raise_on_error=False)
+    outcome = RunOutcome(result.success, result.run_id, *first_error(result))
+    if outcome.success and settings.hourly:
+        return _range_run(settings, specs, [hourly_key(s) for s in specs], first.isoformat(), last.isoformat(),
+                          instance, None)
+    return outcome
 
 
 def materialize_per_market(settings: Settings, specs: list[DatasetSpec], first_key: str, last_key: str,

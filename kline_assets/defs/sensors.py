@@ -10,7 +10,7 @@ import time
 
 import dagster as dg
 
-from kline_assets.defs.live import live_groups
+from kline_assets.defs.live import live_groups, live_run_config, live_tags
 from kline_assets.defs.names import (
     COMBINE_SENSOR,
     HOURLY_SENSOR,
@@ -78,12 +78,8 @@ def build_live_sensor(settings: Settings, job) -> dg.SensorDefinition:
                 else:
                     groups.setdefault((first, today), []).append(store.spec)
         requests = [
-            dg.RunRequest(
-                run_key=f"live:{minute}:{first}:{today}",
-                asset_selection=[klines_key(s) for s in specs],
-                tags={**range_tags(first.isoformat(), today.isoformat()),
-                      TAG_SOURCE: SOURCE_LIVE, TAG_DATASET: ",".join(s.name for s in specs)},
-            )
+            dg.RunRequest(run_key=f"live:{minute}:{first}:{today}", run_config=live_run_config(specs, first, today),
+                          tags=live_tags(specs, first, today))
             for (first, today), specs in groups.items()
         ]
         if skipped:

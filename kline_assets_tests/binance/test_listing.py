@@ -15,12 +15,12 @@ from kline_assets.archive.backend import open_root
 from kline_assets.archive.paths import listing_cache
 from kline_assets.binance.listing import Listing
 from kline_assets.defs.definitions import build_definitions, resolve_datasets
-from kline_assets.defs.names import LIVE_SENSOR, klines_key
+from kline_assets.defs.names import LIVE_SENSOR
 from kline_assets.errors import BadInput
 from kline_assets.settings import DatasetSpec, Selector, parse_pairs
 from kline_assets.sim.hostile import Hostile
 from kline_assets.sim.server import RunningSimulator, SimConfig
-from kline_assets_tests.helpers import FUT, SPOT, cli, cli_here, env_for
+from kline_assets_tests.helpers import FUT, SPOT, cli, cli_here, env_for, live_datasets
 
 
 @pytest.fixture
@@ -152,8 +152,8 @@ def test_an_explicit_pair_the_listing_shows_no_longer_trading_is_retired(market_
     defs = build_definitions(settings)
     result = defs.resolve_sensor_def(LIVE_SENSOR).evaluate_tick(
         dg.build_sensor_context(instance=instance, definitions=defs))
-    selected = {key for request in result.run_requests for key in request.asset_selection}
-    assert selected and klines_key(FUT) not in selected
+    selected = {name for request in result.run_requests for name in live_datasets(request)}
+    assert selected and FUT.name not in selected
 
 
 def test_status_says_nothing_of_trading_without_a_cached_listing(market_sim, tmp_path, monkeypatch, capsys):

@@ -102,3 +102,21 @@ def test_a_row_of_the_open_minute_that_claims_to_be_closed_is_not_stored():
     src = Lying([t * M for t in range(12)], now=11 * M + 1000)
     got = fetch_window(src, "X", 0, 1440 * M, src.now, page=1000)
     assert [r[0] for r in got.rows] == [t * M for t in range(11)] and got.covered_until_ms == 11 * M
+
+
+def test_a_page_asks_for_no_more_rows_than_minutes_are_left():
+    """USD-M weighs a request by its limit: a live minute's 2 rows weigh 1, not the 5 of a 1,000-row page."""
+    class Asked(FakeSource):
+        limits: list[int] = []
+
+        def klines(self, symbol, start, end, limit):
+            self.limits.append(limit)
+            return super().klines(symbol, start, end, limit)
+
+    now = 100 * M + 2_000
+    src = Asked([t * M for t in range(200)], now=now)
+    got = fetch_window(src, "X", 98 * M, 1440 * M, now, page=1000)
+    assert [r[0] for r in got.rows] == [98 * M, 99 * M] and src.limits == [2]
+    src.limits.clear()
+    whole = fetch_window(src, "X", 0, 100 * M, now, page=30)
+    assert len(whole.rows) == 100 and src.limits == [30, 30, 30, 11]  # from 89:00.001: 11 minutes begun

@@ -9,7 +9,8 @@ import dagster as dg
 
 from kline_assets.archive.store import DatasetStore
 from kline_assets.cli.live import seconds_to_next_boundary
-from kline_assets.defs.definitions import build_assets, build_definitions, build_resources, resolve_datasets
+from kline_assets.defs import live
+from kline_assets.defs.definitions import build_definitions, resolve_datasets
 from kline_assets.defs.live import live_days
 from kline_assets.defs.names import (
     HOURLY_SENSOR,
@@ -19,10 +20,12 @@ from kline_assets.defs.names import (
     SOURCE_CLI,
     TAG_DATASET,
     TAG_SOURCE,
+    klines_key,
 )
+from kline_assets.defs.runs import live_job_def
 from kline_assets.sim.server import RunningSimulator, SimConfig
 from kline_assets.timezones import parse_zone
-from kline_assets_tests.helpers import FUT, cli, env_for, expected_rows, run, stored_rows
+from kline_assets_tests.helpers import FUT, asset_job, cli, env_for, expected_rows, live_datasets, run, stored_rows
 
 ZURICH = parse_zone("Europe/Zurich")
 
@@ -38,8 +41,8 @@ def test_sensor_requests_today_for_each_dataset(sim, make_settings, instance):
     _, result = sensor_requests(settings, instance)
     today = dt.datetime.now(dt.timezone.utc).date().isoformat()
     (request,) = result.run_requests  # both datasets need today only: one run for both
-    assert set(request.asset_selection) == {dg.AssetKey(["binanceusdm", "BTCUSDT", "klines_1m"]),
-                                            dg.AssetKey(["binance", "BTCUSDT", "klines_1m"])}
+    assert set(live_datasets(request)) == {"binanceusdm/BTCUSDT", "binance/BTCUSDT"}
+    assert request.asset_selection is None  # an op job: no planned events per asset and check (defs.jobs)
     assert request.tags["dagster/asset_partition_range_start"] == today
     assert request.tags["dagster/asset_partition_range_end"] == today
     assert request.run_key.startswith("live:") and request.tags["kline_assets/source"] == "live"
@@ -60,8 +63,8 @@ def test_sensor_skips_while_a_run_of_the_dataset_is_in_progress(sim, make_settin
     instance = any_instance
     settings = make_settings(pairs="futures:BTC/USDT")
     defs = build_definitions(settings)
-    job = defs.resolve_job_def("live_klines")
-    instance.create_run_for_job(job, asset_selection=frozenset({dg.AssetKey(["binanceusdm", "BTCUSDT", "klines_1m"])}),
+    instance.create_run_for_job(asset_job(defs),
+                                asset_selection=frozenset({dg.AssetKey(["binanceusdm", "BTCUSDT", "klines_1m"])}),
                                 status=dg.DagsterRunStatus.STARTED)
     _, result = sensor_requests(settings, instance)
     assert not result.run_requests and "in progress" in result.skip_message
@@ -80,26 +83,40 @@ def test_the_sensor_requests_once_a_minute(sim, make_settings, instance):
     assert not again.run_requests and "requested already" in again.skip_message
 
 
-def test_one_live_run_brings_many_datasets_to_the_last_closed_minute(make_settings, instance):
+def test_one_live_run_brings_many_datasets_to_the_last_closed_minute(make_settings, instance, monkeypatch):
     with RunningSimulator(SimConfig(many_symbols=10, delisted=[["spot", "C003USDT"]])) as market:
         settings = resolve_datasets(dataclasses.replace(
             make_settings(pairs="futures:*/USDT,spot:*/USDT"), spot_url=market.url, futures_url=market.url))
         assert len(settings.pairs) == 27 and not settings.retired  # C003 has no data: not selected at all
         _, result = sensor_requests(settings, instance)
         (request,) = result.run_requests
-        assert len(request.asset_selection) == 27
+        assert len(live_datasets(request)) == 27
         began = time.time()
-        done = dg.materialize(build_assets(settings), resources=build_resources(settings), instance=instance,
-                              selection=request.asset_selection, tags=request.tags)
+        done = live_job_def(settings).execute_in_process(run_config=request.run_config, instance=instance,
+                                                         tags=request.tags)
         closed = int(began // 60 * 60_000) - 60_000
-        assert done.success and [e.step_key for e in done.all_events if e.is_step_success] == [
-            "klines_1m_futures", "klines_1m_spot"]  # a step per market
+        assert done.success
         today = dt.datetime.now(dt.timezone.utc).date()
         for spec in settings.pairs:
             store = DatasetStore(settings.data_root, spec, parse_zone("UTC"), settings.start)
             entry = store.manifest().entry_for(today)
             assert entry.covered_until_ms > closed, spec
         assert len(done.get_asset_materialization_events()) == 27
+        # many datasets: a live day that only grew is recorded in turns, the data is current all the same
+        monkeypatch.setattr(live, "RECORDS_PER_MINUTE", 10)  # 27 datasets: each recorded every 3 minutes
+        began = time.time()
+        again = live_job_def(settings).execute_in_process(run_config=request.run_config, instance=instance,
+                                                          tags=request.tags)
+        assert again.success
+        recorded = {e.asset_key for e in again.get_asset_materialization_events()}
+        turns = [{klines_key(s) for s in settings.pairs if live.recording_turn(s.name, m, 3)}
+                 for m in (int(began // 60), int(time.time() // 60))]
+        assert recorded in turns and 0 < len(recorded) < 27
+        assert len(again.get_asset_check_evaluations()) == 3 * len(recorded)
+        closed = int(began // 60 * 60_000) - 60_000
+        for spec in settings.pairs:
+            assert DatasetStore(settings.data_root, spec, parse_zone("UTC"), settings.start).manifest().entry_for(
+                today).covered_until_ms > closed, spec
 
 
 def test_live_days_and_boundaries():
@@ -154,9 +171,8 @@ def test_combine_sensor_follows_backfills_but_not_live_runs(sim, make_settings, 
                                              dagster_instance=instance, dagster_run=run_)
     out = sensor(ctx)
     assert out.asset_selection == [dg.AssetKey(["binanceusdm", "BTCUSDT", "klines_1m_combined"])]
-    key = dg.AssetKey(["binanceusdm", "BTCUSDT", "klines_1m"])
-    live_run = instance.create_run_for_job(defs.resolve_job_def("live_klines"), tags={"kline_assets/source": "live"},
-                                           asset_selection=frozenset({key}))
+    live_run = instance.create_run_for_job(defs.resolve_job_def("live_klines"), tags={"kline_assets/source": "live",
+                                                                                     TAG_DATASET: FUT.name})
     ctx = dg.build_run_status_sensor_context(sensor_name=sensor.name, dagster_event=success,
                                              dagster_instance=instance, dagster_run=live_run)
     assert isinstance(sensor(ctx), dg.SkipReason)
@@ -171,7 +187,7 @@ def test_sensor_skips_a_dataset_that_a_command_line_run_is_writing(sim, make_set
                                 status=dg.DagsterRunStatus.STARTED)
     _, result = sensor_requests(settings, instance)
     (request,) = result.run_requests
-    assert request.asset_selection == [dg.AssetKey(["binance", "BTCUSDT", "klines_1m"])]
+    assert live_datasets(request) == ["binance/BTCUSDT"]
 
 
 def test_today_is_never_ahead_of_this_machines_date():
@@ -216,7 +232,7 @@ def test_sensor_skips_while_a_partly_overlapping_run_is_queued_or_in_progress(si
     today = dt.datetime.now(dt.timezone.utc).date()
     ago = {n: (today - dt.timedelta(days=n)).isoformat() for n in range(6)}
     assert run(settings, instance, FUT, ago[3], ago[3]).success
-    job = build_definitions(settings).resolve_job_def("live_klines")
+    job = asset_job(build_definitions(settings))
     key = dg.AssetKey(["binanceusdm", "BTCUSDT", "klines_1m"])
     older = instance.create_run_for_job(job, asset_selection=frozenset({key}), status=dg.DagsterRunStatus.STARTED,
                                         tags={RANGE_START: ago[5], RANGE_END: ago[3]})
