@@ -7,11 +7,13 @@ retry or final from those, so the same rules hold against any Binance-compatible
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -94,14 +96,19 @@ class BinanceClient:
         self.budget_key = f"{self.origin} {market.name}"
         self.limiter = limiter or limiter_for(self.budget_key, market.default_budget)
         self.stats = RequestStats()
-        self._local = threading.local()
+        self._idle: list[Any] = []  # ccxt instances not in a request now (`_instance`)
+        self._idle_lock = threading.Lock()
         self._prefix = "public" if market.name == "spot" else "fapiPublic"
         self._time_sync: tuple[float, int] | None = None
         self._limits_known = threading.Event()
         self._limits_lock = threading.Lock()
 
-    def _ccxt(self) -> Any:
-        inst = getattr(self._local, "ccxt", None)
+    @contextlib.contextmanager
+    def _instance(self) -> Iterator[Any]:
+        """A ccxt instance for one request at a time, reused by any thread: building one costs ~5 ms, and a
+        live minute runs each dataset in a short-lived thread of its own."""
+        with self._idle_lock:
+            inst = self._idle.pop() if self._idle else None
         if inst is None:
             urls = {"public": f"{self.origin}/api/v3", "fapiPublic": f"{self.origin}/fapi/v1"}
             inst = _CCXT[self.market.exchange_id]({
@@ -111,12 +118,14 @@ class BinanceClient:
                 "enableRateLimit": False, "timeout": self.timeout_ms, "urls": {"api": urls},
                 "session": CappedSession(self.transport),
             })
-            self._local.ccxt = inst
-        return inst
+        try:
+            yield inst
+        finally:
+            with self._idle_lock:
+                self._idle.append(inst)
 
     def _call(self, endpoint: str, params: dict, weight: int, limits: Limits | None = None,
               attempts: int | None = None) -> Any:
-        method = getattr(self._ccxt(), self._prefix + endpoint)
         attempt = 0
         while True:
             banned = self.limiter.blocked_until - time.time()
@@ -124,18 +133,19 @@ class BinanceClient:
                 raise Banned(f"{self.origin} asked this IP to wait {banned:.0f}s more (Retry-After after an "
                              "HTTP 418/429); try again after that")
             minute = self.limiter.acquire(weight)
-            inst = self._ccxt()
-            inst.last_status, inst.last_response_headers = None, None
-            inst.session.limits = limits or self.transport.limits
-            try:
-                result = method(params)
-                error = None
-            except ccxt.BaseError as exc:
-                result, error = None, exc
+            with self._instance() as inst:
+                inst.last_status, inst.last_response_headers = None, None
+                inst.session.limits = limits or self.transport.limits
+                try:
+                    result = getattr(inst, self._prefix + endpoint)(params)
+                    error = None
+                except ccxt.BaseError as exc:
+                    result, error = None, exc
+                status, headers = inst.last_status, inst.last_response_headers or {}
+                last_response = inst.last_http_response
             cause = _http_cause(error)
             if isinstance(cause, Stopped):
                 raise cause
-            status, headers = inst.last_status, inst.last_response_headers or {}
             self.stats.add(requests=1, weight=weight)
             used = headers.get("X-MBX-USED-WEIGHT-1M") or headers.get("x-mbx-used-weight-1m")
             self.limiter.observe(int(used) if used and str(used).isdigit() else None, minute)
@@ -146,7 +156,7 @@ class BinanceClient:
                 self._rate_limited(status, headers)
                 continue
             if status is not None and 400 <= status < 500:
-                raise self._final(status, inst.last_http_response, params)
+                raise self._final(status, last_response, params)
             attempt += 1
             self.stats.add(retries=1)
             what = (str(cause) if cause else f"{type(error).__name__} {error}".strip() if error

@@ -137,13 +137,17 @@ def _shut(sock: socket.socket) -> None:
 
 
 class Transport:
-    """Thread-safe GETs; each thread keeps one connection per origin alive between requests."""
+    """Thread-safe GETs over kept-alive connections: a request takes an idle connection to its origin (or
+    opens one) and hands it back once the answer was read whole, so any thread reuses any connection (a
+    live minute runs each dataset in a short-lived thread: one TLS handshake each would cost more than the
+    request)."""
 
     def __init__(self, limits: Limits, connect_timeout_s: float = 10.0) -> None:
         self.limits = limits
         self.connect_timeout_s = connect_timeout_s
         self._watchdog = _Watchdog()
-        self._local = threading.local()
+        self._idle: dict[tuple[str, str], list[http.client.HTTPConnection]] = {}
+        self._idle_lock = threading.Lock()
         self._tls: ssl.SSLContext | None = None
 
     def get(self, url: str, headers: dict | None = None, limits: Limits | None = None) -> Response:
@@ -163,7 +167,7 @@ class Transport:
                     try:
                         conn.connect()
                     except OSError as exc:  # no name, refused, no route, no answer to the connect
-                        self._drop(parts)
+                        conn.close()
                         if scope is not None and scope.is_set():
                             raise Stopped(f"{url}: stopped") from None
                         raise Unreachable(f"cannot connect to {parts.netloc} ({exc})") from None
@@ -178,18 +182,20 @@ class Transport:
                     raise http.client.IncompleteRead(body, response.length)
                 response.close()  # read to its end: the connection is ready for the next request
                 if response.will_close:
-                    self._drop(parts)
+                    conn.close()
+                else:
+                    self._release(parts, conn)
                 return Response(response.status, response.reason, CaseInsensitiveDict(response.getheaders()), body)
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
-                self._drop(parts)
+                conn.close()
                 if was_open and reused and time.monotonic() < deadline:
                     continue
                 raise self._failure(url, deadline, limits, scope, exc) from None
             except HttpFailure:
-                self._drop(parts)
+                conn.close()
                 raise
             except (OSError, http.client.HTTPException) as exc:
-                self._drop(parts)
+                conn.close()
                 raise self._failure(url, deadline, limits, scope, exc) from None
             finally:
                 if sock_token is not None:
@@ -219,22 +225,19 @@ class Transport:
                 raise HttpFailure(f"{url}: the body is over the cap of {limits.max_bytes:,} bytes")
             parts.append(block)
 
-    # --- connections, one per thread and origin ------------------------------------------------
-    def _pool(self) -> dict:
-        pool = getattr(self._local, "pool", None)
-        if pool is None:
-            pool = self._local.pool = {}
-        return pool
-
+    # --- connections: idle ones per origin, taken by one request at a time ---------------------
     def _connection(self, parts, fresh: bool) -> tuple[http.client.HTTPConnection, bool]:
-        key = (parts.scheme, parts.netloc)
-        pool = self._pool()
-        if not fresh and key in pool:
-            return pool[key], True
-        if key in pool:
-            self._drop(parts)
-        pool[key] = conn = self._new_connection(parts)
-        return conn, False
+        """An idle connection to the origin (True: it was open), or a new one."""
+        if not fresh:
+            with self._idle_lock:
+                idle = self._idle.get((parts.scheme, parts.netloc))
+                if idle:
+                    return idle.pop(), True
+        return self._new_connection(parts), False
+
+    def _release(self, parts, conn: http.client.HTTPConnection) -> None:
+        with self._idle_lock:
+            self._idle.setdefault((parts.scheme, parts.netloc), []).append(conn)
 
     def _new_connection(self, parts) -> http.client.HTTPConnection:
         https = parts.scheme == "https"
@@ -254,10 +257,6 @@ class Transport:
             return conn
         return http.client.HTTPConnection(parts.hostname, port)
 
-    def _drop(self, parts) -> None:
-        conn = self._pool().pop((parts.scheme, parts.netloc), None)
-        if conn is not None:
-            conn.close()
 
 
 def _proxy_for(scheme: str, host: str):

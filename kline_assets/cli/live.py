@@ -7,9 +7,10 @@ import signal
 import threading
 from collections.abc import Callable
 
+from kline_assets.defs.live import AFTER_BOUNDARY_S
+
 log = logging.getLogger("kline_assets")
 
-AFTER_BOUNDARY_S = 2.0  # the exchange closes a minute a moment after :00; asking at :02 finds it closed
 
 
 def seconds_to_next_boundary(server_now_ms: int) -> float:

@@ -17,7 +17,7 @@ from kline_assets.archive.verify import verify
 from kline_assets.defs.assets import batch_outcomes, day_events, passed
 from kline_assets.defs.fleet import run_fleet, work_for
 from kline_assets.defs.io_manager import ChunkIOManager
-from kline_assets.defs.live import live_days, record_period, recording_turn
+from kline_assets.defs.live import live_days, record_period, recording_turn, wait_for_boundary
 from kline_assets.defs.names import (
     ARCHIVE,
     CHUNK_IO_MANAGER,
@@ -44,6 +44,8 @@ class LiveConfig(dg.Config):
     first_day: str = Field(default="", description="First local day (YYYY-MM-DD); empty: each dataset's "
                            "last incomplete day")
     last_day: str = Field(default="", description="Last local day; empty: today")
+    not_before_ms: int = Field(default=0, description="Start fetching just after this minute boundary (ms since "
+                               "the epoch): the sensor requests each run ~15 s ahead; 0: at once")
 
 
 def build_live_job(settings: Settings) -> dg.JobDefinition:
@@ -73,6 +75,7 @@ def build_live_job(settings: Settings) -> dg.JobDefinition:
             context.log.info(line)
             progress.info(line)
 
+        wait_for_boundary(config.not_before_ms)
         now_ms = int(time.time() * 1000)
         work, live_day, existed = [], {}, {}  # per dataset: its last day, and whether that was stored already
         for name in config.datasets or list(by_name):

@@ -53,10 +53,21 @@ def live_groups(stores: list[DatasetStore], zone: AlignZone,
     return groups
 
 
-def live_run_config(specs: list[DatasetSpec], first: dt.date, last: dt.date) -> dict:
-    """The live job's run config for `specs` and days first..last (the sensor's runs and the CLI's)."""
+AFTER_BOUNDARY_S = 2.0  # the exchange closes a minute a moment after :00; asking at :02 finds it closed
+
+
+def live_run_config(specs: list[DatasetSpec], first: dt.date, last: dt.date, not_before_ms: int = 0) -> dict:
+    """The live job's run config for `specs` and days first..last (the sensor's runs and the CLI's); a run
+    requested ahead of its minute boundary (`not_before_ms`) waits for it."""
     return {"ops": {LIVE_OP: {"config": {"datasets": [s.name for s in specs], "first_day": first.isoformat(),
-                                         "last_day": last.isoformat()}}}}
+                                         "last_day": last.isoformat(), "not_before_ms": not_before_ms}}}}
+
+
+def wait_for_boundary(not_before_ms: int) -> None:
+    """Sleep until `AFTER_BOUNDARY_S` past the boundary `not_before_ms` (machine clock; never over ~2 minutes)."""
+    wait = (not_before_ms / 1000 + AFTER_BOUNDARY_S) - time.time()
+    if 0 < wait < 120:
+        time.sleep(wait)
 
 
 def live_tags(specs: list[DatasetSpec], first: dt.date, last: dt.date) -> dict[str, str]:

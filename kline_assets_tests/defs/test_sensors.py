@@ -11,7 +11,7 @@ from kline_assets.archive.store import DatasetStore
 from kline_assets.cli.live import seconds_to_next_boundary
 from kline_assets.defs import live
 from kline_assets.defs.definitions import build_definitions, resolve_datasets
-from kline_assets.defs.live import live_days
+from kline_assets.defs.live import AFTER_BOUNDARY_S, live_days, live_run_config, wait_for_boundary
 from kline_assets.defs.names import (
     HOURLY_SENSOR,
     LIVE_SENSOR,
@@ -23,6 +23,7 @@ from kline_assets.defs.names import (
     klines_key,
 )
 from kline_assets.defs.runs import live_job_def
+from kline_assets.defs.sensors import run_minute
 from kline_assets.sim.server import RunningSimulator, SimConfig
 from kline_assets.timezones import parse_zone
 from kline_assets_tests.helpers import FUT, asset_job, cli, env_for, expected_rows, live_datasets, run, stored_rows
@@ -78,7 +79,7 @@ def test_the_sensor_requests_once_a_minute(sim, make_settings, instance):
     first = sensor.evaluate_tick(context)
     minute = int(time.time() // 60)
     today = dt.datetime.now(dt.timezone.utc).date().isoformat()
-    assert first.run_requests[0].run_key in {f"live:{m}:{today}:{today}" for m in (minute - 1, minute)}
+    assert first.run_requests[0].run_key in {f"live:{m}:{today}:{today}" for m in (minute - 1, minute, minute + 1)}
     again = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, cursor=first.cursor))
     assert not again.run_requests and "requested already" in again.skip_message
 
@@ -117,6 +118,17 @@ def test_one_live_run_brings_many_datasets_to_the_last_closed_minute(make_settin
         for spec in settings.pairs:
             assert DatasetStore(settings.data_root, spec, parse_zone("UTC"), settings.start).manifest().entry_for(
                 today).covered_until_ms > closed, spec
+
+
+def test_a_live_run_is_requested_ahead_of_its_minute_and_waits_for_it():
+    """In a minute's last 15 s the sensor requests the next minute's run (its start-up then overlaps the
+    wait), and the run fetches only once the boundary has passed."""
+    assert run_minute(600.0) == run_minute(644.9) == 10 and run_minute(645.0) == run_minute(659.9) == 11
+    config = live_run_config([FUT], dt.date(2024, 1, 1), dt.date(2024, 1, 1), not_before_ms=int(time.time() * 1000)
+                             + 1500)["ops"]["live_update"]["config"]
+    began = time.monotonic()
+    wait_for_boundary(config["not_before_ms"])
+    assert 1.5 + AFTER_BOUNDARY_S - 0.1 < time.monotonic() - began < 1.5 + AFTER_BOUNDARY_S + 1
 
 
 def test_live_days_and_boundaries():
