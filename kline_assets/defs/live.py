@@ -22,7 +22,7 @@ import zlib
 
 from kline_assets.archive.manifest import Manifest
 from kline_assets.archive.store import DatasetStore
-from kline_assets.defs.names import LIVE_OP, SOURCE_LIVE, TAG_DATASET, TAG_SOURCE, range_tags
+from kline_assets.defs.names import LIVE_OP, SOURCE_LIVE, TAG_SOURCE, dataset_tags, range_tags
 from kline_assets.settings import DatasetSpec
 from kline_assets.timezones import AlignZone
 
@@ -73,7 +73,7 @@ def wait_for_boundary(not_before_ms: int) -> None:
 def live_tags(specs: list[DatasetSpec], first: dt.date, last: dt.date) -> dict[str, str]:
     """What a live run writes, as tags (`busy_ranges` reads them): its days and its datasets."""
     return {**range_tags(first.isoformat(), last.isoformat()), TAG_SOURCE: SOURCE_LIVE,
-            TAG_DATASET: ",".join(s.name for s in specs)}
+            **dataset_tags([s.name for s in specs])}
 
 
 RECORDS_PER_MINUTE = 60  # ~240 events: ~4 s of Dagster's stock storage a minute, on SQLite or Postgres

@@ -59,6 +59,31 @@ def job_name(prefix: str, spec: DatasetSpec) -> str:
     return f"{prefix}_{spec.exchange_id}_{spec.symbol}"
 
 
+TAG_VALUE_MAX = 2000  # Postgres indexes run tags: a key and value over ~2.7 KB cannot be stored at all
+
+
+def dataset_tags(names: list[str]) -> dict[str, str]:
+    """The datasets a run writes, as tags (in-process and live runs record no asset selection): `TAG_DATASET`
+    with the names, comma-separated, continued in `TAG_DATASET/2`, `/3`, ... so no value is over
+    `TAG_VALUE_MAX` (900 datasets are ~19 KB of names)."""
+    tags: dict[str, str] = {}
+    chunk: list[str] = []
+    for name in [*names, None]:
+        if chunk and (name is None or sum(map(len, chunk)) + len(chunk) + len(name) > TAG_VALUE_MAX):
+            tags[TAG_DATASET if not tags else f"{TAG_DATASET}/{len(tags) + 1}"] = ",".join(chunk)
+            chunk = []
+        if name is not None:
+            chunk.append(name)
+    return tags
+
+
+def tagged_datasets(tags: dict[str, str]) -> list[str]:
+    """The dataset names of `dataset_tags` back from a run's tags."""
+    parts = [tags[TAG_DATASET]] if TAG_DATASET in tags else []
+    parts += [tags[f"{TAG_DATASET}/{n}"] for n in range(2, len(tags) + 2) if f"{TAG_DATASET}/{n}" in tags]
+    return [name for part in parts for name in part.split(",") if name]
+
+
 def range_tags(first: str, last: str) -> dict[str, str]:
     """The tags that make a run of one partition range (what the UI's single-run backfills set)."""
     return {RANGE_START: first, RANGE_END: last}

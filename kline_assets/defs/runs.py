@@ -21,8 +21,8 @@ from kline_assets.defs.names import (
     BACKFILL_JOB,
     LIVE_JOB,
     SOURCE_CLI,
-    TAG_DATASET,
     TAG_SOURCE,
+    dataset_tags,
     hourly_key,
     klines_key,
     range_tags,
@@ -112,7 +112,7 @@ def _range_run(settings: Settings, specs: list[DatasetSpec], keys: list[dg.Asset
         instance=instance,
         selection=keys,
         tags={**range_tags(first_key, last_key), TAG_SOURCE: SOURCE_CLI,
-              TAG_DATASET: ",".join(s.name for s in specs), **(tags or {})},
+              **dataset_tags([s.name for s in specs]), **(tags or {})},
         run_config=_QUIET,
         raise_on_error=False,
     )
@@ -153,7 +153,7 @@ def materialize_per_market(settings: Settings, specs: list[DatasetSpec], first_k
     try:
         with dg.execute_job(dg.reconstructable(backfill_job), instance, run_config=_QUIET, raise_on_error=False,
                             tags={**range_tags(first_key, last_key), TAG_SOURCE: SOURCE_CLI,
-                                  TAG_DATASET: ",".join(s.name for s in specs)}) as result:
+                                  **dataset_tags([s.name for s in specs])}) as result:
             outcome = RunOutcome(result.success, result.run_id, *first_error(result))
     finally:
         for name, value in saved.items():

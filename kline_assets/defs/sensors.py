@@ -1,7 +1,8 @@
-"""The live sensor: once a minute, one run for all datasets that need the same days, bringing today up
-to the last closed minute (and completing or catching up earlier days). A dataset is left out while a
-run writing the same days of it is still going, so live runs never pile up or write a chunk beside a
-backfill of those days (other days of a dataset may be written meanwhile: commits are per day, locked).
+"""The live sensor: once a minute, one run of the live job for all datasets that need the same days,
+bringing today up to the last closed minute (and completing or catching up earlier days), requested ~15 s
+ahead of its minute. A dataset is left out while a run writing the same days of it is still going, so live
+runs never pile up or write a chunk beside a backfill of those days (other days of a dataset may be
+written meanwhile: commits are per day, locked).
 
 No `from __future__ import annotations`: Dagster reads the context annotation at run time.
 """
@@ -19,12 +20,12 @@ from kline_assets.defs.names import (
     RANGE_END,
     RANGE_START,
     SOURCE_LIVE,
-    TAG_DATASET,
     TAG_SOURCE,
     combined_key,
     hourly_key,
     klines_key,
     range_tags,
+    tagged_datasets,
 )
 from kline_assets.defs.resources import ArchiveResource
 from kline_assets.settings import Settings
@@ -34,9 +35,9 @@ IN_PROGRESS = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.D
 
 
 def busy_ranges(instance: dg.DagsterInstance, settings: Settings) -> dict[dg.AssetKey, list[tuple[str, str]]]:
-    """Per asset key, the day ranges that queued or running runs (live, backfill, UI, CLI) are writing. In-process
-    runs (the CLI's) record no asset selection, so their dataset tag counts too; a run that names no range
-    counts as writing every day."""
+    """Per asset key, the day ranges that queued or running runs (live, backfill, UI, CLI) are writing. Live runs
+    (an op job) and in-process runs (the CLI's) record no asset selection, so their dataset tag counts too; a
+    run that names no range counts as writing every day."""
     by_name = {spec.name: klines_key(spec) for spec in settings.pairs}
     busy: dict[dg.AssetKey, list[tuple[str, str]]] = {}
     for record in instance.get_run_records(dg.RunsFilter(statuses=IN_PROGRESS), limit=200):
@@ -45,7 +46,7 @@ def busy_ranges(instance: dg.DagsterInstance, settings: Settings) -> dict[dg.Ass
         one = tags.get(PARTITION)
         span = (tags.get(RANGE_START) or one or "0000-00-00", tags.get(RANGE_END) or one or "9999-99-99")
         keys = set(run.asset_selection or ())
-        keys.update(by_name[name] for name in tags.get(TAG_DATASET, "").split(",") if name in by_name)
+        keys.update(by_name[name] for name in tagged_datasets(tags) if name in by_name)
         for key in keys:
             busy.setdefault(key, []).append(span)
     return busy

@@ -11,7 +11,7 @@ from kline_assets.archive.store import DatasetStore
 from kline_assets.cli.live import seconds_to_next_boundary
 from kline_assets.defs import live
 from kline_assets.defs.definitions import build_definitions, resolve_datasets
-from kline_assets.defs.live import AFTER_BOUNDARY_S, live_days, live_run_config, wait_for_boundary
+from kline_assets.defs.live import AFTER_BOUNDARY_S, live_days, live_run_config, live_tags, wait_for_boundary
 from kline_assets.defs.names import (
     HOURLY_SENSOR,
     LIVE_SENSOR,
@@ -21,9 +21,10 @@ from kline_assets.defs.names import (
     TAG_DATASET,
     TAG_SOURCE,
     klines_key,
+    tagged_datasets,
 )
 from kline_assets.defs.runs import live_job_def
-from kline_assets.defs.sensors import run_minute
+from kline_assets.defs.sensors import busy_ranges, run_minute
 from kline_assets.sim.server import RunningSimulator, SimConfig
 from kline_assets.timezones import parse_zone
 from kline_assets_tests.helpers import FUT, asset_job, cli, env_for, expected_rows, live_datasets, run, stored_rows
@@ -258,3 +259,18 @@ def test_sensor_skips_while_a_partly_overlapping_run_is_queued_or_in_progress(si
         _, result = sensor_requests(settings, instance)
         assert not result.run_requests and "in progress" in result.skip_message, status
         instance.delete_run(busy.run_id)
+
+
+def test_a_run_of_900_datasets_names_them_all_in_tags_postgres_can_store(sim, make_settings, any_instance):
+    """Postgres indexes run tags and refuses a value over ~2.7 KB: 900 names (~19 KB) are split over several
+    tags, and the sensor reads every one back."""
+    settings = make_settings(pairs=",".join(f"futures:C{i:03d}/USDT" for i in range(900)))
+    today = dt.datetime.now(dt.timezone.utc).date()
+    tags = live_tags(list(settings.pairs), today, today)
+    assert len(tags) > 10 and max(map(len, tags.values())) <= 2000
+    job = build_definitions(settings, resolve_pairs=False).resolve_job_def("live_klines")
+    run_ = any_instance.create_run_for_job(job, tags=tags, status=dg.DagsterRunStatus.STARTED)
+    stored = any_instance.get_run_records(dg.RunsFilter(tags={TAG_SOURCE: "live"}))
+    assert [r.dagster_run.run_id for r in stored] == [run_.run_id]
+    assert tagged_datasets(stored[0].dagster_run.tags) == [s.name for s in settings.pairs]
+    assert len(busy_ranges(any_instance, settings)) == 900
