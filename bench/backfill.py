@@ -21,7 +21,6 @@ import datetime as dt
 import json
 import os
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,14 +31,11 @@ from pathlib import Path
 
 import ccxt
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/backfill.py` from anywhere
+from kline_assets_tests.helpers import free_port
+
 BIN = Path(sys.executable).parent
 WEIGHT_PER_DAY = {"futures": 3 * 2, "spot": 2 * 2}  # pages of 499 (weight 2) and 1000 (weight 2)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def sim_call(url: str, path: str, body: dict | None = None) -> dict:

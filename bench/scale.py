@@ -143,12 +143,13 @@ def measure_live(args: argparse.Namespace, command: list[str]) -> dict:
                                     stdout=subprocess.DEVNULL, stderr=stderr)
         try:
             # start-up and catching up today (hundreds of datasets: a backfill of ~1,000 minutes each, minutes
-            # of weight): until every dataset held a minute at 20 s, at most 5 minutes
-            began = time.time()
-            for _ in range(5):
+            # of weight): until every dataset held a minute at 20 s twice, at most 6 minutes
+            began, before = time.time(), -1
+            for _ in range(6):  # until all held, and no dataset was added since (the listing is in)
                 held, total = held_at_20s(root / "data")
-                if total and held == total:
+                if total and held == total == before:
                     break
+                before = total
             print(f"  warm after {time.time() - began:.0f} s", flush=True)
             cpu0, t0 = our_cpu_s(proc.pid), time.time()
             shares = []
