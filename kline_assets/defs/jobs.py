@@ -66,19 +66,23 @@ def build_live_job(settings: Settings) -> dg.JobDefinition:
         archive: ArchiveResource = getattr(context.resources, ARCHIVE)
         exchange: ExchangeResource = getattr(context.resources, EXCHANGE)
         chunks: ChunkIOManager = getattr(context.resources, CHUNK_IO_MANAGER)
-        unknown = [name for name in config.datasets if name not in by_name]
-        if unknown:
-            raise dg.Failure(f"not a live dataset of this code location: {', '.join(unknown)}")
         progress = logging.getLogger(PROGRESS)
 
         def report(line: str) -> None:  # the run's log in Dagster, and loader.log (and the CLI's stderr)
             context.log.info(line)
             progress.info(line)
 
+        # a symbol may stop trading between the sensor's request and this run: the others go on
+        unknown = [name for name in config.datasets if name not in by_name]
+        if unknown and len(unknown) == len(config.datasets):
+            raise dg.Failure(f"not a live dataset of this code location: {', '.join(unknown[:10])}")
+        if unknown:
+            report(f"live: left out, not a live dataset here (any more): {', '.join(unknown[:10])}")
+
         wait_for_boundary(config.not_before_ms)
         now_ms = int(time.time() * 1000)
         work, live_day, existed = [], {}, {}  # per dataset: its last day, and whether that was stored already
-        for name in config.datasets or list(by_name):
+        for name in [n for n in config.datasets if n in by_name] or list(by_name):
             store = archive.store(by_name[name])
             manifest = store.read_manifest()
             first, today = live_days(manifest, store.zone, now_ms, store.start)

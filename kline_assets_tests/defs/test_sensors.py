@@ -274,3 +274,13 @@ def test_a_run_of_900_datasets_names_them_all_in_tags_postgres_can_store(sim, ma
     assert [r.dagster_run.run_id for r in stored] == [run_.run_id]
     assert tagged_datasets(stored[0].dagster_run.tags) == [s.name for s in settings.pairs]
     assert len(busy_ranges(any_instance, settings)) == 900
+
+
+def test_a_live_run_leaves_out_a_dataset_that_stopped_trading_since_it_was_requested(sim, make_settings, instance):
+    settings = make_settings(pairs="futures:BTC/USDT")
+    job = live_job_def(settings)
+    config = {"ops": {"live_update": {"config": {"datasets": [FUT.name, "binanceusdm/GONEUSDT"]}}}}
+    assert job.execute_in_process(run_config=config, instance=instance).success
+    only_gone = {"ops": {"live_update": {"config": {"datasets": ["binanceusdm/GONEUSDT"]}}}}
+    failed = job.execute_in_process(run_config=only_gone, instance=instance, raise_on_error=False)
+    assert not failed.success
