@@ -20,7 +20,7 @@ from kline_assets.archive.checks import CHECK_NAMES, CONTINUITY, INTEGRITY, SANI
 from kline_assets.archive.manifest import ChunkEntry
 from kline_assets.archive.schema import COLUMN_NAMES
 from kline_assets.archive.store import DatasetStore
-from kline_assets.defs.fleet import run_fleet, work_for
+from kline_assets.defs.fleet import recording, run_fleet, work_for
 from kline_assets.defs.io_manager import ChunkIOManager, Committed
 from kline_assets.defs.names import ARCHIVE, CHUNK_IO_MANAGER, EXCHANGE, group_name, klines_key, node_name
 from kline_assets.defs.partitions import key_to_day
@@ -87,21 +87,25 @@ def passed(outcome: Outcome | None) -> bool:
     return bool(outcome and outcome.passed)
 
 
-def day_events(store: DatasetStore, day: dt.date, entry: ChunkEntry, outcomes: dict[str, Outcome | None],
-               checks: list[str], now_ms: int):
-    """Dagster's record of one committed day: its materialization, then an evaluation per check in `checks`."""
+def batch_events(store: DatasetStore, days: list[tuple[dt.date, ChunkEntry]],
+                 outcomes: dict[dt.date, dict[str, Outcome | None]], checks: list[str], now_ms: int):
+    """Dagster's record of committed days: their materializations, then an evaluation per check in `checks`
+    and day. In that order: with each day's evaluations right after its materialization, a Ctrl-C during
+    the run left committed days unrecorded (found by `test_ctrl_c_leaves_exactly_the_committed_days_...`)."""
     key = klines_key(store.spec)
-    yield dg.AssetMaterialization(asset_key=key, partition=day.isoformat(),
-                                  metadata=day_metadata(entry, store.backend.uri(store.key(entry)), now_ms))
-    for name in checks:
-        outcome = outcomes[name]
-        md = dict(outcome.metadata) if outcome else {}
-        if not passed(outcome):
-            md["problem"] = outcome.problem if outcome else "no chunk in the manifest"
-        severity = dg.AssetCheckSeverity.WARN if outcome and outcome.severity == "WARN" else \
-            dg.AssetCheckSeverity.ERROR
-        yield dg.AssetCheckEvaluation(asset_key=key, check_name=name, passed=passed(outcome), metadata=md,
-                                      partition=day.isoformat(), blocking=True, severity=severity)
+    for day, entry in days:
+        yield dg.AssetMaterialization(asset_key=key, partition=day.isoformat(),
+                                      metadata=day_metadata(entry, store.backend.uri(store.key(entry)), now_ms))
+    for day, _ in days:
+        for name in checks:
+            outcome = outcomes[day][name]
+            md = dict(outcome.metadata) if outcome else {}
+            if not passed(outcome):
+                md["problem"] = outcome.problem if outcome else "no chunk in the manifest"
+            severity = dg.AssetCheckSeverity.WARN if outcome and outcome.severity == "WARN" else \
+                dg.AssetCheckSeverity.ERROR
+            yield dg.AssetCheckEvaluation(asset_key=key, check_name=name, passed=passed(outcome), metadata=md,
+                                          partition=day.isoformat(), blocking=True, severity=severity)
 
 
 def klines_spec(spec: DatasetSpec, partitions_def: dg.PartitionsDefinition) -> dg.AssetSpec:
@@ -151,14 +155,16 @@ def market_node(market: str, specs: list[DatasetSpec], partitions_def: dg.Partit
                   for key in by_key}
         names = work[0].store.spec.name if len(work) == 1 else f"{len(work)} datasets"
         report(f"{names}: {len(days)} day(s) {days[0]}..{days[-1]}")
-        recording = 0.0  # wall time of this thread spent while Dagster stores the days' events
-        for store, batch in run_fleet(exchange, chunks, work, report):
+        took = [0.0]  # wall time of this thread spent while Dagster stores the days' events
+
+        def record(store: DatasetStore, batch: Committed):
             began, now_ms = time.monotonic(), int(time.time() * 1000)
-            outcomes = batch_outcomes(store, batch)
-            for day, entry in batch.days:
-                yield from day_events(store, day, entry, outcomes[day], checks[klines_key(store.spec)], now_ms)
-            recording += time.monotonic() - began
+            yield from batch_events(store, batch.days, batch_outcomes(store, batch), checks[klines_key(store.spec)],
+                                    now_ms)
+            took[0] += time.monotonic() - began
+
+        yield from recording(run_fleet(exchange, chunks, work, report), record)
         report(f"{names}: checking and recording {sum(len(w.days) for w in work)} day(s) in Dagster took "
-               f"{recording:.1f}s, while the next days were being fetched")
+               f"{took[0]:.1f}s, while the next days were being fetched")
 
     return _klines

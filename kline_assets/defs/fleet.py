@@ -20,7 +20,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -168,6 +168,28 @@ def run_fleet(exchange: ExchangeResource, chunks: ChunkIOManager, work: list[Wor
         raise failures[0][1]  # one dataset: its own error, as it always was
     if failures:
         raise FleetFailure([(name, _reason(exc)) for name, exc in failures], len(work))
+
+
+def recording(fleet: Generator[tuple[DatasetStore, Committed], None, None],
+              record: Callable[[DatasetStore, Committed], Iterator]) -> Iterator:
+    """`record`'s events for each batch of `fleet` (a `run_fleet`), as it commits. Ctrl-C or SIGTERM may
+    land while `record` runs rather than inside the fleet: the fleet is then stopped with the same error, so
+    its drivers commit what they staged, and those batches are recorded too before the error goes on."""
+    try:
+        for store, batch in fleet:
+            yield from record(store, batch)
+    except GeneratorExit:
+        raise
+    except BaseException as exc:
+        try:
+            got = fleet.throw(exc)  # the fleet's own interrupt path: halt, then the batches committed meanwhile
+            while True:
+                yield from record(*got)
+                got = next(fleet)
+        except BaseException as after:
+            if after is not exc and not isinstance(after, StopIteration):
+                raise
+        raise
 
 
 def _wind_down(futures: list[Future], out: queue.Queue) -> Iterator[tuple[DatasetStore, Committed]]:

@@ -14,8 +14,8 @@ from pydantic import Field
 from kline_assets.archive.checks import CHECK_NAMES
 from kline_assets.archive.daycalendar import day_states, markdown
 from kline_assets.archive.verify import verify
-from kline_assets.defs.assets import batch_outcomes, day_events, passed
-from kline_assets.defs.fleet import run_fleet, work_for
+from kline_assets.defs.assets import batch_events, batch_outcomes, passed
+from kline_assets.defs.fleet import recording, run_fleet, work_for
 from kline_assets.defs.io_manager import ChunkIOManager
 from kline_assets.defs.live import live_days, record_period, recording_turn, wait_for_boundary
 from kline_assets.defs.names import (
@@ -99,18 +99,22 @@ def build_live_job(settings: Settings) -> dg.JobDefinition:
         period, minute = record_period(len(work)), now_ms // 60_000
         report(f"live: {len(work)} dataset(s)" + (f", each recorded in Dagster every {period} minutes unless "
                                                   "its day is new, complete or fails a check" if period > 1 else ""))
-        recorded, failed = 0, []
-        for store, batch in run_fleet(exchange, chunks, work, report):
-            name, outcomes = store.spec.name, batch_outcomes(store, batch)
+        recorded, failed = [], []
+
+        def record(store, batch):
+            name, outcomes, due = store.spec.name, batch_outcomes(store, batch), []
             for day, entry in batch.days:
                 problems = [check for check, outcome in outcomes[day].items() if not passed(outcome)]
                 if (day < live_day[name] or entry.complete or not existed[name] or problems
                         or recording_turn(name, minute, period)):
-                    recorded += 1
-                    yield from day_events(store, day, entry, outcomes[day], list(CHECK_NAMES), now_ms)
-                failed += [f"{name} {day} {check}" for check in problems
-                           if outcomes[day][check] is None or outcomes[day][check].severity != "WARN"]
-        report(f"live: {recorded} day(s) recorded in Dagster")
+                    due.append((day, entry))
+                failed.extend(f"{name} {day} {check}" for check in problems
+                              if outcomes[day][check] is None or outcomes[day][check].severity != "WARN")
+            recorded.extend(due)
+            yield from batch_events(store, due, outcomes, list(CHECK_NAMES), now_ms)
+
+        yield from recording(run_fleet(exchange, chunks, work, report), record)
+        report(f"live: {len(recorded)} day(s) recorded in Dagster")
         if failed:
             raise dg.Failure(f"{len(failed)} check(s) failed: {', '.join(failed[:10])}"
                              + (" ..." if len(failed) > 10 else ""))
