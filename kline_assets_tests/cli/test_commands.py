@@ -9,7 +9,6 @@ import signal
 import subprocess
 import time
 
-import dagster as dg
 import pytest
 
 from kline_assets_tests.helpers import BIN, FUT, check_days, cli, cli_here, env_for, materialized
@@ -61,9 +60,6 @@ def test_kill_minus_nine_then_rerun_completes_exactly(sim, tmp_path):
     assert materialized(env) == {c["partition"] for c in json.loads(manifest.read_text())["chunks"]}
 
 
-@pytest.mark.xfail(dg.__version__.startswith("1.12."), strict=False,
-                   reason="known on Dagster 1.12 (issue #22 note): the batch committed as Ctrl-C lands may stay "
-                          "unrecorded in Dagster; 1.13 records it")
 def test_ctrl_c_leaves_exactly_the_committed_days_materialized(sim, tmp_path):
     sim.state.config.latency_ms = 200
     env = env_for(sim, tmp_path)
