@@ -99,6 +99,12 @@ def materialize_range(settings: Settings, specs: list[DatasetSpec], first_key: s
     with `KLINE_HOURLY=1` a second run then builds klines_1h of the same days (in its own run: klines_1m
     records its days as events and emits no output, so a downstream step in the same run would be skipped)."""
     outcome = _range_run(settings, specs, [klines_key(s) for s in specs], first_key, last_key, instance, tags)
+    return _then_hourly(outcome, settings, specs, first_key, last_key, instance, tags)
+
+
+def _then_hourly(outcome: RunOutcome, settings: Settings, specs: list[DatasetSpec], first_key: str, last_key: str,
+                 instance: dg.DagsterInstance, tags: dict | None) -> RunOutcome:
+    """With `KLINE_HOURLY=1`, after a successful klines_1m run: the klines_1h run of the same days."""
     if outcome.success and settings.hourly:
         return _range_run(settings, specs, [hourly_key(s) for s in specs], first_key, last_key, instance, tags)
     return outcome
@@ -132,10 +138,7 @@ def run_live(job: dg.JobDefinition, settings: Settings, specs: list[DatasetSpec]
     result = job.execute_in_process(run_config={**_QUIET, **live_run_config(specs, first, last)},
                                     instance=instance, tags=live_tags(specs, first, last), raise_on_error=False)
     outcome = RunOutcome(result.success, result.run_id, *first_error(result))
-    if outcome.success and settings.hourly:
-        return _range_run(settings, specs, [hourly_key(s) for s in specs], first.isoformat(), last.isoformat(),
-                          instance, None)
-    return outcome
+    return _then_hourly(outcome, settings, specs, first.isoformat(), last.isoformat(), instance, None)
 
 
 def materialize_per_market(settings: Settings, specs: list[DatasetSpec], first_key: str, last_key: str,
@@ -161,9 +164,7 @@ def materialize_per_market(settings: Settings, specs: list[DatasetSpec], first_k
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-    if outcome.success and settings.hourly:
-        return [_range_run(settings, specs, [hourly_key(s) for s in specs], first_key, last_key, instance, None)]
-    return [outcome]
+    return [_then_hourly(outcome, settings, specs, first_key, last_key, instance, None)]
 
 
 def backfill_job() -> dg.JobDefinition:
