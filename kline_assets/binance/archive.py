@@ -2,7 +2,8 @@
 
 A UTC day is `<origin>/data/{spot|futures/um}/daily/klines/<SYMBOL>/1m/<SYMBOL>-1m-<YYYY-MM-DD>.zip`
 with `<name>.zip.CHECKSUM` beside it (`<sha256>  <name>.zip`, as `sha256sum` writes it). Nothing of a
-zip is used before its sha256 equals the published one; then the one CSV inside is parsed: with or
+zip is used before its sha256 equals the published one (the two are fetched at once, over kept-alive
+connections); then the one CSV inside is parsed: with or
 without a header line (futures files have one since about 2022), times in microseconds (spot from
 2025-01-01) brought to milliseconds, values kept as sent. A file the archive does not have (404) is
 `None`; anything else wrong with a day (a CHECKSUM without a sha256 or not matching, a damaged zip, one
@@ -29,7 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from kline_assets.archive.schema import COLUMN_NAMES, COLUMNS, value_problem
-from kline_assets.binance.http import HttpFailure, Limits, Stopped, Transport, Unreachable, pause
+from kline_assets.binance.http import HttpFailure, Limits, Stopped, Transport, Unreachable, beside, pause
 from kline_assets.errors import ExchangeTransient
 from kline_assets.timezones import UTC
 
@@ -80,13 +81,16 @@ class ArchiveClient:
     def day(self, symbol: str, day: dt.date) -> ArchiveDay | None:
         url = self.url(symbol, day)
         name = url.rsplit("/", 1)[-1]
-        published = self._get(url + ".CHECKSUM", CHECKSUM_LIMITS)
+        checksum = beside(self._get, url + ".CHECKSUM", CHECKSUM_LIMITS)  # in flight beside the zip
+        try:
+            data = self._get(url, ZIP_LIMITS)
+        finally:
+            published = checksum.result()  # its error first: the CHECKSUM decides whether the day is usable
         if published is None:
             return None
         expected = published.decode("utf-8", "replace").split()[0].lower() if published.strip() else ""
         if len(expected) != 64 or any(c not in "0123456789abcdef" for c in expected):
             raise ArchiveUnusable(f"{name}.CHECKSUM holds no sha256")
-        data = self._get(url, ZIP_LIMITS)
         if data is None:
             return None
         if hashlib.sha256(data).hexdigest() != expected:

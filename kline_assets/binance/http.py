@@ -16,6 +16,7 @@ Connections are kept alive per thread and origin; proxies come from the usual `H
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import http.client
 import os
 import socket
@@ -23,7 +24,8 @@ import ssl
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextvars import ContextVar
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -129,6 +131,22 @@ def pause(seconds: float) -> None:
         time.sleep(seconds)
     elif scope.wait(seconds):
         raise Stopped("stopped")
+
+
+def beside(fn: Callable, *args) -> Future:
+    """`fn(*args)` in a thread of its own, in this thread's scope (a `stoppable` stop ends it too): two
+    requests in flight at once where one would otherwise wait for the other."""
+    future: Future = Future()
+    context = contextvars.copy_context()
+
+    def run() -> None:
+        try:
+            future.set_result(context.run(fn, *args))
+        except BaseException as exc:  # noqa: BLE001  # handed to whoever waits for the result
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="beside", daemon=True).start()
+    return future
 
 
 def _shut(sock: socket.socket) -> None:
