@@ -108,8 +108,10 @@ def run_ours(url: str, start: dt.date, days: int, root: Path) -> dict:
     if out.returncode or not done:
         raise SystemExit(f"kline-assets failed ({out.returncode}): {out.stderr[-3000:]}")
     recording = re.search(r"in Dagster took ([\d.]+)s", text)
+    stream = re.search(r"(\d+) days/min \(\d+ written\)", text)  # fetched, verified, written and committed
     return {"whole_s": whole, "inner_s": float(done[1]), "rows": int(done[2].replace(",", "")),
-            "recording_s": float(recording[1]) if recording else None}
+            "recording_s": float(recording[1]) if recording else None,
+            "stream_days_min": int(stream[1]) if stream else None}
 
 
 def row(name: str, runs: list[dict], days: int) -> str:
@@ -139,7 +141,8 @@ def main() -> None:
             with tempfile.TemporaryDirectory(prefix="kline-peer-") as tmp:
                 ours.append(run_ours(url, start, a.days, Path(tmp)))
             print(f"run {i + 1}: freqtrade {theirs[-1]['whole_s']:.1f} s ({theirs[-1]['rows']:,} rows), "
-                  f"kline-assets {ours[-1]['whole_s']:.1f} s ({ours[-1]['rows']:,} rows, recording "
+                  f"kline-assets {ours[-1]['whole_s']:.1f} s ({ours[-1]['rows']:,} rows; days fetched, verified, "
+                  f"written and committed at {ours[-1]['stream_days_min']} days/min; recording in Dagster "
                   f"{ours[-1]['recording_s']} s)", flush=True)
     for name, runs in (("freqtrade", theirs), ("kline-assets", ours)):
         short = [r["rows"] for r in runs if r["rows"] != expected]

@@ -4,13 +4,15 @@ dataset, its manifest and combined file, and the Dagster definitions and keys to
 Every function finds the dataset under `data_root` (default: `KLINE_DATA_ROOT`, else `data`) by market
 and pair, and takes its alignment zone and start from its manifest. Unknown datasets, markets, pairs,
 zones and impossible windows raise `BadInput` with one clear line (the command line's exit-2 errors);
-a chunk that is missing or does not match the manifest raises `ChunkUnavailable`.
+a day that was never loaded, or a chunk that is missing or does not match the manifest, raises
+`ChunkUnavailable`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 from typing import TYPE_CHECKING
 
 import pyarrow.dataset as pads
@@ -19,10 +21,10 @@ from kline_assets.archive.backend import open_root
 from kline_assets.archive.combine import Combined, combine
 from kline_assets.archive.manifest import Manifest
 from kline_assets.archive.paths import DatasetPaths
-from kline_assets.archive.reader import verified_tables, window_table
+from kline_assets.archive.reader import day_runs, uncovered_days, verified_tables, window_table
 from kline_assets.archive.schema import SCHEMA
 from kline_assets.archive.store import DatasetStore, manifest_at
-from kline_assets.errors import BadInput
+from kline_assets.errors import BadInput, ChunkUnavailable
 from kline_assets.settings import DEFAULT_PAIR, DatasetSpec, Settings, get_market, normalise_pair
 from kline_assets.timezones import AlignZone, parse_instant, parse_zone
 
@@ -72,15 +74,47 @@ def load_manifest(market: str = "futures", pair: str = DEFAULT_PAIR, *,
     return _store(market, pair, data_root).manifest()
 
 
+MISSING = ("raise", "ignore")
+
+
 def read_klines(market: str = "futures", pair: str = DEFAULT_PAIR, start: Instant = None, end: Instant = None, *,
-                data_root: str | os.PathLike | None = None) -> pd.DataFrame:
+                data_root: str | os.PathLike | None = None, missing: str = "raise",
+                datetime_index: bool = False) -> pd.DataFrame:
     """The stored rows with `start <= open_time < end` (either bound may be left out), in the chunk
-    schema, verified chunk by chunk and read only from the chunks the window touches."""
+    schema, verified chunk by chunk and read only from the chunks the window touches.
+
+    Days of the window the dataset does not hold (never loaded, or stopped short) raise
+    `ChunkUnavailable` naming them and the command that loads them; `missing="ignore"` returns what is
+    stored. Minutes the exchange never had (recorded gaps) are not missing; an open bound stops at the
+    dataset's own first or last day, and today's chunk holds what has closed. `datetime_index=True` indexes
+    the rows by their open time as time-zone-aware date-times in the dataset's zone (`open_time` stays)."""
+    if missing not in MISSING:
+        raise BadInput(f"missing={missing!r}: use 'raise' or 'ignore'")
     store = _store(market, pair, data_root)
     start_ms, end_ms = _ms(start, store.zone), _ms(end, store.zone)
     if start_ms is not None and end_ms is not None and end_ms <= start_ms:
         raise BadInput(f"impossible window: end {end} is not after start {start}")
-    return window_table(store, store.manifest(), start_ms, end_ms).to_pandas()
+    manifest = store.manifest()
+    lacking = uncovered_days(manifest, store.zone, start_ms, end_ms, int(time.time() * 1000))
+    if lacking and missing == "raise":
+        where = store.backend.uri("").rstrip("/")
+        raise ChunkUnavailable(
+            f"{store.spec.market} {store.spec.pair} under {where} lacks {len(lacking)} day(s) of the window: "
+            f"{day_runs(lacking)}; load them with `{backfill_command(store, lacking)}`, or pass "
+            "missing='ignore'")
+    frame = window_table(store, manifest, start_ms, end_ms).to_pandas()
+    if datetime_index:
+        import pandas as pd
+
+        frame.index = pd.DatetimeIndex(pd.to_datetime(frame["open_time"], unit="ms", utc=True), name="open_datetime")
+        frame.index = frame.index.tz_convert(store.zone.tzinfo)
+    return frame
+
+
+def backfill_command(store: DatasetStore, days: list[dt.date]) -> str:
+    zone = "" if store.zone.name == "UTC" else f" --align-tz {store.zone.name}"
+    return (f"kline-assets --market {store.spec.market} --pair {store.spec.pair}{zone} --data-root "
+            f"{store.backend.uri('').rstrip('/')} backfill --start {days[0]} --end {days[-1] + dt.timedelta(1)}")
 
 
 def open_dataset(market: str = "futures", pair: str = DEFAULT_PAIR, *,

@@ -49,6 +49,33 @@ def test_read_klines_windows_across_a_dst_day(sim, zurich_anywhere):
     assert list(everything.columns)[:2] == ["open_time", "open"] and everything["open_time"].is_monotonic_increasing
 
 
+def test_days_never_loaded_raise_naming_them_and_the_command_unless_ignored(zurich):
+    root = zurich.data_root
+    with pytest.raises(kline_assets.ChunkUnavailable) as caught:
+        kline_assets.read_klines(start="2021-03-28", end="2021-04-02", data_root=root)
+    text = str(caught.value)
+    assert "lacks 3 day(s) of the window: 2021-03-30..2021-04-01" in text
+    assert "--align-tz Europe/Zurich" in text and "backfill --start 2021-03-30 --end 2021-04-02" in text
+    assert "missing='ignore'" in text
+    with pytest.raises(kline_assets.ChunkUnavailable, match=r"2021-03-20\.\.2021-03-25;"):  # before its start
+        kline_assets.read_klines(start="2021-03-20", end="2021-03-27", data_root=root)
+    held = kline_assets.read_klines(start="2021-03-28", end="2021-04-02", data_root=root, missing="ignore")
+    assert len(held) == 1380 + 1440
+    # open bounds stop at what the dataset holds; a window inside it needs nothing more
+    assert len(kline_assets.read_klines(start="2021-03-27", data_root=root)) == 1440 + 1380 + 1440
+    with pytest.raises(kline_assets.BadInput, match="missing='sometimes'"):
+        kline_assets.read_klines(data_root=root, missing="sometimes")
+
+
+def test_a_datetime_index_in_the_datasets_zone(zurich):
+    frame = kline_assets.read_klines(start="2021-03-28", end="2021-03-29", data_root=zurich.data_root,
+                                     datetime_index=True)
+    assert frame.index.name == "open_datetime" and str(frame.index.tz) == "Europe/Zurich"
+    assert frame.index[0] == pd.Timestamp("2021-03-28 00:00", tz="Europe/Zurich")
+    assert frame.index[120] == pd.Timestamp("2021-03-28 03:00", tz="Europe/Zurich")  # the hour DST skips
+    assert [int(t.timestamp() * 1000) for t in frame.index] == frame["open_time"].tolist()
+
+
 def test_bad_windows_and_unknown_datasets_raise_one_clear_error(zurich):
     root = zurich.data_root
     with pytest.raises(kline_assets.BadInput, match="impossible window"):

@@ -16,6 +16,7 @@ from kline_assets.archive.manifest import ChunkEntry, Manifest
 from kline_assets.archive.schema import SCHEMA
 from kline_assets.archive.store import DatasetStore, sha256_bytes
 from kline_assets.errors import ChunkUnavailable
+from kline_assets.timezones import AlignZone
 
 REPAIR = "run `kline-assets verify --repair`"
 AHEAD = 8  # chunks read at once (a day is ~75 kB on disk, ~1 MB as a table)
@@ -68,6 +69,40 @@ def verified_tables(store: DatasetStore, entries: list[ChunkEntry], ahead: int =
             if nxt is not None:
                 queue.append(pool.submit(verified_table, store, nxt))
             yield table
+
+
+def uncovered_days(manifest: Manifest, zone: AlignZone, start_ms: int | None, end_ms: int | None,
+                   now_ms: int) -> list[dt.date]:
+    """The local days of the window that the dataset does not hold: no chunk, or a chunk that stops short
+    of the day's end (or the window's). Recorded exchange gaps are held minutes. An open bound stops at
+    the dataset's own extent (its start, its last chunk), and the day of `now` is live: any chunk holds it."""
+    if not manifest.chunks and (start_ms is None or end_ms is None):
+        return []
+    first = zone.local_date(start_ms) if start_ms is not None else manifest.start_date
+    if end_ms is not None:
+        last = zone.local_date(min(end_ms, now_ms) - 1)
+    else:
+        last = dt.date.fromisoformat(manifest.chunks[max(manifest.chunks)].partition)
+    today = zone.local_date(now_ms)
+    lacking, day = [], first
+    while day <= last:
+        entry = manifest.entry_for(day) if day >= manifest.start_date else None
+        if entry is None or (day < today and entry.covered_until_ms < min(entry.end_ms, end_ms or entry.end_ms)):
+            lacking.append(day)
+        day += dt.timedelta(days=1)
+    return lacking
+
+
+def day_runs(days: list[dt.date], most: int = 4) -> str:
+    """`2024-01-02, 2024-01-05..2024-01-06`: consecutive days as ranges, the first `most` runs named."""
+    runs: list[list[dt.date]] = []
+    for day in days:
+        if runs and day - runs[-1][1] == dt.timedelta(days=1):
+            runs[-1][1] = day
+        else:
+            runs.append([day, day])
+    named = [str(a) if a == b else f"{a}..{b}" for a, b in runs[:most]]
+    return ", ".join(named) + (f" and {len(runs) - most} more run(s)" if len(runs) > most else "")
 
 
 def window_table(store: DatasetStore, manifest: Manifest, start_ms: int | None, end_ms: int | None) -> pa.Table:

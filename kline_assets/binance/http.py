@@ -142,7 +142,7 @@ def beside(fn: Callable, *args) -> Future:
     def run() -> None:
         try:
             future.set_result(context.run(fn, *args))
-        except BaseException as exc:  # noqa: BLE001  # handed to whoever waits for the result
+        except BaseException as exc:  # handed to whoever waits for the result
             future.set_exception(exc)
 
     threading.Thread(target=run, name="beside", daemon=True).start()
