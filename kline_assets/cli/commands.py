@@ -22,7 +22,7 @@ from kline_assets.archive.store import DatasetStore, before_start, manifest_at
 from kline_assets.archive.verify import quarantine, record, verify
 from kline_assets.binance.crosscheck import archived_days, cross_check, sample
 from kline_assets.binance.listing import Listing, fetch_listing
-from kline_assets.binance.symbols import resolve_pair
+from kline_assets.binance.symbols import fallback_message, resolve_pair
 from kline_assets.cli.live import StopFlag, run_loop
 from kline_assets.defs.definitions import resolve_datasets
 from kline_assets.defs.instance import dagster_instance
@@ -93,7 +93,12 @@ def configured(args: argparse.Namespace, settings: Settings) -> Settings:
     market = get_market(args.market).name if args.market is not None else None
     setup_logging(settings.log_dir)  # resolving the selectors may have things to say
     selectors = [s for s in settings.selectors if market is None or s.market == market]
+    explicit = [s for s in settings.pairs if market is None or s.market == market]
     settings = resolve_datasets(settings)
+    for spec in (s for s in explicit if s not in settings.pairs):  # the exchange does not list it
+        if getattr(args, "strict", False):
+            raise BadInput(f"KLINE_PAIRS: the {spec.market} market does not list {spec.pair} (--strict)")
+        print(f"kline-assets: KLINE_PAIRS: {fallback_message(spec)}", file=sys.stderr)
     pairs = tuple(s for s in settings.pairs if market is None or s.market == market)
     if not pairs and selectors:
         unlisted(settings, selectors)

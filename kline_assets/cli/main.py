@@ -130,6 +130,10 @@ def resolve_settings(args: argparse.Namespace) -> tuple[Settings, DatasetSpec]:
     open_root(settings.data_root)  # a data root that cannot be one (a file, an S3 root without a bucket)
     if getattr(args, "all", False):  # the configured datasets; commands resolve the selectors
         return settings, spec
+    if hasattr(args, "all") and args.pair is None and os.environ.get("KLINE_PAIRS", "").strip() \
+            and spec not in settings.pairs:
+        print(f"kline-assets: note: KLINE_PAIRS is for --all (and the code location); this command works on "
+              f"{spec.market} {spec.pair} (--market/--pair)", file=sys.stderr)
     return replace(settings, pairs=(spec,)), spec
 
 

@@ -153,3 +153,18 @@ def test_a_market_process_that_dies_or_a_ctrl_c_never_ends_in_success(tmp_path):
             err = out.read()
         assert proc.returncode == 130 and time.monotonic() - sent < 10, err
         assert not left, "Ctrl-C left a step process running"
+
+
+def test_a_kline_pairs_typo_is_said_on_stderr_and_refused_with_strict(sim, tmp_path):
+    env = env_for(sim, tmp_path, KLINE_PAIRS="futures:ETH/USTD")
+    window = ("--start", days_ago(3), "--end", days_ago(2))
+    strict = cli(env, "backfill", "--all", "--strict", *window)
+    assert strict.returncode == 2 and not list((tmp_path / "data").glob("binance*"))  # only the listing cache
+    assert strict.stderr.strip() == ("kline-assets: error: KLINE_PAIRS: the futures market does not list ETH/USTD "
+                                     "(--strict)")
+    done = cli(env, "backfill", "--all", *window)
+    assert done.returncode == 0, done.stderr
+    assert "KLINE_PAIRS: warning: the futures market does not list ETH/USTD; using BTC/USDT" in done.stderr
+    # without --all the command works on --market/--pair (BTC/USDT by default) and says so
+    single = cli(env, "backfill", *window)
+    assert single.returncode == 0 and "KLINE_PAIRS is for --all" in single.stderr
