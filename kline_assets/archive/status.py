@@ -34,6 +34,8 @@ def dataset_status(backend: Backend, folder: str, now_ms: int | None = None) -> 
         "chunks": len(entries),
         "first_day": first.isoformat() if first else None,
         "last_day": last.isoformat() if last else None,
+        "first_index": entries[0].index if entries else None,  # what `combine --from-index/--to-index` take
+        "last_index": entries[-1].index if entries else None,
         "rows": sum(e.rows for e in entries),
         "last_stored_minute": ms_to_iso(last_open),
         "lag_seconds": round((now_ms - (last_open + 59_999)) / 1000, 1) if last_open is not None else None,
@@ -78,8 +80,8 @@ def render(statuses: list[dict], data_root: str) -> str:
         lines += [
             f"{s['dataset']}  ({s['market']} {s['pair']}, days in {s['align_tz']}, start {s['start']})"
             + ("  no longer trading: kept, live leaves it alone" if s.get("trading") is False else ""),
-            f"  chunks {s['chunks']}: {s['first_day']} .. {s['last_day']}, {s['rows']:,} rows, "
-            f"{s['disk_bytes'] / 1e6:.1f} MB",
+            f"  chunks {s['chunks']}: {s['first_day']} .. {s['last_day']} (indexes {s['first_index']} .. "
+            f"{s['last_index']}), {s['rows']:,} rows, {s['disk_bytes'] / 1e6:.1f} MB",
             f"  last stored minute {s['last_stored_minute'] or '-'}"
             + (f", lag {human_lag(s['lag_seconds'])}" if s["lag_seconds"] is not None else ""),
             f"  incomplete days: {_few(s['incomplete_days'])}",

@@ -316,7 +316,8 @@ def run_combine(settings: Settings, spec: DatasetSpec, from_index: int | None = 
                 tz: str | None = None) -> int:
     config = {"from_index": from_index, "to_index": to_index, "tz": tz}
     key = combined_key(spec)
-    outcome = materialize_unpartitioned(settings, dagster_instance(), dg.AssetSelection.assets(key),
+    instance = dagster_instance()
+    outcome = materialize_unpartitioned(settings, instance, dg.AssetSelection.assets(key),
                                         run_config={"ops": {key.to_python_identifier(): {"config": config}}})
     if not outcome.success:
         print(f"kline-assets: combine failed: {outcome.error} (run {outcome.run_id}; details in loader.log)",
@@ -324,7 +325,13 @@ def run_combine(settings: Settings, spec: DatasetSpec, from_index: int | None = 
         return 1
     store = open_store(settings, spec)
     _, path = plan(store, store.manifest(), from_index, to_index, parse_zone(tz).file_suffix() if tz else None)
-    print(f"combined {spec.name} into {path} (run {outcome.run_id})")
+    event = instance.get_latest_materialization_event(key)
+    rebuilt = event is None or event.asset_materialization is None or \
+        getattr(event.asset_materialization.metadata.get("rebuilt"), "value", True)
+    if rebuilt:
+        print(f"combined {spec.name} into {path} (run {outcome.run_id})")
+    else:
+        print(f"{path} already holds exactly the chosen chunks of {spec.name}: not rewritten (run {outcome.run_id})")
     return 0
 
 

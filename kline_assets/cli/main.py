@@ -64,7 +64,7 @@ def every(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="kline-assets", description=__doc__.splitlines()[0],
+    parser = OneLineParser(prog="kline-assets", description=__doc__.splitlines()[0].replace("`", ""),
                            epilog="Environment: KLINE_DATA_ROOT, KLINE_LOG_DIR, KLINE_ALIGN_TZ, KLINE_START, "
                                   "KLINE_SPOT_URL, KLINE_FUTURES_URL, KLINE_PAIRS (for --all), KLINE_SOURCE, "
                                   "KLINE_ARCHIVE_URL, DAGSTER_HOME.")

@@ -153,7 +153,7 @@ def market_node(market: str, specs: list[DatasetSpec], partitions_def: dg.Partit
                 if (w := work_for(archive.store(by_key[key]), days, report))]
         checks = {key: [n for n in CHECK_NAMES if dg.AssetCheckKey(key, n) in context.selected_asset_check_keys]
                   for key in by_key}
-        names = work[0].store.spec.name if len(work) == 1 else f"{len(work)} datasets"
+        names = work[0].store.spec.name if len(work) == 1 else f"{market}: {len(work)} datasets"
         report(f"{names}: {len(days)} day(s) {days[0]}..{days[-1]}")
         took = [0.0]  # wall time of this thread spent while Dagster stores the days' events
 

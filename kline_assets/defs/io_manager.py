@@ -44,7 +44,7 @@ class Progress:
     def line(self, stream: DayStream, final: bool = False) -> str:
         name = stream.store.spec.name
         if final and not self.requests and not self.written:
-            return f"{name}: nothing to fetch, all {self.days} day(s) were already complete"
+            return f"{name}: nothing new to fetch, the {self.days} day(s) already hold every closed minute"
         elapsed = max(1e-6, time.monotonic() - stream.started)
         return (f"{name}: {self.days}/{len(stream)} days, {self.rows} rows, {self.requests} requests, "
                 f"{self.days / elapsed * 60:.0f} days/min" + (f" ({self.written} written)" if final else ""))

@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import json
 import math
+import sys
 import threading
 import time
 from dataclasses import asdict
@@ -189,10 +190,20 @@ class Handler(BaseHTTPRequestHandler):
         self._send(status, body, headers)
 
 
+class QuietServer(ThreadingHTTPServer):
+    """A client that hangs up mid-answer (a stopped run, a deadline) is normal here: no traceback for it in the
+    user's shell; anything else is printed as the standard library does."""
+
+    def handle_error(self, request, client_address) -> None:  # type: ignore[override]
+        if isinstance(sys.exc_info()[1], ConnectionError):  # BrokenPipe, ConnectionReset, ConnectionAborted
+            return
+        super().handle_error(request, client_address)
+
+
 def make_server(host: str = "127.0.0.1", port: int = 0, config: SimConfig | None = None) -> ThreadingHTTPServer:
     state = SimState(config or SimConfig())
     handler = type("BoundHandler", (Handler,), {"state": state})
-    server = ThreadingHTTPServer((host, port), handler)
+    server = QuietServer((host, port), handler)
     server.daemon_threads = True
     server.state = state  # type: ignore[attr-defined]
     return server

@@ -24,6 +24,9 @@ def test_backfill_then_status(sim, tmp_path, monkeypatch, capsys):
     status = json.loads(cli_here(monkeypatch, capsys, env, "status", "--json").stdout)
     ds = status["datasets"][0]
     assert (ds["dataset"], ds["chunks"], ds["rows"]) == ("binanceusdm/BTCUSDT", 3, 3 * 1440)
+    assert (ds["first_index"], ds["last_index"]) == (1, 3)  # what combine --from-index/--to-index take
+    text = cli_here(monkeypatch, capsys, env, "status").stdout
+    assert "chunks 3: 2021-01-01 .. 2021-01-03 (indexes 1 .. 3)" in text
     assert (tmp_path / "logs" / "loader.log").read_text().count("3/3 days") == 1
 
 
@@ -145,7 +148,9 @@ def test_combine_cli_and_build_combined_on_backfill(sim, tmp_path):
     env.pop("BUILD_COMBINED_ON_BACKFILL")
     done = cli(env, "combine", "--from-index", "2", "--to-index", "3", "--tz", "+02:00")
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "only names the file" in done.stderr
+    assert "only names the file" in done.stderr and done.stdout.startswith("combined binanceusdm/BTCUSDT into")
+    again = cli(env, "combine", "--from-index", "2", "--to-index", "3", "--tz", "+02:00")
+    assert again.returncode == 0 and "already holds exactly the chosen chunks" in again.stdout, again.stdout
     assert pq.read_table(combined / "BTCUSDT_1m_000002-000003_UTC+0200.parquet").num_rows == 2 * 1440
     assert pq.read_table(combined / "BTCUSDT_1m_all.parquet").num_rows == 3 * 1440  # _all keeps every chunk
     empty = cli(env, "combine", "--from-index", "20", "--to-index", "30")

@@ -24,7 +24,7 @@ def test_results_on_stdout_progress_on_stderr_and_nothing_needed_said_so(sim, tm
     assert done.stdout.startswith("done in ") and "2 day(s)" in done.stdout and len(done.stdout.splitlines()) == 1
     assert "2/2 days" in done.stderr and "dagster - " not in done.stderr
     again = cli(env, "backfill", "--start", "2021-01-01", "--end", "2021-01-03")
-    assert "nothing to fetch, all 2 day(s) were already complete" in again.stderr
+    assert "nothing new to fetch, the 2 day(s) already hold every closed minute" in again.stderr
     assert "days/min" not in again.stderr
 
 
