@@ -27,14 +27,14 @@ from kline_assets.cli.live import StopFlag, run_loop
 from kline_assets.defs.definitions import resolve_datasets
 from kline_assets.defs.instance import dagster_instance
 from kline_assets.defs.live import live_groups
-from kline_assets.defs.names import combined_key
+from kline_assets.defs.names import COMBINE_JOB, combined_key
 from kline_assets.defs.resources import ArchiveResource, ExchangeResource
 from kline_assets.defs.runs import (
     RunOutcome,
+    asset_run,
     live_job_def,
     materialize_per_market,
     materialize_range,
-    materialize_unpartitioned,
     run_live,
 )
 from kline_assets.errors import BadInput, ExchangeFinal, ExchangeTransient
@@ -317,8 +317,8 @@ def run_combine(settings: Settings, spec: DatasetSpec, from_index: int | None = 
     config = {"from_index": from_index, "to_index": to_index, "tz": tz}
     key = combined_key(spec)
     instance = dagster_instance()
-    outcome = materialize_unpartitioned(settings, instance, dg.AssetSelection.assets(key),
-                                        run_config={"ops": {key.to_python_identifier(): {"config": config}}})
+    outcome = asset_run(settings, COMBINE_JOB, dg.AssetSelection.assets(key), instance, {},
+                        run_config={"ops": {key.to_python_identifier(): {"config": config}}})
     if not outcome.success:
         print(f"kline-assets: combine failed: {outcome.error} (run {outcome.run_id}; details in loader.log)",
               file=sys.stderr)

@@ -19,6 +19,7 @@ from kline_assets.defs.jobs import build_live_job
 from kline_assets.defs.live import live_run_config, live_tags
 from kline_assets.defs.names import (
     BACKFILL_JOB,
+    HOURLY_JOB,
     LIVE_JOB,
     SOURCE_CLI,
     TAG_SOURCE,
@@ -98,7 +99,8 @@ def materialize_range(settings: Settings, specs: list[DatasetSpec], first_key: s
     """One run loading the days first_key..last_key of every dataset in `specs` (one step, side by side);
     with `KLINE_HOURLY=1` a second run then builds klines_1h of the same days (in its own run: klines_1m
     records its days as events and emits no output, so a downstream step in the same run would be skipped)."""
-    outcome = _range_run(settings, specs, [klines_key(s) for s in specs], first_key, last_key, instance, tags)
+    outcome = _range_run(settings, specs, BACKFILL_JOB, [klines_key(s) for s in specs], first_key, last_key,
+                         instance, tags)
     return _then_hourly(outcome, settings, specs, first_key, last_key, instance, tags)
 
 
@@ -106,22 +108,27 @@ def _then_hourly(outcome: RunOutcome, settings: Settings, specs: list[DatasetSpe
                  instance: dg.DagsterInstance, tags: dict | None) -> RunOutcome:
     """With `KLINE_HOURLY=1`, after a successful klines_1m run: the klines_1h run of the same days."""
     if outcome.success and settings.hourly:
-        return _range_run(settings, specs, [hourly_key(s) for s in specs], first_key, last_key, instance, tags)
+        return _range_run(settings, specs, HOURLY_JOB, [hourly_key(s) for s in specs], first_key, last_key,
+                          instance, tags)
     return outcome
 
 
-def _range_run(settings: Settings, specs: list[DatasetSpec], keys: list[dg.AssetKey], first_key: str,
+def _range_run(settings: Settings, specs: list[DatasetSpec], job: str, keys: list[dg.AssetKey], first_key: str,
                last_key: str, instance: dg.DagsterInstance, tags: dict | None) -> RunOutcome:
-    result = dg.materialize(
-        build_assets(settings),
-        resources=build_resources(settings),
-        instance=instance,
-        selection=keys,
-        tags={**range_tags(first_key, last_key), TAG_SOURCE: SOURCE_CLI,
-              **dataset_tags([s.name for s in specs]), **(tags or {})},
-        run_config=_QUIET,
-        raise_on_error=False,
-    )
+    return asset_run(settings, job, dg.AssetSelection.assets(*keys), instance,
+                     {**range_tags(first_key, last_key), **dataset_tags([s.name for s in specs]), **(tags or {})})
+
+
+def asset_run(settings: Settings, job: str, selection: dg.AssetSelection, instance: dg.DagsterInstance,
+              tags: dict, run_config: dict | None = None) -> RunOutcome:
+    """One run of the selected assets (and their checks) in this process, under a job name of ours: the
+    UI lists command-line runs as `backfill_klines`, `hourly_klines`, `combine_klines`, not as Dagster's
+    `__ephemeral_asset_job__`."""
+    defs = dg.Definitions(assets=build_assets(settings), resources=build_resources(settings),
+                          jobs=[dg.define_asset_job(job, selection=selection)])
+    result = defs.resolve_job_def(job).execute_in_process(
+        instance=instance, tags={TAG_SOURCE: SOURCE_CLI, **tags}, run_config={**_QUIET, **(run_config or {})},
+        raise_on_error=False)
     return RunOutcome(result.success, result.run_id, *first_error(result))
 
 
@@ -200,11 +207,3 @@ def end_with_parent() -> None:
     parent = multiprocessing.parent_process()
     if parent is not None and not parent.is_alive():
         os.kill(os.getpid(), signal.SIGTERM)
-
-
-def materialize_unpartitioned(settings: Settings, instance: dg.DagsterInstance, selection: dg.AssetSelection,
-                              run_config: dict | None = None) -> RunOutcome:
-    result = dg.materialize(build_assets(settings), resources=build_resources(settings), instance=instance,
-                            selection=selection, run_config={**_QUIET, **(run_config or {})},
-                            tags={TAG_SOURCE: SOURCE_CLI}, raise_on_error=False)
-    return RunOutcome(result.success, result.run_id, *first_error(result))

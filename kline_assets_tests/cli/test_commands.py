@@ -21,6 +21,10 @@ def test_backfill_then_status(sim, tmp_path, monkeypatch, capsys):
     done = cli(env, "backfill", "--start", "2021-01-01", "--end", "2021-01-04")
     assert done.returncode == 0, done.stderr
     check_days(sim, tmp_path / "data", dt.date(2021, 1, 1), 3)
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:  # the UI lists it under our name
+        assert instance.get_run_by_id(done.stdout.split("(run ")[1].rstrip(")\n")).job_name == "backfill_klines"
     status = json.loads(cli_here(monkeypatch, capsys, env, "status", "--json").stdout)
     ds = status["datasets"][0]
     assert (ds["dataset"], ds["chunks"], ds["rows"]) == ("binanceusdm/BTCUSDT", 3, 3 * 1440)
