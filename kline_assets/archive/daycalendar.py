@@ -2,7 +2,8 @@
 a block per year. As PNG (a few lines of zlib, no plotting library) or as Markdown for asset metadata.
 
 Colours: complete green, complete with exchange gaps amber, incomplete (today, or interrupted) blue,
-no chunk grey, before the first stored day nothing.
+no chunk grey, before the first stored day nothing. The PNG numbers the months above each year and ends
+with a legend row: each colour with its count of days.
 """
 
 from __future__ import annotations
@@ -62,11 +63,18 @@ def _png(width: int, height: int, pixels: list[bytearray]) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
 
 
+MONTHS_H, LEGEND_H = 8, CELL + 2 * PAD  # the month numbers above each year, the legend below all
+INK = (60, 60, 60)
+
+
 def png(states: dict[dt.date, str]) -> bytes:
+    """Years top to bottom, each with its two last digits at the left and the month numbers (1-12) above
+    the week each month starts in; below them the legend: each colour's square and its count of days
+    (`status --plot` prints what the colours mean)."""
     years = sorted({d.year for d in states}) or [dt.date.today().year]
     width = LEFT + 54 * CELL + PAD
-    block = 7 * CELL + 3 * PAD
-    height = len(years) * block + PAD
+    block = MONTHS_H + 7 * CELL + 3 * PAD
+    height = len(years) * block + LEGEND_H + PAD
     pixels = [bytearray(b"\xff" * (width * 3)) for _ in range(height)]
 
     def fill(x: int, y: int, w: int, h: int, rgb: tuple[int, int, int]) -> None:
@@ -75,18 +83,30 @@ def png(states: dict[dt.date, str]) -> bytes:
             for xx in range(x, min(x + w, width)):
                 row[3 * xx:3 * xx + 3] = bytes(rgb)
 
-    for i, year in enumerate(years):
-        top = PAD + i * block
-        for j, ch in enumerate(str(year)[-2:]):  # "24" for 2024, drawn at 2x
+    def digits(x: int, y: int, text: str, scale: int = 1) -> int:
+        """`text` in the 3x5 digits at (x, y); returns the x after it."""
+        for ch in text:
             for k, bit in enumerate(DIGITS[ch]):
                 if bit == "1":
-                    fill(2 + j * 8 + (k % 3) * 2, top + 2 + (k // 3) * 2, 2, 2, (60, 60, 60))
+                    fill(x + (k % 3) * scale, y + (k // 3) * scale, scale, scale, INK)
+            x += 4 * scale
+        return x
+
+    for i, year in enumerate(years):
+        top = PAD + i * block
+        digits(2, top + MONTHS_H + 2, str(year)[-2:], scale=2)  # "24" for 2024
         monday = dt.date(year, 1, 1) - dt.timedelta(days=dt.date(year, 1, 1).weekday())
+        for month in range(1, 13):
+            digits(LEFT + (dt.date(year, month, 1) - monday).days // 7 * CELL, top, str(month))
         for day, state in states.items():
             if day.year != year:
                 continue
             week = (day - monday).days // 7
-            fill(LEFT + week * CELL, top + day.weekday() * CELL, CELL - 2, CELL - 2, COLOURS[state])
+            fill(LEFT + week * CELL, top + MONTHS_H + day.weekday() * CELL, CELL - 2, CELL - 2, COLOURS[state])
+    x, y = LEFT, len(years) * block + PAD
+    for state, n in counts(states).items():
+        fill(x, y, CELL - 2, CELL - 2, COLOURS[state])
+        x = digits(x + CELL + 1, y + 2, str(n)) + 3 * CELL
     return _png(width, height, pixels)
 
 

@@ -34,12 +34,13 @@ IN_PROGRESS = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.D
                dg.DagsterRunStatus.STARTED]
 
 
-def busy_ranges(instance: dg.DagsterInstance, settings: Settings) -> dict[dg.AssetKey, list[tuple[str, str]]]:
-    """Per asset key, the day ranges that queued or running runs (live, backfill, UI, CLI) are writing. Live runs
-    (an op job) and in-process runs (the CLI's) record no asset selection, so their dataset tag counts too; a
-    run that names no range counts as writing every day."""
+def busy_ranges(instance: dg.DagsterInstance,
+                settings: Settings) -> dict[dg.AssetKey, list[tuple[str, str, dg.DagsterRun]]]:
+    """Per asset key, the day ranges that queued or running runs (live, backfill, UI, CLI) are writing, with
+    the run. Live runs (an op job) and in-process runs (the CLI's) record no asset selection, so their dataset
+    tag counts too; a run that names no range counts as writing every day."""
     by_name = {spec.name: klines_key(spec) for spec in settings.pairs}
-    busy: dict[dg.AssetKey, list[tuple[str, str]]] = {}
+    busy: dict[dg.AssetKey, list[tuple[str, str, dg.DagsterRun]]] = {}
     for record in instance.get_run_records(dg.RunsFilter(statuses=IN_PROGRESS), limit=200):
         run = record.dagster_run
         tags = run.tags
@@ -48,8 +49,15 @@ def busy_ranges(instance: dg.DagsterInstance, settings: Settings) -> dict[dg.Ass
         keys = set(run.asset_selection or ())
         keys.update(by_name[name] for name in tagged_datasets(tags) if name in by_name)
         for key in keys:
-            busy.setdefault(key, []).append(span)
+            busy.setdefault(key, []).append((*span, run))
     return busy
+
+
+def waiting_for(runs: dict[str, dg.DagsterRun]) -> str:
+    """The runs live waits for, as users find them in the UI: id, job and days."""
+    named = [f"{run.run_id[:8]} ({run.job_name}, {run.tags.get(RANGE_START) or run.tags.get(PARTITION) or 'any day'}"
+             f"..{run.tags.get(RANGE_END) or run.tags.get(PARTITION) or 'any day'})" for run in list(runs.values())[:3]]
+    return ", ".join(named) + (f" and {len(runs) - 3} more" if len(runs) > 3 else "")
 
 
 LEAD_S = 15  # a live run is requested this long before its minute closes (`run_minute`)
@@ -80,14 +88,16 @@ def build_live_sensor(settings: Settings, job) -> dg.SensorDefinition:
         now_ms = minute * 60_000  # the days as of the boundary the run is for
         busy = busy_ranges(context.instance, settings)
         groups: dict[tuple, list] = {}  # datasets with the same day range share one run (one start-up)
-        skipped = []
+        skipped, blockers = [], {}
         archive = ArchiveResource.from_settings(settings)
         stores = [archive.store(spec) for spec in settings.live_pairs]
         for (first, today), members in live_groups(stores, settings.align_tz, now_ms).items():
             for store in members:
-                spans = busy.get(klines_key(store.spec), ())
-                if any(a <= today.isoformat() and first.isoformat() <= b for a, b in spans):
+                spans = [(a, b, run) for a, b, run in busy.get(klines_key(store.spec), ())
+                         if a <= today.isoformat() and first.isoformat() <= b]
+                if spans:
                     skipped.append(store.spec.name)
+                    blockers.update((run.run_id, run) for _, _, run in spans)
                 else:
                     groups.setdefault((first, today), []).append(store.spec)
         requests = [
@@ -96,12 +106,12 @@ def build_live_sensor(settings: Settings, job) -> dg.SensorDefinition:
                           tags=live_tags(specs, first, today))
             for (first, today), specs in groups.items()
         ]
+        waiting = (f"{len(skipped)} dataset(s) wait for the run(s) writing the same days to end: "
+                   f"{waiting_for(blockers)}") if skipped else ""
         if skipped:
-            context.log.info(f"{len(skipped)} dataset(s) have a run writing the same days: "
-                             f"{', '.join(skipped[:10])}{' ...' if len(skipped) > 10 else ''}")
+            context.log.info(f"{waiting}; datasets: {', '.join(skipped[:10])}{' ...' if len(skipped) > 10 else ''}")
         if not requests:
-            return dg.SkipReason(f"{len(skipped)} dataset(s) have a run in progress" if skipped
-                                 else "no trading dataset configured")
+            return dg.SkipReason(waiting or "no trading dataset configured")
         return requests
 
     return _live

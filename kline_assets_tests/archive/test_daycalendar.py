@@ -4,7 +4,17 @@ import datetime as dt
 import struct
 import zlib
 
-from kline_assets.archive.daycalendar import COMPLETE, GAPS, MISSING, PARTIAL, day_states, markdown, png
+from kline_assets.archive.daycalendar import (
+    COLOURS,
+    COMPLETE,
+    GAPS,
+    LEGEND_H,
+    MISSING,
+    PARTIAL,
+    day_states,
+    markdown,
+    png,
+)
 from kline_assets.archive.manifest import ChunkEntry, Manifest
 from kline_assets_tests.helpers import FUT
 
@@ -26,6 +36,9 @@ def test_states_png_and_markdown():
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", data[16:24])
     idat = data[data.index(b"IDAT") + 4:data.index(b"IEND") - 8]
-    assert len(zlib.decompress(idat)) == height * (1 + 3 * width)
+    raw = zlib.decompress(idat)
+    assert len(raw) == height * (1 + 3 * width)
+    legend = raw[-LEGEND_H * (1 + 3 * width):]  # the last rows: each colour's square beside its count
+    assert all(bytes(rgb) in legend for rgb in COLOURS.values())
     md = markdown(states)
     assert "complete 1" in md and "missing 1" in md and "`2024-01`" in md

@@ -65,11 +65,13 @@ def test_sensor_skips_while_a_run_of_the_dataset_is_in_progress(sim, make_settin
     instance = any_instance
     settings = make_settings(pairs="futures:BTC/USDT")
     defs = build_definitions(settings)
-    instance.create_run_for_job(asset_job(defs),
-                                asset_selection=frozenset({dg.AssetKey(["binanceusdm", "BTCUSDT", "klines_1m"])}),
-                                status=dg.DagsterRunStatus.STARTED)
+    key = dg.AssetKey(["binanceusdm", "BTCUSDT", "klines_1m"])
+    busy = instance.create_run_for_job(asset_job(defs), asset_selection=frozenset({key}),
+                                       status=dg.DagsterRunStatus.STARTED)
     _, result = sensor_requests(settings, instance)
-    assert not result.run_requests and "in progress" in result.skip_message
+    assert not result.run_requests  # and the tick says which run it waits for, as the UI names it
+    assert f"1 dataset(s) wait for the run(s) writing the same days to end: {busy.run_id[:8]} ({busy.job_name}, " \
+           "any day..any day)" == result.skip_message
 
 
 def test_the_sensor_requests_once_a_minute(sim, make_settings, instance):
@@ -257,7 +259,8 @@ def test_sensor_skips_while_a_partly_overlapping_run_is_queued_or_in_progress(si
                                            tags={RANGE_START: ago[3], RANGE_END: ago[2]},
                                            remote_job_origin=queued_origin(job.name))
         _, result = sensor_requests(settings, instance)
-        assert not result.run_requests and "in progress" in result.skip_message, status
+        assert not result.run_requests and f"{busy.run_id[:8]} ({job.name}, {ago[3]}..{ago[2]})" in \
+            result.skip_message, status
         instance.delete_run(busy.run_id)
 
 
