@@ -100,7 +100,7 @@ def read_klines(market: str = "futures", pair: str = DEFAULT_PAIR, start: Instan
         where = store.backend.uri("").rstrip("/")
         raise ChunkUnavailable(
             f"{store.spec.market} {store.spec.pair} under {where} lacks {len(lacking)} day(s) of the window: "
-            f"{day_runs(lacking)}; load them with `{backfill_command(store, lacking)}`, or pass "
+            f"{day_runs(lacking)}; load them with `{_backfill_command(store, lacking)}`, or pass "
             "missing='ignore'")
     frame = window_table(store, manifest, start_ms, end_ms).to_pandas()
     if datetime_index:
@@ -111,7 +111,7 @@ def read_klines(market: str = "futures", pair: str = DEFAULT_PAIR, start: Instan
     return frame
 
 
-def backfill_command(store: DatasetStore, days: list[dt.date]) -> str:
+def _backfill_command(store: DatasetStore, days: list[dt.date]) -> str:
     zone = "" if store.zone.name == "UTC" else f" --align-tz {store.zone.name}"
     return (f"kline-assets --market {store.spec.market} --pair {store.spec.pair}{zone} --data-root "
             f"{store.backend.uri('').rstrip('/')} backfill --start {days[0]} --end {days[-1] + dt.timedelta(1)}")

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kline_assets.archive.backend import open_root
+from kline_assets.archive.manifest import ChunkEntry
 from kline_assets.archive.paths import DatasetPaths
 from kline_assets.archive.schema import rows_to_table
 from kline_assets.archive.store import DatasetStore
@@ -184,6 +185,16 @@ class FakeSource:
 
     def server_time_ms(self):
         return self.now
+
+
+def chunk_entry(index: int, day: dt.date, complete: bool = True, gaps=(), zone: str = "UTC",
+                covered_until_ms: int | None = None) -> ChunkEntry:
+    """A manifest entry of `day` with no file behind it, for code that reads manifests only."""
+    start_ms, end_ms = parse_zone(zone).day_window_ms(day)
+    return ChunkEntry(index=index, partition=day.isoformat(), file="f", start_ms=start_ms, end_ms=end_ms, rows=0,
+                      first_open_time=None, last_open_time=None, sha256="", bytes=0, complete=complete,
+                      exchange_gaps=[list(g) for g in gaps], written_at="",
+                      covered_until_ms=end_ms if covered_until_ms is None else covered_until_ms)
 
 
 def day_table(day: dt.date, minutes: int = 1440):

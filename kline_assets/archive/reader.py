@@ -19,6 +19,7 @@ from kline_assets.errors import ChunkUnavailable
 from kline_assets.timezones import AlignZone
 
 REPAIR = "run `kline-assets verify --repair`"
+LIVE_GRACE_MS = 180_000  # today without a chunk is not "missing" before its first minutes could be fetched
 AHEAD = 8  # chunks read at once (a day is ~75 kB on disk, ~1 MB as a table)
 
 
@@ -75,7 +76,8 @@ def uncovered_days(manifest: Manifest, zone: AlignZone, start_ms: int | None, en
                    now_ms: int) -> list[dt.date]:
     """The local days of the window that the dataset does not hold: no chunk, or a chunk that stops short
     of the day's end (or the window's). Recorded exchange gaps are held minutes. An open bound stops at
-    the dataset's own extent (its start, its last chunk), and the day of `now` is live: any chunk holds it."""
+    the dataset's own extent (its start, its last chunk), and the day of `now` is live: any chunk holds it
+    (and in its first `LIVE_GRACE_MS` none is expected yet: its first minute may not have been fetched)."""
     if not manifest.chunks and (start_ms is None or end_ms is None):
         return []
     first = zone.local_date(start_ms) if start_ms is not None else manifest.start_date
@@ -87,7 +89,10 @@ def uncovered_days(manifest: Manifest, zone: AlignZone, start_ms: int | None, en
     lacking, day = [], first
     while day <= last:
         entry = manifest.entry_for(day) if day >= manifest.start_date else None
-        if entry is None or (day < today and entry.covered_until_ms < min(entry.end_ms, end_ms or entry.end_ms)):
+        if entry is None:
+            if day != today or now_ms - zone.midnight_ms(day) >= LIVE_GRACE_MS:
+                lacking.append(day)
+        elif day < today and entry.covered_until_ms < min(entry.end_ms, end_ms or entry.end_ms):
             lacking.append(day)
         day += dt.timedelta(days=1)
     return lacking

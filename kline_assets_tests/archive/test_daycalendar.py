@@ -15,21 +15,15 @@ from kline_assets.archive.daycalendar import (
     markdown,
     png,
 )
-from kline_assets.archive.manifest import ChunkEntry, Manifest
-from kline_assets_tests.helpers import FUT
-
-
-def entry(index, day, complete=True, gaps=()):
-    return ChunkEntry(index=index, partition=day.isoformat(), file="f", start_ms=0, end_ms=0, rows=0,
-                      first_open_time=None, last_open_time=None, sha256="", bytes=0, complete=complete,
-                      exchange_gaps=[list(g) for g in gaps], written_at="")
+from kline_assets.archive.manifest import Manifest
+from kline_assets_tests.helpers import FUT, chunk_entry
 
 
 def test_states_png_and_markdown():
     m = Manifest.new(FUT, "UTC", dt.date(2024, 1, 1))
     d = dt.date(2024, 1, 1)
-    m.chunks = {1: entry(1, d), 2: entry(2, d + dt.timedelta(1), gaps=[(0, 60_000)]),
-                4: entry(4, d + dt.timedelta(3), complete=False)}
+    m.chunks = {1: chunk_entry(1, d), 2: chunk_entry(2, d + dt.timedelta(1), gaps=[(0, 60_000)]),
+                4: chunk_entry(4, d + dt.timedelta(3), complete=False)}
     states = day_states(m, dt.date(2024, 1, 4))
     assert [states[d + dt.timedelta(n)] for n in range(4)] == [COMPLETE, GAPS, MISSING, PARTIAL]
     data = png(states)
