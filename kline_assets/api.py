@@ -21,7 +21,7 @@ from kline_assets.archive.backend import open_root
 from kline_assets.archive.combine import Combined, combine
 from kline_assets.archive.manifest import Manifest
 from kline_assets.archive.paths import DatasetPaths
-from kline_assets.archive.reader import day_runs, uncovered_days, verified_tables, window_table
+from kline_assets.archive.reader import backfill_hint, day_runs, uncovered_days, verified_tables, window_table
 from kline_assets.archive.schema import SCHEMA
 from kline_assets.archive.store import DatasetStore, manifest_at
 from kline_assets.errors import BadInput, ChunkUnavailable
@@ -100,7 +100,7 @@ def read_klines(market: str = "futures", pair: str = DEFAULT_PAIR, start: Instan
         where = store.backend.uri("").rstrip("/")
         raise ChunkUnavailable(
             f"{store.spec.market} {store.spec.pair} under {where} lacks {len(lacking)} day(s) of the window: "
-            f"{day_runs(lacking)}; load them with `{_backfill_command(store, lacking)}`, or pass "
+            f"{day_runs(lacking)}; load them with `{backfill_hint(store, lacking[0], lacking[-1])}`, or pass "
             "missing='ignore'")
     frame = window_table(store, manifest, start_ms, end_ms).to_pandas()
     if datetime_index:
@@ -109,12 +109,6 @@ def read_klines(market: str = "futures", pair: str = DEFAULT_PAIR, start: Instan
         frame.index = pd.DatetimeIndex(pd.to_datetime(frame["open_time"], unit="ms", utc=True), name="open_datetime")
         frame.index = frame.index.tz_convert(store.zone.tzinfo)
     return frame
-
-
-def _backfill_command(store: DatasetStore, days: list[dt.date]) -> str:
-    zone = "" if store.zone.name == "UTC" else f" --align-tz {store.zone.name}"
-    return (f"kline-assets --market {store.spec.market} --pair {store.spec.pair}{zone} --data-root "
-            f"{store.backend.uri('').rstrip('/')} backfill --start {days[0]} --end {days[-1] + dt.timedelta(1)}")
 
 
 def open_dataset(market: str = "futures", pair: str = DEFAULT_PAIR, *,

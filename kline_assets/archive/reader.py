@@ -45,12 +45,18 @@ def _matches(data: bytes | None, entry: ChunkEntry) -> bool:
     return data is not None and len(data) == entry.bytes and sha256_bytes(data) == entry.sha256
 
 
+def backfill_hint(store: DatasetStore, first: dt.date, last: dt.date) -> str:
+    """The command that loads first..last of this dataset, where it is, in its zone."""
+    zone = "" if store.zone.name == "UTC" else f" --align-tz {store.zone.name}"
+    return (f"kline-assets --market {store.spec.market} --pair {store.spec.pair}{zone} --data-root "
+            f"{store.backend.uri('').rstrip('/')} backfill --start {first} --end {last + dt.timedelta(1)}")
+
+
 def day_table(store: DatasetStore, manifest: Manifest, day: dt.date) -> pa.Table:
     """One stored day; a day without a chunk is an error, never an empty table."""
     entry = manifest.entry_for(day)
     if entry is None:
-        raise ChunkUnavailable(f"{store.spec.name} has no chunk for {day}; run `kline-assets "
-                               f"--market {store.spec.market} --pair {store.spec.pair} backfill --start {day}`")
+        raise ChunkUnavailable(f"{store.spec.name} has no chunk for {day}; run `{backfill_hint(store, day, day)}`")
     return verified_table(store, entry)
 
 
