@@ -108,9 +108,11 @@ def test_kill_9_of_backfill_all_ends_its_market_process_and_a_rerun_completes(tm
     with RunningSimulator(SimConfig(many_symbols=2, latency_ms=50)) as market:
         env = env_for(market, tmp_path, KLINE_PAIRS="futures:*/USDT,spot:*/USDT")
         window = ("--start", "2021-01-01", "--end", "2021-01-26")
-        proc, children = start_all(env, window)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+        # output to a file: a pipe nobody reads any more would fill up and hold the step processes in a write
+        with open(tmp_path / "killed.log", "w+") as out:
+            proc, children = start_all(env, window, out)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
         deadline = time.monotonic() + 30
         while any(map(running, children)) and time.monotonic() < deadline:
             time.sleep(0.5)
