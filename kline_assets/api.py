@@ -95,8 +95,9 @@ def read_klines(market: str = "futures", pair: str = DEFAULT_PAIR, start: Instan
     if start_ms is not None and end_ms is not None and end_ms <= start_ms:
         raise BadInput(f"impossible window: end {end} is not after start {start}")
     manifest = store.manifest()
-    lacking = uncovered_days(manifest, store.zone, start_ms, end_ms, int(time.time() * 1000))
-    if lacking and missing == "raise":
+    lacking = uncovered_days(manifest, store.zone, start_ms, end_ms, int(time.time() * 1000)) \
+        if missing == "raise" else []
+    if lacking:
         where = store.backend.uri("").rstrip("/")
         raise ChunkUnavailable(
             f"{store.spec.market} {store.spec.pair} under {where} lacks {len(lacking)} day(s) of the window: "
