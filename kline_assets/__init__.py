@@ -13,7 +13,8 @@ from typing import Any
 _API = {"read_klines", "open_dataset", "load_manifest", "build_combined", "klines_asset_key",
         "build_definitions"}
 _ERRORS = {"BadInput", "ChunkUnavailable"}
-__all__ = sorted(_API | _ERRORS)
+_COMPONENTS = {"KlineArchive"}  # `type: kline_assets.KlineArchive` in a dg project's defs.yaml
+__all__ = sorted(_API | _ERRORS | _COMPONENTS)
 
 
 def __getattr__(name: str) -> Any:
@@ -21,4 +22,11 @@ def __getattr__(name: str) -> Any:
         return getattr(importlib.import_module("kline_assets.api"), name)
     if name in _ERRORS:
         return getattr(importlib.import_module("kline_assets.errors"), name)
+    if name in _COMPONENTS:
+        return getattr(importlib.import_module("kline_assets.defs.component"), name)
     raise AttributeError(f"module 'kline_assets' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public names too: `dg` finds components by listing the module our entry point names."""
+    return sorted(set(globals()) | set(__all__))

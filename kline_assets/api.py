@@ -145,6 +145,6 @@ def klines_asset_key(market: str, pair: str) -> dg.AssetKey:
 def build_definitions() -> dg.Definitions:
     """The whole code location from the environment's settings, built on call, for
     `dg.Definitions.merge(build_definitions(), my_defs)` in your own code location module."""
-    from kline_assets.defs.definitions import build_definitions as build
+    from kline_assets.defs.component import build_definitions as build
 
     return build()

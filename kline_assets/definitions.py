@@ -7,7 +7,7 @@ location. To keep your own assets beside ours, write your own module with
 
 import dagster as dg
 
-from kline_assets.defs.definitions import build_definitions
+from kline_assets.defs.component import build_definitions
 
 
 @dg.definitions

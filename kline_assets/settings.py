@@ -152,12 +152,16 @@ class Settings:
     futures_url: str = "https://fapi.binance.com"
     build_combined_on_backfill: bool = False
     hourly: bool = False  # the example downstream asset klines_1h
+    live_sensor: bool = True  # the sensor keeping today current (a `KlineArchive` may leave it out)
     source: str = "auto"  # auto | rest | archive: where closed days come from
     archive_url: str = "https://data.binance.vision"
     # `market:*/QUOTE` entries of KLINE_PAIRS; `binance.listing.resolve_settings` turns them into `pairs`
     selectors: tuple[Selector, ...] = ()
     # datasets kept for their history whose symbol no longer trades: live leaves them alone
     retired: frozenset[DatasetSpec] = frozenset()
+    # a `KlineArchive` component's: the first part of its asset keys and of its job, sensor and resource
+    # names (`defs.names.prefixed`); never set from the environment
+    key_prefix: str = ""
 
     def origin(self, market: str) -> str:
         return (self.spot_url if market == "spot" else self.futures_url).rstrip("/")

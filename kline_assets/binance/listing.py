@@ -4,10 +4,11 @@ Two uses: KLINE_PAIRS selectors (`futures:*/USDT` = every TRADING USD-M perpetua
 telling the datasets whose symbol stopped trading (delisted, settled), which keep their dataset and
 history but are left out of live updates.
 
-Every run process loads the code location, so a listing fresher than `MAX_AGE_S` is used as it is;
-an older one is refreshed with the short load-time probe (both markets at once, ~2 s at most), and
-when the exchange does not answer in time the stale listing still serves (said in the log). With no
-listing at all a selector selects only the datasets already on disk, and the log says why.
+Loading the code location never asks the exchange (`ask=False`): it reads the listing stored under the
+data root or in a `KlineArchive` component's state, whichever is newer. The command line asks (`ask=True`)
+when its listing is older than `MAX_AGE_S`, and so does refreshing a component's state; when the exchange
+does not answer, the stale listing still serves (said in the log). With no listing at all a selector
+selects only the datasets already on disk, and the log says how to get one.
 """
 
 from __future__ import annotations
@@ -79,19 +80,24 @@ class Listing:
                         MAX_SYMBOL, ", ".join(skipped[:5]))
         return out
 
+    def to_json(self) -> dict:
+        return {"market": self.market, "fetched_at_ms": self.fetched_at_ms,
+                "symbols": {s: list(v) for s, v in sorted(self.symbols.items())}}
+
+    @classmethod
+    def from_json(cls, market: str, body: dict) -> Listing:
+        return cls(market, int(body["fetched_at_ms"]),
+                   {str(s): (str(v[0]), str(v[1]), str(v[2]), bool(v[3])) for s, v in body["symbols"].items()})
+
     def save(self, root: Backend) -> None:
         """Under the data root (on S3: under the prefix), so every machine and run worker that shares the
         archive shares the listing too, and exchangeInfo is asked once a day, not once per worker."""
-        body = {"market": self.market, "fetched_at_ms": self.fetched_at_ms,
-                "symbols": {s: list(v) for s, v in sorted(self.symbols.items())}}
-        root.put(listing_cache(self.market), json.dumps(body, separators=(",", ":")).encode())
+        root.put(listing_cache(self.market), json.dumps(self.to_json(), separators=(",", ":")).encode())
 
     @classmethod
     def load(cls, root: Backend, market: str) -> Listing | None:
         try:
-            body = json.loads(root.get(listing_cache(market)))
-            return cls(market, int(body["fetched_at_ms"]),
-                       {str(s): (str(v[0]), str(v[1]), str(v[2]), bool(v[3])) for s, v in body["symbols"].items()})
+            return cls.from_json(market, json.loads(root.get(listing_cache(market))))
         except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
             return None  # no cache, or one that is not ours: asked for again
 
@@ -102,13 +108,19 @@ def fetch_listing(client: BinanceClient) -> Listing:
     return Listing.from_exchange_info(client.market.name, info, int(time.time() * 1000))
 
 
-def listings(root: Backend, clients: dict[str, BinanceClient], markets: set[str],
-             max_age_s: float = MAX_AGE_S) -> dict[str, Listing | None]:
-    """The listing of each market in `markets`: the cached one while fresh, else asked for (all markets at
-    once) and cached; a stale cached one when the exchange does not answer; None when there is neither."""
+def newest(*found: Listing | None) -> Listing | None:
+    return max((listing for listing in found if listing is not None), key=lambda x: x.fetched_at_ms, default=None)
+
+
+def listings(root: Backend, clients: dict[str, BinanceClient] | None, markets: set[str],
+             max_age_s: float = MAX_AGE_S, known: dict[str, Listing] | None = None) -> dict[str, Listing | None]:
+    """The listing of each market in `markets`: the newest of the data root's and `known`'s (a component's
+    state); with `clients`, one older than `max_age_s` is asked for again (all markets at once) and stored;
+    a stale one serves when the exchange does not answer; None when there is none."""
     now_ms = int(time.time() * 1000)
-    cached = {m: Listing.load(root, m) for m in markets}
-    stale = [m for m in sorted(markets) if cached[m] is None or cached[m].stale(now_ms, max_age_s)]
+    cached = {m: newest(Listing.load(root, m), (known or {}).get(m)) for m in markets}
+    stale = [m for m in sorted(markets) if clients is not None and (cached[m] is None or cached[m].stale(now_ms,
+                                                                                                       max_age_s))]
 
     def ask(market: str) -> Listing | None:
         try:
@@ -130,28 +142,34 @@ def listings(root: Backend, clients: dict[str, BinanceClient], markets: set[str]
     return cached
 
 
-def resolve_selectors(settings: Settings, clients: dict[str, BinanceClient], root: Backend) -> Settings:
+NO_LISTING = ("no exchangeInfo stored yet: it selects only the datasets already under {root}. Any "
+              "`kline-assets ... --all` command stores it (e.g. `kline-assets status --all`), and so does "
+              "`dg utils refresh-defs-state` in a dg project; then reload the code location")
+
+
+def resolve_selectors(settings: Settings, clients: dict[str, BinanceClient] | None, root: Backend,
+                      known: dict[str, Listing] | None = None) -> Settings:
     """`settings` with its selectors' datasets added to `pairs` (after the explicit pairs), and `retired`
-    set to the datasets whose symbol a known listing shows as no longer trading.
+    set to the datasets whose symbol a known listing shows as no longer trading. `clients`: ask the exchange
+    when a listing is stale (`listings`); None: stored listings only (the data root's, `known`).
 
     A selector selects the trading symbols of its quote plus every dataset of its market and quote already
     on disk, so a delisted symbol keeps its asset, history and checks."""
     markets = {s.market for s in settings.selectors}
-    known = listings(root, clients, markets)
-    for market in set(MARKETS) - markets:  # explicit pairs of other markets: a cached listing, if any
-        known[market] = Listing.load(root, market)
+    found = listings(root, clients, markets, known=known)
+    for market in set(MARKETS) - markets:  # explicit pairs of other markets: a stored listing, if any
+        found[market] = newest(Listing.load(root, market), (known or {}).get(market))
     pairs = list(settings.pairs)
     for selector in settings.selectors:
-        listing = known[selector.market]
+        listing = found[selector.market]
         chosen = listing.select(selector.quote) if listing else []
         if listing is None:
-            log.warning("KLINE_PAIRS %s: no exchangeInfo yet (the exchange did not answer and nothing is cached): "
-                        "it selects only the datasets already under %s", selector, settings.data_root)
+            log.warning("KLINE_PAIRS %s: %s", selector, NO_LISTING.format(root=settings.data_root))
         for spec in chosen + local_datasets(root, selector):
             if spec not in pairs:
                 pairs.append(spec)
     retired = frozenset(spec for spec in pairs
-                        if known.get(spec.market) is not None and not known[spec.market].trading(spec.symbol))
+                        if found.get(spec.market) is not None and not found[spec.market].trading(spec.symbol))
     return replace(settings, pairs=tuple(pairs), retired=retired)
 
 

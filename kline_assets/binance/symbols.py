@@ -1,8 +1,8 @@
 """Is the pair listed? One `exchangeInfo` request per (market, symbol), remembered in the data root.
 
-The CLI falls back to BTC/USDT for an unlisted pair (docs/contract.md), and so does the code location, which asks
-with a short time-out at load and keeps the configured pair when the exchange does not answer in time
-(the run itself then fails on an unknown symbol, before anything is written). The answer also tells the
+The CLI falls back to BTC/USDT for an unlisted pair (docs/contract.md), and so does the code location from
+what is remembered (it never asks the exchange while loading): a pair nobody asked about yet keeps its
+name (a run then fails on an unknown symbol, before anything is written). The answer also tells the
 weight budget in force (`rateLimits`), which can be lower than the default.
 """
 
@@ -93,12 +93,18 @@ def resolve_pair(root: Backend, spec: DatasetSpec, client: BinanceClient, strict
 
 
 def resolve_for_definitions(root: Backend, specs: tuple[DatasetSpec, ...],
-                            probe: dict[str, BinanceClient]) -> tuple[DatasetSpec, ...]:
-    """The code location's pairs with unlisted ones replaced; never slow, never failing at load."""
+                            clients: dict[str, BinanceClient] | None) -> tuple[DatasetSpec, ...]:
+    """The pairs with unlisted ones replaced, asking the exchange only with `clients` (else from what the
+    data root remembers); never failing."""
     out: list[DatasetSpec] = []
     for spec in specs:
         try:
-            ok = spec.pair == DEFAULT_PAIR or listed(root, spec, probe[spec.market])
+            if spec.pair == DEFAULT_PAIR:
+                ok = True
+            elif clients is not None:
+                ok = listed(root, spec, clients[spec.market])
+            else:
+                ok = root.exists(DatasetPaths(spec).manifest) or _cache_get(root, spec) is not False
         except (ExchangeFinal, ExchangeTransient, OSError):
             ok = True  # unknown for now: the run will say so if the exchange does not list it
         chosen = spec if ok else DatasetSpec(spec.market, DEFAULT_PAIR)

@@ -22,7 +22,7 @@ from kline_assets.archive.schema import COLUMN_NAMES
 from kline_assets.archive.store import DatasetStore
 from kline_assets.defs.fleet import recording, run_fleet, work_for
 from kline_assets.defs.io_manager import ChunkIOManager, Committed
-from kline_assets.defs.names import ARCHIVE, CHUNK_IO_MANAGER, EXCHANGE, group_name, klines_key, node_name
+from kline_assets.defs.names import ARCHIVE, CHUNK_IO_MANAGER, EXCHANGE, group_name, klines_key, node_name, prefixed
 from kline_assets.defs.partitions import key_to_day
 from kline_assets.defs.resources import ArchiveResource, ExchangeResource
 from kline_assets.logs import PROGRESS
@@ -87,12 +87,11 @@ def passed(outcome: Outcome | None) -> bool:
     return bool(outcome and outcome.passed)
 
 
-def batch_events(store: DatasetStore, days: list[tuple[dt.date, ChunkEntry]],
+def batch_events(store: DatasetStore, key: dg.AssetKey, days: list[tuple[dt.date, ChunkEntry]],
                  outcomes: dict[dt.date, dict[str, Outcome | None]], checks: list[str], now_ms: int):
     """Dagster's record of committed days: their materializations, then an evaluation per check in `checks`
     and day. In that order: with each day's evaluations right after its materialization, a Ctrl-C during
     the run left committed days unrecorded (found by `test_ctrl_c_leaves_exactly_the_committed_days_...`)."""
-    key = klines_key(store.spec)
     for day, entry in days:
         yield dg.AssetMaterialization(asset_key=key, partition=day.isoformat(),
                                       metadata=day_metadata(entry, store.backend.uri(store.key(entry)), now_ms))
@@ -108,40 +107,43 @@ def batch_events(store: DatasetStore, days: list[tuple[dt.date, ChunkEntry]],
                                           partition=day.isoformat(), blocking=True, severity=severity)
 
 
-def klines_spec(spec: DatasetSpec, partitions_def: dg.PartitionsDefinition) -> dg.AssetSpec:
+def klines_spec(spec: DatasetSpec, partitions_def: dg.PartitionsDefinition, prefix: str) -> dg.AssetSpec:
     return dg.AssetSpec(
-        klines_key(spec), group_name=group_name(spec), kinds={"parquet", "binance"}, tags={"market": spec.market},
-        description=klines_description(spec), partitions_def=partitions_def,
-    ).with_io_manager_key(CHUNK_IO_MANAGER)
+        klines_key(spec, prefix), group_name=group_name(spec, prefix), kinds={"parquet", "binance"},
+        tags={"market": spec.market}, description=klines_description(spec), partitions_def=partitions_def,
+    ).with_io_manager_key(prefixed(prefix, CHUNK_IO_MANAGER))
 
 
-def build_klines_assets(specs: tuple[DatasetSpec, ...], partitions_def: dg.PartitionsDefinition) -> list:
+def build_klines_assets(specs: tuple[DatasetSpec, ...], partitions_def: dg.PartitionsDefinition,
+                        prefix: str = "") -> list:
     """The `klines_1m` asset of every dataset, in one subsettable node per market (`klines_1m_futures`,
     `klines_1m_spot`): a run of any selection is one step per market that fetches its datasets side by side
     (`defs.fleet`), whether live, a backfill or the command line. The markets have budgets of their own and
     one interpreter cannot keep both busy, so Dagster's multiprocess executor runs them in step processes
     of their own, under whatever run launcher the instance has."""
-    return [market_node(market, [s for s in specs if s.market == market], partitions_def)
+    return [market_node(market, [s for s in specs if s.market == market], partitions_def, prefix)
             for market in sorted({s.market for s in specs}, key=lambda m: m != "futures")]
 
 
-def market_node(market: str, specs: list[DatasetSpec], partitions_def: dg.PartitionsDefinition):
-    by_key = {klines_key(spec): spec for spec in specs}
+def market_node(market: str, specs: list[DatasetSpec], partitions_def: dg.PartitionsDefinition, prefix: str):
+    by_key = {klines_key(spec, prefix): spec for spec in specs}
+    key_of = {spec: key for key, spec in by_key.items()}
+    resource_keys = {name: prefixed(prefix, name) for name in (ARCHIVE, EXCHANGE, CHUNK_IO_MANAGER)}
 
     @dg.multi_asset(
-        name=node_name(market),
-        specs=[klines_spec(spec, partitions_def) for spec in specs],
+        name=node_name(market, prefix),
+        specs=[klines_spec(spec, partitions_def, prefix) for spec in specs],
         check_specs=[dg.AssetCheckSpec(name, asset=key, description=text, blocking=True)
                      for key in by_key for name, text in CHECK_DESCRIPTIONS.items()],
         can_subset=True,  # makes the outputs optional: days are recorded as events (module docstring)
         partitions_def=partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run(),  # one run per range: ~3 s per run adds up
-        required_resource_keys={ARCHIVE, EXCHANGE, CHUNK_IO_MANAGER},
+        required_resource_keys=set(resource_keys.values()),
     )
     def _klines(context: dg.AssetExecutionContext):
-        archive: ArchiveResource = getattr(context.resources, ARCHIVE)
-        exchange: ExchangeResource = getattr(context.resources, EXCHANGE)
-        chunks: ChunkIOManager = getattr(context.resources, CHUNK_IO_MANAGER)
+        archive: ArchiveResource = getattr(context.resources, resource_keys[ARCHIVE])
+        exchange: ExchangeResource = getattr(context.resources, resource_keys[EXCHANGE])
+        chunks: ChunkIOManager = getattr(context.resources, resource_keys[CHUNK_IO_MANAGER])
         days = sorted(key_to_day(k) for k in context.partition_keys)
         progress = logging.getLogger(PROGRESS)
 
@@ -159,8 +161,8 @@ def market_node(market: str, specs: list[DatasetSpec], partitions_def: dg.Partit
 
         def record(store: DatasetStore, batch: Committed):
             began, now_ms = time.monotonic(), int(time.time() * 1000)
-            yield from batch_events(store, batch.days, batch_outcomes(store, batch), checks[klines_key(store.spec)],
-                                    now_ms)
+            key = key_of[store.spec]
+            yield from batch_events(store, key, batch.days, batch_outcomes(store, batch), checks[key], now_ms)
             took[0] += time.monotonic() - began
 
         yield from recording(run_fleet(exchange, chunks, work, report), record)

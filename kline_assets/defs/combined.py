@@ -10,7 +10,7 @@ import dagster as dg
 
 from kline_assets.archive.combine import combine
 from kline_assets.archive.daycalendar import day_states, markdown
-from kline_assets.defs.names import ARCHIVE, COMBINED, group_name, klines_key
+from kline_assets.defs.names import ARCHIVE, combined_key, group_name, klines_key, prefixed
 from kline_assets.defs.resources import ArchiveResource
 from kline_assets.settings import DatasetSpec
 from kline_assets.timezones import ms_to_iso, parse_zone
@@ -22,19 +22,19 @@ class CombineConfig(dg.Config):
     tz: str | None = None  # only names the file: BTCUSDT_1m_all_Europe-Zurich.parquet; data stays UTC ms
 
 
-def build_combined_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
+def build_combined_asset(spec: DatasetSpec, prefix: str = "") -> dg.AssetsDefinition:
     @dg.asset(
-        key=[spec.exchange_id, spec.symbol, COMBINED],
-        deps=[klines_key(spec)],
-        group_name=group_name(spec),
+        key=combined_key(spec, prefix),
+        deps=[klines_key(spec, prefix)],
+        group_name=group_name(spec, prefix),
         kinds={"parquet", "binance"},
-        required_resource_keys={ARCHIVE},
+        required_resource_keys={prefixed(prefix, ARCHIVE)},
         description=f"All chunks of {spec.name} streamed into combined/{spec.symbol}_1m_all[_<tz>].parquet "
                     "(zstd, one row group per day, the chunk schema). Only chunks whose sha256 matches "
                     "the manifest are combined.",
     )
     def _combined(context: dg.AssetExecutionContext, config: CombineConfig) -> dg.MaterializeResult:
-        archive: ArchiveResource = getattr(context.resources, ARCHIVE)
+        archive: ArchiveResource = getattr(context.resources, prefixed(prefix, ARCHIVE))
         suffix = parse_zone(config.tz).file_suffix() if config.tz else None
         store = archive.store(spec)
         result = combine(store, config.from_index, config.to_index, suffix)

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kline_assets.archive.paths import hourly_file
-from kline_assets.defs.names import HOURLY, group_name, klines_key
+from kline_assets.defs.names import ARCHIVE, group_name, hourly_key, klines_key, prefixed
 from kline_assets.defs.resources import ArchiveResource
 from kline_assets.settings import DatasetSpec
 from kline_assets.timezones import AlignZone
@@ -44,18 +44,20 @@ def hourly_bars(minutes: pd.DataFrame, zone: AlignZone) -> pd.DataFrame:
 
 
 def build_hourly_asset(spec: DatasetSpec, partitions_def: dg.PartitionsDefinition,
-                       zone: AlignZone) -> dg.AssetsDefinition:
+                       zone: AlignZone, prefix: str = "") -> dg.AssetsDefinition:
     @dg.asset(
-        key=[spec.exchange_id, spec.symbol, HOURLY],
-        ins={"klines": dg.AssetIn(klines_key(spec))},  # same daily partitions: day k reads day k
+        key=hourly_key(spec, prefix),
+        ins={"klines": dg.AssetIn(klines_key(spec, prefix))},  # same daily partitions: day k reads day k
         partitions_def=partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run(),
-        group_name=group_name(spec),
+        group_name=group_name(spec, prefix),
+        required_resource_keys={prefixed(prefix, ARCHIVE)},
         kinds={"pandas", "binance"},
         description=f"Hourly OHLCV bars of {spec.pair} ({spec.market}), one partition per local day, "
                     "resampled from klines_1m (an example of a downstream asset).",
     )
-    def _hourly(context: dg.AssetExecutionContext, archive: ArchiveResource, klines) -> dg.MaterializeResult:
+    def _hourly(context: dg.AssetExecutionContext, klines) -> dg.MaterializeResult:
+        archive: ArchiveResource = getattr(context.resources, prefixed(prefix, ARCHIVE))
         # one partition: a DataFrame; a range run: {partition_key: DataFrame}, as the IO manager hands them
         days = klines if isinstance(klines, dict) else {context.partition_key: klines}
         for key, frame in sorted(days.items()):

@@ -30,6 +30,7 @@ from kline_assets.defs.names import (
     hourly_key,
     job_name,
     klines_key,
+    prefixed,
 )
 from kline_assets.defs.resources import ArchiveResource, ExchangeResource
 from kline_assets.logs import PROGRESS
@@ -58,14 +59,16 @@ def build_live_job(settings: Settings) -> dg.JobDefinition:
     commits as the assets' materializations and check evaluations, as the assets do, and in turns when
     there are many datasets (`defs.live`)."""
     by_name = {spec.name: spec for spec in settings.live_pairs}
+    prefix = settings.key_prefix
+    resource_keys = {name: prefixed(prefix, name) for name in (ARCHIVE, EXCHANGE, CHUNK_IO_MANAGER)}
 
-    @dg.op(name=LIVE_OP, out={}, required_resource_keys={ARCHIVE, EXCHANGE, CHUNK_IO_MANAGER},
+    @dg.op(name=prefixed(prefix, LIVE_OP), out={}, required_resource_keys=set(resource_keys.values()),
            description="Brings today's klines_1m partition of each dataset up to the last closed minute "
                        "(completing or catching up earlier days), and records the days in Dagster.")
     def _live(context: dg.OpExecutionContext, config: LiveConfig):
-        archive: ArchiveResource = getattr(context.resources, ARCHIVE)
-        exchange: ExchangeResource = getattr(context.resources, EXCHANGE)
-        chunks: ChunkIOManager = getattr(context.resources, CHUNK_IO_MANAGER)
+        archive: ArchiveResource = getattr(context.resources, resource_keys[ARCHIVE])
+        exchange: ExchangeResource = getattr(context.resources, resource_keys[EXCHANGE])
+        chunks: ChunkIOManager = getattr(context.resources, resource_keys[CHUNK_IO_MANAGER])
         progress = logging.getLogger(PROGRESS)
 
         def report(line: str) -> None:  # the run's log in Dagster, and loader.log (and the CLI's stderr)
@@ -111,7 +114,7 @@ def build_live_job(settings: Settings) -> dg.JobDefinition:
                 failed.extend(f"{name} {day} {check}" for check in problems
                               if outcomes[day][check] is None or outcomes[day][check].severity != "WARN")
             recorded.extend(due)
-            yield from batch_events(store, due, outcomes, list(CHECK_NAMES), now_ms)
+            yield from batch_events(store, klines_key(store.spec, prefix), due, outcomes, list(CHECK_NAMES), now_ms)
 
         yield from recording(run_fleet(exchange, chunks, work, report), record)
         report(f"live: {len(recorded)} day(s) recorded in Dagster")
@@ -119,7 +122,7 @@ def build_live_job(settings: Settings) -> dg.JobDefinition:
             raise dg.Failure(f"{len(failed)} check(s) failed: {', '.join(failed[:10])}"
                              + (" ..." if len(failed) > 10 else ""))
 
-    @dg.job(name=LIVE_JOB, executor_def=dg.in_process_executor,
+    @dg.job(name=prefixed(prefix, LIVE_JOB), executor_def=dg.in_process_executor,
             description="Live updates of klines_1m, started by the live sensor (and `kline-assets live`).")
     def _job() -> None:
         _live()
@@ -128,22 +131,24 @@ def build_live_job(settings: Settings) -> dg.JobDefinition:
 
 
 def build_combine_job(settings: Settings):
-    return dg.define_asset_job(COMBINE_JOB, selection=[combined_key(s) for s in settings.pairs],
+    return dg.define_asset_job(prefixed(settings.key_prefix, COMBINE_JOB),
+                               selection=[combined_key(s, settings.key_prefix) for s in settings.pairs],
                                executor_def=dg.in_process_executor,  # one process for any number of datasets
                                description="Rebuild combined files (after backfills, when enabled).")
 
 
 def build_hourly_job(settings: Settings):
-    return dg.define_asset_job(HOURLY_JOB, selection=[hourly_key(spec) for spec in settings.pairs],
+    return dg.define_asset_job(prefixed(settings.key_prefix, HOURLY_JOB),
+                               selection=[hourly_key(spec, settings.key_prefix) for spec in settings.pairs],
                                executor_def=dg.in_process_executor,  # one process for any number of datasets
                                description="klines_1h of the days a klines_1m run loaded (KLINE_HOURLY=1).")
 
 
-def build_verify_job(spec: DatasetSpec) -> dg.JobDefinition:
-    @dg.op(name=job_name("verify_op", spec), required_resource_keys={ARCHIVE},
+def build_verify_job(spec: DatasetSpec, prefix: str = "") -> dg.JobDefinition:
+    @dg.op(name=job_name("verify_op", spec, prefix), required_resource_keys={prefixed(prefix, ARCHIVE)},
            description=f"Checks every stored day of {spec.name} against its manifest, continuity and sanity.")
     def _verify(context: dg.OpExecutionContext) -> None:
-        archive: ArchiveResource = getattr(context.resources, ARCHIVE)
+        archive: ArchiveResource = getattr(context.resources, prefixed(prefix, ARCHIVE))
         store = archive.store(spec)
         today = dt.datetime.now(store.zone.tzinfo).date()
         report = verify(store, None, None, today)
@@ -151,13 +156,13 @@ def build_verify_job(spec: DatasetSpec) -> dg.JobDefinition:
         md = {"days_checked": report.days_checked, "problems": len(report.problems),
               "by_kind": dg.MetadataValue.json(report.summary()["problems"]),
               "coverage": dg.MetadataValue.md(markdown(day_states(store.manifest(), today)))}
-        context.log_event(dg.AssetObservation(asset_key=klines_key(spec), metadata=md))
+        context.log_event(dg.AssetObservation(asset_key=klines_key(spec, prefix), metadata=md))
         if not report.ok:  # one readable line; the whole report is in the log line above and the metadata
             raise dg.Failure(description=report.render(spec.name).splitlines()[0] + " (kline-assets verify "
                              "--repair mends it)", metadata={**md, "report": dg.MetadataValue.md(
                                  "```\n" + report.render(spec.name) + "\n```")})
 
-    @dg.job(name=job_name("verify", spec), description=f"Verify the whole {spec.name} archive (read-only).")
+    @dg.job(name=job_name("verify", spec, prefix), description=f"Verify the whole {spec.name} archive (read-only).")
     def _job() -> None:
         _verify()
 

@@ -34,29 +34,43 @@ RANGE_END = "dagster/asset_partition_range_end"
 PARTITION = "dagster/partition"
 
 
-def klines_key(spec: DatasetSpec) -> dg.AssetKey:
-    return dg.AssetKey([spec.exchange_id, spec.symbol, KLINES])
+# A key prefix (`KlineArchive.key_prefix`, "" for the code location of the environment's settings) is the
+# first part of every asset key and the start of every job, sensor, op, group and resource name, so two
+# components with different settings can live in one project without one name meaning two things.
 
 
-def combined_key(spec: DatasetSpec) -> dg.AssetKey:
-    return dg.AssetKey([spec.exchange_id, spec.symbol, COMBINED])
+def prefixed(prefix: str, name: str) -> str:
+    """A job, sensor, op, group or resource name under `prefix`."""
+    return f"{prefix}_{name}" if prefix else name
 
 
-def hourly_key(spec: DatasetSpec) -> dg.AssetKey:
-    return dg.AssetKey([spec.exchange_id, spec.symbol, HOURLY])
+def dataset_key(spec: DatasetSpec, asset: str, prefix: str = "") -> dg.AssetKey:
+    return dg.AssetKey([*([prefix] if prefix else []), spec.exchange_id, spec.symbol, asset])
 
 
-def node_name(market: str) -> str:
+def klines_key(spec: DatasetSpec, prefix: str = "") -> dg.AssetKey:
+    return dataset_key(spec, KLINES, prefix)
+
+
+def combined_key(spec: DatasetSpec, prefix: str = "") -> dg.AssetKey:
+    return dataset_key(spec, COMBINED, prefix)
+
+
+def hourly_key(spec: DatasetSpec, prefix: str = "") -> dg.AssetKey:
+    return dataset_key(spec, HOURLY, prefix)
+
+
+def node_name(market: str, prefix: str = "") -> str:
     """The node (and step) holding a market's `klines_1m` assets."""
-    return f"{KLINES}_{market}"
+    return prefixed(prefix, f"{KLINES}_{market}")
 
 
-def group_name(spec: DatasetSpec) -> str:
-    return f"{spec.exchange_id}_{spec.symbol}"
+def group_name(spec: DatasetSpec, prefix: str = "") -> str:
+    return prefixed(prefix, f"{spec.exchange_id}_{spec.symbol}")
 
 
-def job_name(prefix: str, spec: DatasetSpec) -> str:
-    return f"{prefix}_{spec.exchange_id}_{spec.symbol}"
+def job_name(kind: str, spec: DatasetSpec, prefix: str = "") -> str:
+    return prefixed(prefix, f"{kind}_{spec.exchange_id}_{spec.symbol}")
 
 
 TAG_VALUE_MAX = 2000  # Postgres indexes run tags: a key and value over ~2.7 KB cannot be stored at all

@@ -16,6 +16,7 @@ from kline_assets.binance.client import BinanceClient
 from kline_assets.binance.days import DayStream
 from kline_assets.binance.limiter import limiter_for
 from kline_assets.errors import ChunkUnavailable
+from kline_assets.logs import setup_logging
 from kline_assets.settings import MARKETS, DatasetSpec, Settings
 from kline_assets.timezones import AlignZone, parse_zone
 
@@ -96,11 +97,16 @@ class ArchiveResource(dg.ConfigurableResource):
     data_root: str = "data"
     align_tz: str = "UTC"
     start: str = "2020-01-01"
+    log_dir: str = "logs"  # loader.log: opened by the runs that use the archive, never while loading
     _backend: Backend | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        setup_logging(self.log_dir)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ArchiveResource:
-        return cls(data_root=settings.data_root, align_tz=settings.align_tz.name, start=settings.start.isoformat())
+        return cls(data_root=settings.data_root, align_tz=settings.align_tz.name, start=settings.start.isoformat(),
+                   log_dir=settings.log_dir)
 
     @property
     def zone(self) -> AlignZone:
@@ -113,8 +119,9 @@ class ArchiveResource(dg.ConfigurableResource):
         return self._backend
 
     def store_for_key(self, key: dg.AssetKey) -> DatasetStore:
-        """The dataset behind a `klines_1m` key (`[exchange_id, PAIR_TOKEN, ...]`); its pair is in its manifest."""
-        exchange_id, symbol = key.path[0], key.path[1]
+        """The dataset behind a `klines_1m` key (`[key prefix, exchange_id, PAIR_TOKEN, "klines_1m"]`, the prefix
+        only under a `KlineArchive` that has one); its pair is in its manifest."""
+        exchange_id, symbol = key.path[-3], key.path[-2]
         manifest_key = f"{dataset_dir(exchange_id, symbol)}/{MANIFEST}"
         try:
             manifest = manifest_at(self.backend(), manifest_key)

@@ -24,6 +24,7 @@ from kline_assets.defs.names import (
     combined_key,
     hourly_key,
     klines_key,
+    prefixed,
     range_tags,
     tagged_datasets,
 )
@@ -39,7 +40,7 @@ def busy_ranges(instance: dg.DagsterInstance,
     """Per asset key, the day ranges that queued or running runs (live, backfill, UI, CLI) are writing, with
     the run. Live runs (an op job) and in-process runs (the CLI's) record no asset selection, so their dataset
     tag counts too; a run that names no range counts as writing every day."""
-    by_name = {spec.name: klines_key(spec) for spec in settings.pairs}
+    by_name = {spec.name: klines_key(spec, settings.key_prefix) for spec in settings.pairs}
     busy: dict[dg.AssetKey, list[tuple[str, str, dg.DagsterRun]]] = {}
     for record in instance.get_run_records(dg.RunsFilter(statuses=IN_PROGRESS), limit=200):
         run = record.dagster_run
@@ -75,7 +76,7 @@ def run_minute(now_s: float) -> int:
 def build_live_sensor(settings: Settings, job) -> dg.SensorDefinition:
     # ticks every 2 s are cheap (the cursor skips all but the first of a minute) and request the minute's run
     # ~15 s ahead of its boundary (`run_minute`)
-    @dg.sensor(name=LIVE_SENSOR, job=job, minimum_interval_seconds=2,
+    @dg.sensor(name=prefixed(settings.key_prefix, LIVE_SENSOR), job=job, minimum_interval_seconds=2,
                default_status=dg.DefaultSensorStatus.RUNNING,
                description="Every minute: today's partition of each trading dataset up to the last closed minute; "
                            "completes yesterday after midnight and catches up missed days. One run for all "
@@ -93,7 +94,7 @@ def build_live_sensor(settings: Settings, job) -> dg.SensorDefinition:
         stores = [archive.store(spec) for spec in settings.live_pairs]
         for (first, today), members in live_groups(stores, settings.align_tz, now_ms).items():
             for store in members:
-                spans = [(a, b, run) for a, b, run in busy.get(klines_key(store.spec), ())
+                spans = [(a, b, run) for a, b, run in busy.get(klines_key(store.spec, settings.key_prefix), ())
                          if a <= today.isoformat() and first.isoformat() <= b]
                 if spans:
                     skipped.append(store.spec.name)
@@ -120,7 +121,8 @@ def build_live_sensor(settings: Settings, job) -> dg.SensorDefinition:
 def build_combine_after_backfill_sensor(settings: Settings, job) -> dg.SensorDefinition:
     """BUILD_COMBINED_ON_BACKFILL=1: after a successful non-live run of klines_1m, rebuild the combined file."""
 
-    @dg.run_status_sensor(name=COMBINE_SENSOR, run_status=dg.DagsterRunStatus.SUCCESS, request_job=job,
+    @dg.run_status_sensor(name=prefixed(settings.key_prefix, COMBINE_SENSOR), request_job=job,
+                          run_status=dg.DagsterRunStatus.SUCCESS,
                           default_status=dg.DefaultSensorStatus.RUNNING,
                           description="Rebuilds klines_1m_combined after each successful backfill.")
     def _combine(context: dg.RunStatusSensorContext):
@@ -130,7 +132,8 @@ def build_combine_after_backfill_sensor(settings: Settings, job) -> dg.SensorDef
         records = context.instance.get_records_for_run(
             run_id=run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=100_000).records
         keys = {r.event_log_entry.dagster_event.asset_key for r in records}
-        selection = [combined_key(spec) for spec in settings.pairs if klines_key(spec) in keys]
+        selection = [combined_key(spec, settings.key_prefix) for spec in settings.pairs
+                     if klines_key(spec, settings.key_prefix) in keys]
         if not selection:
             return dg.SkipReason("the run loaded no klines_1m")
         return dg.RunRequest(run_key=f"combine:{run.run_id}", asset_selection=selection)
@@ -144,7 +147,8 @@ def build_hourly_after_klines_sensor(settings: Settings, job) -> dg.SensorDefini
     klines_1m records its days as events and emits no output, so a klines_1h step in the same run would
     be skipped."""
 
-    @dg.run_status_sensor(name=HOURLY_SENSOR, run_status=dg.DagsterRunStatus.SUCCESS, request_job=job,
+    @dg.run_status_sensor(name=prefixed(settings.key_prefix, HOURLY_SENSOR), request_job=job,
+                          run_status=dg.DagsterRunStatus.SUCCESS,
                           default_status=dg.DefaultSensorStatus.RUNNING,
                           description="Builds klines_1h of the days each successful klines_1m run loaded.")
     def _hourly(context: dg.RunStatusSensorContext):
@@ -157,9 +161,9 @@ def build_hourly_after_klines_sensor(settings: Settings, job) -> dg.SensorDefini
             days.setdefault(event.asset_key, []).append(event.partition)
         groups: dict[tuple[str, str], list] = {}
         for spec in settings.pairs:
-            if days.get(klines_key(spec)):
-                span = (min(days[klines_key(spec)]), max(days[klines_key(spec)]))
-                groups.setdefault(span, []).append(hourly_key(spec))
+            if days.get(key := klines_key(spec, settings.key_prefix)):
+                span = (min(days[key]), max(days[key]))
+                groups.setdefault(span, []).append(hourly_key(spec, settings.key_prefix))
         requests = [
             dg.RunRequest(run_key=f"hourly:{run.run_id}:{first}:{last}", asset_selection=keys,
                           # no dataset tag: klines_1h writes no chunk, so the live sensor need not wait for it

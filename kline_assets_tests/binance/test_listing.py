@@ -14,7 +14,8 @@ import pytest
 from kline_assets.archive.backend import open_root
 from kline_assets.archive.paths import listing_cache
 from kline_assets.binance.listing import Listing
-from kline_assets.defs.definitions import build_definitions, resolve_datasets
+from kline_assets.defs.component import build_definitions
+from kline_assets.defs.definitions import resolve_datasets
 from kline_assets.defs.names import LIVE_SENSOR
 from kline_assets.errors import BadInput
 from kline_assets.settings import DatasetSpec, Selector, parse_pairs
@@ -54,7 +55,7 @@ def test_selectors_pick_trading_symbols_of_the_quote_after_the_explicit_pairs(ma
             "spot:SOL/USDT"]  # C001 does not trade, ETHBTC is another quote
     assert names(settings) == ["spot:ETH/BTC", *futures, *spot]
     assert not settings.retired
-    keys = build_definitions(settings, resolve_pairs=False).resolve_all_asset_keys()
+    keys = build_definitions(settings).resolve_all_asset_keys()
     assert len([k for k in keys if k.path[-1] == "klines_1m"]) == 14
 
 
@@ -72,25 +73,31 @@ def test_listing_is_cached_and_serves_when_the_exchange_is_down(market_sim, make
     assert "exchangeInfo of futures unavailable" in caplog.text and "2.0 h ago" in caplog.text
 
 
-def test_loading_never_waits_long_on_a_silent_exchange(make_settings, caplog):
-    """An origin that accepts connections and never answers: ~2 s, then the explicit pairs only."""
+def test_loading_never_asks_the_exchange(make_settings, caplog):
+    """An origin that accepts connections and never answers: loading takes well under a second, connects to
+    nothing, defines the explicit pairs (one nobody asked about keeps its name) and says how to refresh."""
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(64)
     url = f"http://127.0.0.1:{silent.getsockname()[1]}"
     try:
-        settings = replace(make_settings(pairs="futures:BTC/USDT,spot:*/USDT,futures:*/USDT"), spot_url=url,
-                           futures_url=url)
+        settings = replace(make_settings(pairs="futures:BTC/USDT,futures:ETH/USDT,spot:*/USDT,futures:*/USDT"),
+                           spot_url=url, futures_url=url, archive_url=url)
         began = time.monotonic()
         with caplog.at_level(logging.WARNING, logger="kline_assets"):
             defs = build_definitions(settings)
+            keys = [k for k in defs.resolve_all_asset_keys() if k.path[-1] == "klines_1m"]
         took = time.monotonic() - began
+        silent.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            silent.accept()  # nobody connected
     finally:
         silent.close()
-    assert took < 4.5  # the pair probe and both listings wait ~2 s each at most, the listings side by side
-    keys = [k for k in defs.resolve_all_asset_keys() if k.path[-1] == "klines_1m"]
-    assert [k.path[:2] for k in keys] == [["binanceusdm", "BTCUSDT"]]
-    assert "KLINE_PAIRS spot:*/USDT: no exchangeInfo yet" in caplog.text
+    assert took < 1, took
+    assert sorted(k.path[:2] for k in keys) == [["binanceusdm", "BTCUSDT"], ["binanceusdm", "ETHUSDT"]]
+    assert "KLINE_PAIRS spot:*/USDT: no exchangeInfo stored yet" in caplog.text
+    assert "kline-assets status --all" in caplog.text and "dg utils refresh-defs-state" in caplog.text
+    assert not Path(settings.data_root).exists() and not Path(settings.log_dir).exists()  # nothing written
 
 
 def test_a_symbol_that_stops_trading_keeps_its_dataset_and_live_leaves_it(make_settings, tmp_path, monkeypatch, capsys):

@@ -13,7 +13,8 @@ from kline_assets.archive.checks import CHECK_NAMES
 from kline_assets.archive.schema import SCHEMA
 from kline_assets.binance.days import DayStream
 from kline_assets.defs import io_manager
-from kline_assets.defs.definitions import build_definitions, build_resources
+from kline_assets.defs.component import build_definitions
+from kline_assets.defs.definitions import build_resources
 from kline_assets.defs.names import EXCHANGE, klines_key, node_name
 from kline_assets.defs.resources import ExchangeResource
 from kline_assets.timezones import parse_zone

@@ -10,7 +10,8 @@ import dagster as dg
 from kline_assets.archive.store import DatasetStore
 from kline_assets.cli.live import seconds_to_next_boundary
 from kline_assets.defs import live
-from kline_assets.defs.definitions import build_definitions, resolve_datasets
+from kline_assets.defs.component import build_definitions
+from kline_assets.defs.definitions import resolve_datasets
 from kline_assets.defs.live import AFTER_BOUNDARY_S, live_days, live_run_config, live_tags, wait_for_boundary
 from kline_assets.defs.names import (
     HOURLY_SENSOR,
@@ -271,7 +272,7 @@ def test_a_run_of_900_datasets_names_them_all_in_tags_postgres_can_store(sim, ma
     today = dt.datetime.now(dt.timezone.utc).date()
     tags = live_tags(list(settings.pairs), today, today)
     assert len(tags) > 10 and max(map(len, tags.values())) <= 2000
-    job = build_definitions(settings, resolve_pairs=False).resolve_job_def("live_klines")
+    job = build_definitions(settings).resolve_job_def("live_klines")
     run_ = any_instance.create_run_for_job(job, tags=tags, status=dg.DagsterRunStatus.STARTED)
     stored = any_instance.get_run_records(dg.RunsFilter(tags={TAG_SOURCE: "live"}))
     assert [r.dagster_run.run_id for r in stored] == [run_.run_id]
