@@ -47,12 +47,46 @@ log = logging.getLogger("kline_assets")
 DEFAULT_PAIRS = [f"futures:{DEFAULT_PAIR}", f"spot:{DEFAULT_PAIR}"]
 
 
+SCAFFOLD = """\
+# Binance 1-minute klines (kline-assets). Every attribute is optional; these are the defaults.
+# The datasets a selector (market:*/QUOTE) means come from a listing refreshed by
+# `dg utils refresh-defs-state` (or any `kline-assets ... --all` command); loading never asks the exchange.
+# Two KlineArchive components in one project need different key_prefix values.
+type: {type_name}
+
+attributes:
+  pairs: [futures:BTC/USDT, spot:BTC/USDT]   # market:BASE/QUOTE, or market:*/QUOTE for every TRADING symbol
+  data_root: data                            # a folder, or s3://bucket/prefix
+  log_dir: logs
+  align_tz: UTC                              # local days of this IANA zone (or +02:00) are the partitions
+  start: "2020-01-01"
+  source: auto                               # auto (public archive for closed days, REST for the rest) | rest | archive
+  spot_url: https://api.binance.com          # REST origins and the public archive (e.g. the simulator's)
+  futures_url: https://fapi.binance.com
+  archive_url: https://data.binance.vision
+  live_sensor: true                          # keep today's partition current every minute
+  hourly: false                              # the example downstream asset klines_1h
+  combine_after_backfill: false
+  # key_prefix: eu                           # keys [eu, binanceusdm, BTCUSDT, klines_1m], jobs eu_live_klines, ...
+"""
+
+
+class KlineArchiveScaffolder(dg.Scaffolder):
+    """`dg scaffold defs kline_assets.KlineArchive <name>`: a defs.yaml with every attribute and its default."""
+
+    def scaffold(self, request: dg.ScaffoldRequest) -> None:
+        if request.scaffold_format != "yaml":
+            raise dg.DagsterInvariantViolationError("KlineArchive is configured in defs.yaml: scaffold it as yaml")
+        (request.target_path / "defs.yaml").write_text(SCAFFOLD.format(type_name=request.type_name))
+
+
 def no_refresh_on_load() -> DefsStateConfigArgs:
     """State in the project folder, refreshed only when asked: `dagster dev` would otherwise ask the
     exchange on every load."""
     return DefsStateConfigArgs.local_filesystem().model_copy(update={"refresh_if_dev": False})
 
 
+@dg.scaffold_with(KlineArchiveScaffolder)
 @dataclass
 class KlineArchive(dg.StateBackedComponent, dg.Resolvable):
     """Binance 1-minute klines as daily-partitioned Dagster assets, one per dataset, kept in an exact,
