@@ -135,11 +135,12 @@ def build_combined(market: str, pair: str, *, from_index: int | None = None, to_
     return combine(store, from_index, to_index, parse_zone(tz).file_suffix() if tz else None)
 
 
-def klines_asset_key(market: str, pair: str) -> dg.AssetKey:
-    """The key of the dataset's `klines_1m` asset, for `AssetIn`/`deps` of your own assets."""
+def klines_asset_key(market: str, pair: str, *, key_prefix: str | None = None) -> dg.AssetKey:
+    """The key of the dataset's `klines_1m` asset, for `AssetIn`/`deps` of your own assets (`key_prefix`: that
+    of the `KlineArchive` component defining it, if it has one)."""
     from kline_assets.defs.names import klines_key
 
-    return klines_key(_spec(market, pair))
+    return klines_key(_spec(market, pair), key_prefix or "")
 
 
 def build_definitions() -> dg.Definitions:

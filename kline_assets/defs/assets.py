@@ -4,8 +4,14 @@ recorded in Dagster (materialization and three check evaluations) as soon as its
 Why `multi_asset` (also for one dataset): Dagster records the events an asset body yields as they come, but it
 adds a bare materialization for every partition of the range when the body returns an output, and an
 `@asset` with check specs must return its check outputs. A subsettable `multi_asset` makes every output
-optional, so the body yields only per-day `AssetMaterialization`s and `AssetCheckEvaluation`s: each
-day is recorded once, with its metadata, while the run goes on (public API, no output names).
+optional, so the body yields per-day `AssetMaterialization`s and `AssetCheckEvaluation`s: each day is
+recorded once, with its metadata, while the run goes on (public API, no output names).
+
+At the end of the run the body yields each selected check's verdict over the run's days (an
+`AssetCheckResult`: Dagster expects one, and blocking checks stop downstream steps through it). When the
+run also materializes other assets (your own downstream asset, `klines_1h`, `klines_1m_combined`), each
+dataset whose days all committed and passed also yields its `MaterializeResult`, so those steps run in
+the same run and read the days just written; that records each day a second time, so only such runs do it.
 
 No `from __future__ import annotations` here: Dagster reads the context annotation at run time.
 """
@@ -22,7 +28,16 @@ from kline_assets.archive.schema import COLUMN_NAMES
 from kline_assets.archive.store import DatasetStore
 from kline_assets.defs.fleet import recording, run_fleet, work_for
 from kline_assets.defs.io_manager import ChunkIOManager, Committed
-from kline_assets.defs.names import ARCHIVE, CHUNK_IO_MANAGER, EXCHANGE, group_name, klines_key, node_name, prefixed
+from kline_assets.defs.names import (
+    ARCHIVE,
+    CHUNK_IO_MANAGER,
+    EXCHANGE,
+    KLINES,
+    group_name,
+    klines_key,
+    node_name,
+    prefixed,
+)
 from kline_assets.defs.partitions import key_to_day
 from kline_assets.defs.resources import ArchiveResource, ExchangeResource
 from kline_assets.logs import PROGRESS
@@ -159,14 +174,67 @@ def market_node(market: str, specs: list[DatasetSpec], partitions_def: dg.Partit
         report(f"{names}: {len(days)} day(s) {days[0]}..{days[-1]}")
         took = [0.0]  # wall time of this thread spent while Dagster stores the days' events
 
+        verdicts = Verdicts()
+
         def record(store: DatasetStore, batch: Committed):
             began, now_ms = time.monotonic(), int(time.time() * 1000)
-            key = key_of[store.spec]
-            yield from batch_events(store, key, batch.days, batch_outcomes(store, batch), checks[key], now_ms)
+            key, outcomes = key_of[store.spec], batch_outcomes(store, batch)
+            verdicts.add(key, batch.days, outcomes, checks[key])
+            yield from batch_events(store, key, batch.days, outcomes, checks[key], now_ms)
             took[0] += time.monotonic() - began
 
         yield from recording(run_fleet(exchange, chunks, work, report), record)
         report(f"{names}: checking and recording {sum(len(w.days) for w in work)} day(s) in Dagster took "
                f"{took[0]:.1f}s, while the next days were being fetched")
+        downstream = feeds_other_assets(context.run)
+        for item in work:
+            key = key_of[item.store.spec]
+            results = [verdicts.result(key, name) for name in checks[key]]
+            if downstream and verdicts.committed.get(key, 0) == len(days) and all(r.passed for r in results):
+                yield dg.MaterializeResult(asset_key=key, check_results=results, metadata={
+                    "days": dg.MetadataValue.int(len(item.days)),
+                    "note": "the days of this run, each recorded with its chunk's metadata when it committed"})
+            else:
+                yield from results
 
     return _klines
+
+
+def feeds_other_assets(run: dg.DagsterRun) -> bool:
+    """Whether the run materializes assets besides `klines_1m` ones: one of them may read ours. Runs started
+    from the UI, by `dg launch`, `dagster asset materialize`, sensors and automation record their selection;
+    an in-process `dg.materialize` does not (`execute_in_process(asset_selection=...)` does)."""
+    return any(key.path[-1] != KLINES for key in run.asset_selection or ())
+
+
+class Verdicts:
+    """Each check's outcome over a run's days, counted as they are recorded (memory: a few numbers per
+    dataset and check, whatever the range)."""
+
+    def __init__(self) -> None:
+        self.committed: dict[dg.AssetKey, int] = {}
+        self.days: dict[tuple[dg.AssetKey, str], int] = {}
+        self.failed: dict[tuple[dg.AssetKey, str], list] = {}  # [count, first day, any of ERROR severity]
+
+    def add(self, key: dg.AssetKey, days: list[tuple[dt.date, ChunkEntry]],
+            outcomes: dict[dt.date, dict[str, Outcome | None]], checks: list[str]) -> None:
+        self.committed[key] = self.committed.get(key, 0) + len(days)
+        for day, _ in days:
+            for name in checks:
+                self.days[key, name] = self.days.get((key, name), 0) + 1
+                outcome = outcomes[day][name]
+                if not passed(outcome):
+                    failed = self.failed.setdefault((key, name), [0, day, False])
+                    failed[0], failed[1] = failed[0] + 1, min(failed[1], day)
+                    failed[2] = failed[2] or outcome is None or outcome.severity != "WARN"
+
+    def result(self, key: dg.AssetKey, name: str) -> dg.AssetCheckResult:
+        days = self.days.get((key, name), 0)
+        count, first, error = self.failed.get((key, name), [0, None, False])
+        md = {"days": dg.MetadataValue.int(days), "failed_days": dg.MetadataValue.int(count)}
+        if count:
+            md["first_failed_day"] = dg.MetadataValue.text(first.isoformat())
+        return dg.AssetCheckResult(
+            asset_key=key, check_name=name, passed=not count, metadata=md,
+            severity=dg.AssetCheckSeverity.ERROR if error else dg.AssetCheckSeverity.WARN,
+            description=f"this run's {days} day(s)" + (f": {count} failed, the first {first}" if count else ""))

@@ -97,8 +97,8 @@ def one_line(message: str | None, cls_name: str) -> str:
 def materialize_range(settings: Settings, specs: list[DatasetSpec], first_key: str, last_key: str,
                       instance: dg.DagsterInstance, tags: dict | None = None) -> RunOutcome:
     """One run loading the days first_key..last_key of every dataset in `specs` (one step, side by side);
-    with `KLINE_HOURLY=1` a second run then builds klines_1h of the same days (in its own run: klines_1m
-    records its days as events and emits no output, so a downstream step in the same run would be skipped)."""
+    with `KLINE_HOURLY=1` a second run then builds klines_1h of the same days (its own run: a run of both
+    would record every day of klines_1m twice, `defs.assets`)."""
     outcome = _range_run(settings, specs, BACKFILL_JOB, [klines_key(s) for s in specs], first_key, last_key,
                          instance, tags)
     return _then_hourly(outcome, settings, specs, first_key, last_key, instance, tags)

@@ -143,9 +143,8 @@ def build_combine_after_backfill_sensor(settings: Settings, job) -> dg.SensorDef
 
 def build_hourly_after_klines_sensor(settings: Settings, job) -> dg.SensorDefinition:
     """KLINE_HOURLY=1: after each successful run that loaded klines_1m (live, backfill, CLI), one run per
-    range of days builds klines_1h of every dataset that loaded that range. A run of its own, because
-    klines_1m records its days as events and emits no output, so a klines_1h step in the same run would
-    be skipped."""
+    range of days builds klines_1h of every dataset that loaded that range, unless that run built it too (a
+    run of both, selected in the UI). Live runs are op runs, which cannot hold klines_1h."""
 
     @dg.run_status_sensor(name=prefixed(settings.key_prefix, HOURLY_SENSOR), request_job=job,
                           run_status=dg.DagsterRunStatus.SUCCESS,
@@ -161,6 +160,8 @@ def build_hourly_after_klines_sensor(settings: Settings, job) -> dg.SensorDefini
             days.setdefault(event.asset_key, []).append(event.partition)
         groups: dict[tuple[str, str], list] = {}
         for spec in settings.pairs:
+            if hourly_key(spec, settings.key_prefix) in days:
+                continue  # built in the same run, from the days it wrote
             if days.get(key := klines_key(spec, settings.key_prefix)):
                 span = (min(days[key]), max(days[key]))
                 groups.setdefault(span, []).append(hourly_key(spec, settings.key_prefix))

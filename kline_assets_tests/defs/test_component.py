@@ -40,6 +40,26 @@ def defs():
 """
 
 
+MINE = """\
+import datetime as dt
+
+import dagster as dg
+import pandas as pd
+
+import kline_assets
+from kline_assets.defs.partitions import daily_partitions
+from kline_assets.timezones import parse_zone
+
+
+@dg.asset(ins={{"klines": dg.AssetIn(kline_assets.klines_asset_key("futures", "BTC/USDT", key_prefix="zurich"))}},
+          partitions_def=daily_partitions(parse_zone("Europe/Zurich"), dt.date(2020, 1, 1)))
+def mine(context: dg.AssetExecutionContext, klines: pd.DataFrame) -> dg.MaterializeResult:
+    with open("{out}", "w") as f:
+        f.write(f"{{context.partition_key}} {{len(klines)}}")
+    return dg.MaterializeResult()
+"""
+
+
 def dg_cli(project: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(project), "DAGSTER_HOME": str(project / "home"),
            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "NO_COLOR": "1"}
@@ -96,9 +116,14 @@ def test_a_dg_project_scaffolds_refreshes_lists_and_materializes_two_components(
     entry = store_of(settings).manifest().entry_for(dt.date(2021, 1, 1))
     assert entry.complete and stored_rows(store_of(settings), entry) == expected_rows(
         sim.state, DatasetSpec("futures", "BTC/USDT"), "Europe/Zurich", dt.date(2021, 1, 1))
+    # the user's own asset on the archive, selected with klines_1m: one run builds both
+    (project / "throwaway" / "defs" / "mine").mkdir()
+    (project / "throwaway" / "defs" / "mine" / "assets.py").write_text(MINE.format(out=tmp_path / "mine.txt"))
+    dg_cli(project, "launch", "--assets", "zurich/binanceusdm/BTCUSDT/klines_1m,mine", "--partition", "2021-01-02")
+    assert (tmp_path / "mine.txt").read_text() == "2021-01-02 1440"
     with dg.DagsterInstance.from_config(str(project / "home")) as instance:
         key = dg.AssetKey(["zurich", "binanceusdm", "BTCUSDT", "klines_1m"])
-        assert instance.get_materialized_partitions(key) == {"2021-01-01"}
+        assert instance.get_materialized_partitions(key) == {"2021-01-01", "2021-01-02"}
 
 
 def test_bad_attributes_fail_the_load_with_one_line():

@@ -126,3 +126,37 @@ def test_klines_1h_equals_a_pandas_resample(sim, make_settings, instance, data_r
         want = resampled(minutes)
         pd.testing.assert_frame_equal(got.reset_index(drop=True), want[got.columns], check_dtype=False)
     assert len(bars["2020-02-19"]) == 24 - 5  # the exchange's gap 11:35-17:30 leaves five hours without a kline
+
+
+def test_klines_1m_and_a_downstream_asset_in_one_run(sim, make_settings, instance):
+    """What a user clicks in the UI: klines_1m and their own asset selected together. Both run; the
+    downstream one sees the days just written; each day is recorded with its chunk's metadata; the run's
+    log has no "did not yield or return expected outputs" line and each check has the run's verdict."""
+    settings = make_settings(start="2021-01-01")
+    mine = downstream(settings, "range")
+    SEEN.clear()
+    defs = dg.Definitions(assets=[mine, *build_assets(settings)], resources=build_resources(settings),
+                          jobs=[dg.define_asset_job("everything")])
+    # as the UI, `dg launch` and `dagster asset materialize` start it: the run records its asset selection
+    result = defs.resolve_job_def("everything").execute_in_process(
+        instance=instance, asset_selection=[mine.key, klines_key(FUT)], tags=range_tags("2021-01-01", "2021-01-03"))
+    assert result.success
+    assert sorted(SEEN["value"]) == ["2021-01-01", "2021-01-02", "2021-01-03"]
+    assert [list(r) for r in SEEN["value"]["2021-01-02"].itertuples(index=False)] == expected_rows(
+        sim.state, FUT, "UTC", dt.date(2021, 1, 2))
+    per_day = [m for m in result.asset_materializations_for_node("klines_1m_futures") if "sha256" in m.metadata]
+    assert sorted(m.partition for m in per_day) == ["2021-01-01", "2021-01-02", "2021-01-03"]
+    logs = [e.user_message for e in instance.all_logs(result.run_id)]
+    assert not any("did not yield or return expected outputs" in text for text in logs)
+    verdicts = [e for e in result.get_asset_check_evaluations() if e.partition is None]
+    assert sorted(e.check_name for e in verdicts) == ["continuity", "integrity", "sanity"]
+    assert all(e.passed and e.metadata["days"].value == 3 for e in verdicts)
+
+
+def test_a_klines_1m_run_alone_says_nothing_of_missing_outputs(sim, make_settings, instance):
+    settings = make_settings(start="2021-01-01")
+    result = run(settings, instance, FUT, "2021-01-01", "2021-01-02")
+    assert result.success
+    assert not any("did not yield or return expected outputs" in e.user_message
+                   for e in instance.all_logs(result.run_id))
+    assert len([m for m in result.asset_materializations_for_node("klines_1m_futures")]) == 2  # once per day
