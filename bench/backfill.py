@@ -150,11 +150,11 @@ def reference_loop(url: str, market: str, days: int) -> float:
 def local_cost(url: str, days: int) -> dict:
     """Our own work per day without Dagster's event recording: fetch (ccxt HTTP + JSON), table build,
     zstd Parquet, sha256, pending file + fsync (in the stream's workers), batched manifest commits."""
-    from kline_assets.archive.store import DatasetStore
     from kline_assets.binance.client import BinanceClient
     from kline_assets.binance.days import DayStream
     from kline_assets.binance.limiter import WeightLimiter
     from kline_assets.settings import MARKETS, DatasetSpec
+    from kline_assets.store.dataset import DatasetStore
     from kline_assets.timezones import parse_zone
 
     with tempfile.TemporaryDirectory() as root:

@@ -17,10 +17,10 @@ import tempfile
 
 import pyarrow.compute as pc
 
-from kline_assets.archive.schema import rows_to_table
-from kline_assets.archive.store import DatasetStore
 from kline_assets.settings import DatasetSpec
 from kline_assets.sim.server import kline_row
+from kline_assets.store.dataset import DatasetStore
+from kline_assets.store.schema import rows_to_table
 from kline_assets.timezones import parse_zone
 
 SPEC = DatasetSpec("futures", "BTC/USDT")
@@ -47,9 +47,9 @@ def make_dataset(root: str, days: int) -> None:
 
 CHILD = """
 import json, resource, sys, time, datetime as dt
-from kline_assets.archive.combine import combine
+from kline_assets.store.combine import combine
 from kline_assets.settings import DatasetSpec
-from kline_assets.archive.store import DatasetStore
+from kline_assets.store.dataset import DatasetStore
 from kline_assets.timezones import parse_zone
 store = DatasetStore(sys.argv[1], DatasetSpec("futures", "BTC/USDT"), parse_zone("UTC"), dt.date(2021, 1, 1))
 rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -34,12 +34,12 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/scale.py` from anywhere
 from bench.backfill import BIN, free_port, sim_call, simulator, summarise
-from kline_assets.archive.backend import open_root
-from kline_assets.archive.paths import MANIFEST
-from kline_assets.archive.schema import rows_to_table
-from kline_assets.archive.store import dataset_dirs, manifest_at
 from kline_assets.defs.instance import instance_yaml
 from kline_assets.sim.market import SimConfig, SimState
+from kline_assets.store.backend import open_root
+from kline_assets.store.dataset import dataset_dirs, manifest_at
+from kline_assets.store.paths import MANIFEST
+from kline_assets.store.schema import rows_to_table
 from kline_assets.timezones import UTC
 from kline_assets_tests.helpers import LAUNCH, dagster_dev, graphql
 

@@ -17,15 +17,15 @@ from typing import TYPE_CHECKING
 
 import pyarrow.dataset as pads
 
-from kline_assets.archive.backend import open_root
-from kline_assets.archive.combine import Combined, combine
-from kline_assets.archive.manifest import Manifest
-from kline_assets.archive.paths import DatasetPaths
-from kline_assets.archive.reader import backfill_hint, day_runs, uncovered_days, verified_tables, window_table
-from kline_assets.archive.schema import SCHEMA
-from kline_assets.archive.store import DatasetStore, manifest_at
 from kline_assets.errors import BadInput, ChunkUnavailable
 from kline_assets.settings import DEFAULT_PAIR, DatasetSpec, Settings, get_market, normalise_pair
+from kline_assets.store.backend import open_root
+from kline_assets.store.combine import Combined, combine
+from kline_assets.store.dataset import DatasetStore, manifest_at
+from kline_assets.store.manifest import Manifest
+from kline_assets.store.paths import DatasetPaths
+from kline_assets.store.reader import backfill_hint, day_runs, uncovered_days, verified_tables, window_table
+from kline_assets.store.schema import SCHEMA
 from kline_assets.timezones import AlignZone, parse_instant, parse_zone
 
 __all__ = ["build_combined", "build_definitions", "klines_asset_key", "load_manifest", "open_dataset",

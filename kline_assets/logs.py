@@ -10,7 +10,7 @@ import time
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
-from kline_assets.archive.paths import log_file
+from kline_assets.store.paths import log_file
 
 # progress lines of runs (days, rows, requests, days/min): into loader.log like every record of ours, and
 # on stderr where the command line asks for them (`show_progress`)

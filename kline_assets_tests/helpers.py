@@ -22,16 +22,16 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from kline_assets.archive.backend import open_root
-from kline_assets.archive.manifest import ChunkEntry
-from kline_assets.archive.paths import DatasetPaths
-from kline_assets.archive.schema import rows_to_table
-from kline_assets.archive.store import DatasetStore
 from kline_assets.defs.definitions import build_assets, build_resources
 from kline_assets.defs.names import klines_key, range_tags
 from kline_assets.logs import PROGRESS
 from kline_assets.settings import MARKETS, DatasetSpec
 from kline_assets.sim.server import SimState, kline_row
+from kline_assets.store.backend import open_root
+from kline_assets.store.dataset import DatasetStore
+from kline_assets.store.manifest import ChunkEntry
+from kline_assets.store.paths import DatasetPaths
+from kline_assets.store.schema import rows_to_table
 from kline_assets.timezones import parse_zone
 
 FUT = DatasetSpec("futures", "BTC/USDT")

@@ -29,9 +29,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from kline_assets.archive.schema import COLUMN_NAMES, COLUMNS, value_problem
 from kline_assets.binance.http import HttpFailure, Limits, Stopped, Transport, Unreachable, beside, pause
 from kline_assets.errors import ExchangeTransient
+from kline_assets.store.schema import COLUMN_NAMES, COLUMNS, value_problem
 from kline_assets.timezones import UTC
 
 log = logging.getLogger("kline_assets")

@@ -11,12 +11,12 @@ import random
 
 import pyarrow as pa
 
-from kline_assets.archive.reader import verified_table
-from kline_assets.archive.schema import rows_to_table
-from kline_assets.archive.store import DatasetStore
-from kline_assets.archive.verify import Problem
 from kline_assets.binance.client import BinanceClient
 from kline_assets.binance.paging import fetch_window
+from kline_assets.store.dataset import DatasetStore
+from kline_assets.store.reader import verified_table
+from kline_assets.store.schema import rows_to_table
+from kline_assets.store.verify import Problem
 
 
 def archived_days(store: DatasetStore, first: dt.date | None, last: dt.date | None) -> list[dt.date]:

@@ -26,15 +26,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from kline_assets.archive.checks import evaluate_day
-from kline_assets.archive.manifest import ChunkEntry, Manifest
-from kline_assets.archive.schema import rows_to_table, value_problem
-from kline_assets.archive.store import DatasetStore, Staged, sha256_bytes
 from kline_assets.binance.archive import NEWEST_LAG_DAYS, ArchiveClient, ArchiveUnusable
 from kline_assets.binance.client import BinanceClient
 from kline_assets.binance.http import pause, stoppable
 from kline_assets.binance.paging import Fetched, add_gap, fetch_window, note_rows
 from kline_assets.errors import ExchangeTransient
+from kline_assets.store.checks import evaluate_day
+from kline_assets.store.dataset import DatasetStore, Staged, sha256_bytes
+from kline_assets.store.manifest import ChunkEntry, Manifest
+from kline_assets.store.schema import rows_to_table, value_problem
 from kline_assets.timezones import UTC
 
 log = logging.getLogger("kline_assets")

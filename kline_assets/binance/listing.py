@@ -19,12 +19,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
-from kline_assets.archive.backend import Backend
-from kline_assets.archive.paths import listing_cache
-from kline_assets.archive.store import dataset_dirs
 from kline_assets.binance.client import BinanceClient
 from kline_assets.errors import ExchangeFinal, ExchangeTransient
 from kline_assets.settings import MARKETS, MAX_SYMBOL, DatasetSpec, Selector, Settings, plain_name
+from kline_assets.store.backend import Backend
+from kline_assets.store.dataset import dataset_dirs
+from kline_assets.store.paths import listing_cache
 
 log = logging.getLogger("kline_assets")
 

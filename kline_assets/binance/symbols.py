@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import logging
 
-from kline_assets.archive.backend import Backend
-from kline_assets.archive.paths import DatasetPaths, symbols_cache
 from kline_assets.binance.client import BinanceClient
 from kline_assets.errors import BadInput, ExchangeFinal, ExchangeTransient, UnknownSymbol
 from kline_assets.settings import DEFAULT_PAIR, DatasetSpec
+from kline_assets.store.backend import Backend
+from kline_assets.store.paths import DatasetPaths, symbols_cache
 
 log = logging.getLogger("kline_assets")
 

@@ -13,13 +13,6 @@ from pathlib import Path
 
 import dagster as dg
 
-from kline_assets.archive.backend import Backend, open_root
-from kline_assets.archive.combine import plan
-from kline_assets.archive.daycalendar import counts, day_states, write_png
-from kline_assets.archive.paths import MANIFEST, dataset_dir
-from kline_assets.archive.status import all_status, dataset_status, render
-from kline_assets.archive.store import DatasetStore, before_start, manifest_at
-from kline_assets.archive.verify import quarantine, record, verify
 from kline_assets.binance.crosscheck import archived_days, cross_check, sample
 from kline_assets.binance.listing import Listing, fetch_listing
 from kline_assets.binance.symbols import fallback_message, resolve_pair
@@ -28,7 +21,7 @@ from kline_assets.defs.definitions import resolve_datasets
 from kline_assets.defs.instance import dagster_instance
 from kline_assets.defs.live import live_groups
 from kline_assets.defs.names import COMBINE_JOB, combined_key
-from kline_assets.defs.resources import ArchiveResource, ExchangeResource
+from kline_assets.defs.resources import ExchangeResource, StoreResource
 from kline_assets.defs.runs import (
     RunOutcome,
     asset_run,
@@ -40,6 +33,13 @@ from kline_assets.defs.runs import (
 from kline_assets.errors import BadInput, ExchangeFinal, ExchangeTransient
 from kline_assets.logs import setup_logging
 from kline_assets.settings import MARKETS, DatasetSpec, Settings, get_market
+from kline_assets.store.backend import Backend, open_root
+from kline_assets.store.combine import plan
+from kline_assets.store.dataset import DatasetStore, before_start, manifest_at
+from kline_assets.store.daycalendar import counts, day_states, write_png
+from kline_assets.store.paths import MANIFEST, dataset_dir
+from kline_assets.store.status import all_status, dataset_status, render
+from kline_assets.store.verify import quarantine, record, verify
 from kline_assets.timezones import ceil_to_local_day, floor_to_local_day, ms_to_iso, parse_instant, parse_zone
 
 
@@ -52,7 +52,7 @@ def now_utc() -> dt.datetime:
 
 
 def open_store(settings: Settings, spec: DatasetSpec) -> DatasetStore:
-    return ArchiveResource.from_settings(settings).store(spec)
+    return StoreResource.from_settings(settings).store(spec)
 
 
 def plan_window(args: argparse.Namespace, settings: Settings,

@@ -15,7 +15,6 @@ import sys
 import warnings
 from dataclasses import replace
 
-from kline_assets.archive.backend import open_root
 from kline_assets.defs.instance import STORAGES, instance_yaml
 from kline_assets.errors import BadInput, ExchangeFinal, ExchangeTransient
 from kline_assets.logs import show_progress
@@ -28,6 +27,7 @@ from kline_assets.settings import (
     normalise_pair,
     parse_source,
 )
+from kline_assets.store.backend import open_root
 from kline_assets.timezones import parse_zone
 
 log = logging.getLogger("kline_assets")

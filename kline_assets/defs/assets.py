@@ -22,26 +22,26 @@ import time
 
 import dagster as dg
 
-from kline_assets.archive.checks import CHECK_NAMES, CONTINUITY, INTEGRITY, SANITY, Outcome, evaluate, with_previous
-from kline_assets.archive.manifest import ChunkEntry
-from kline_assets.archive.schema import COLUMN_NAMES
-from kline_assets.archive.store import DatasetStore
 from kline_assets.defs.fleet import recording, run_fleet, work_for
 from kline_assets.defs.io_manager import ChunkIOManager, Committed
 from kline_assets.defs.names import (
-    ARCHIVE,
     CHUNK_IO_MANAGER,
     EXCHANGE,
     KLINES,
+    STORE,
     group_name,
     klines_key,
     node_name,
     prefixed,
 )
 from kline_assets.defs.partitions import key_to_day
-from kline_assets.defs.resources import ArchiveResource, ExchangeResource
+from kline_assets.defs.resources import ExchangeResource, StoreResource
 from kline_assets.logs import PROGRESS
 from kline_assets.settings import DatasetSpec
+from kline_assets.store.checks import CHECK_NAMES, CONTINUITY, INTEGRITY, SANITY, Outcome, evaluate, with_previous
+from kline_assets.store.dataset import DatasetStore
+from kline_assets.store.manifest import ChunkEntry
+from kline_assets.store.schema import COLUMN_NAMES
 from kline_assets.timezones import ms_to_iso
 
 
@@ -143,7 +143,7 @@ def build_klines_assets(specs: tuple[DatasetSpec, ...], partitions_def: dg.Parti
 def market_node(market: str, specs: list[DatasetSpec], partitions_def: dg.PartitionsDefinition, prefix: str):
     by_key = {klines_key(spec, prefix): spec for spec in specs}
     key_of = {spec: key for key, spec in by_key.items()}
-    resource_keys = {name: prefixed(prefix, name) for name in (ARCHIVE, EXCHANGE, CHUNK_IO_MANAGER)}
+    resource_keys = {name: prefixed(prefix, name) for name in (STORE, EXCHANGE, CHUNK_IO_MANAGER)}
 
     @dg.multi_asset(
         name=node_name(market, prefix),
@@ -156,7 +156,7 @@ def market_node(market: str, specs: list[DatasetSpec], partitions_def: dg.Partit
         required_resource_keys=set(resource_keys.values()),
     )
     def _klines(context: dg.AssetExecutionContext):
-        archive: ArchiveResource = getattr(context.resources, resource_keys[ARCHIVE])
+        stores: StoreResource = getattr(context.resources, resource_keys[STORE])
         exchange: ExchangeResource = getattr(context.resources, resource_keys[EXCHANGE])
         chunks: ChunkIOManager = getattr(context.resources, resource_keys[CHUNK_IO_MANAGER])
         days = sorted(key_to_day(k) for k in context.partition_keys)
@@ -167,7 +167,7 @@ def market_node(market: str, specs: list[DatasetSpec], partitions_def: dg.Partit
             progress.info(line)
 
         work = [w for key in sorted(context.selected_asset_keys, key=lambda k: k.to_user_string())
-                if (w := work_for(archive.store(by_key[key]), days, report))]
+                if (w := work_for(stores.store(by_key[key]), days, report))]
         checks = {key: [n for n in CHECK_NAMES if dg.AssetCheckKey(key, n) in context.selected_asset_check_keys]
                   for key in by_key}
         names = work[0].store.spec.name if len(work) == 1 else f"{market}: {len(work)} datasets"

@@ -8,11 +8,11 @@ import datetime as dt
 
 import dagster as dg
 
-from kline_assets.archive.combine import combine
-from kline_assets.archive.daycalendar import day_states, markdown
-from kline_assets.defs.names import ARCHIVE, combined_key, group_name, klines_key, prefixed
-from kline_assets.defs.resources import ArchiveResource
+from kline_assets.defs.names import STORE, combined_key, group_name, klines_key, prefixed
+from kline_assets.defs.resources import StoreResource
 from kline_assets.settings import DatasetSpec
+from kline_assets.store.combine import combine
+from kline_assets.store.daycalendar import day_states, markdown
 from kline_assets.timezones import ms_to_iso, parse_zone
 
 
@@ -28,15 +28,15 @@ def build_combined_asset(spec: DatasetSpec, prefix: str = "") -> dg.AssetsDefini
         deps=[klines_key(spec, prefix)],
         group_name=group_name(spec, prefix),
         kinds={"parquet", "binance"},
-        required_resource_keys={prefixed(prefix, ARCHIVE)},
+        required_resource_keys={prefixed(prefix, STORE)},
         description=f"All chunks of {spec.name} streamed into combined/{spec.symbol}_1m_all[_<tz>].parquet "
                     "(zstd, one row group per day, the chunk schema). Only chunks whose sha256 matches "
                     "the manifest are combined.",
     )
     def _combined(context: dg.AssetExecutionContext, config: CombineConfig) -> dg.MaterializeResult:
-        archive: ArchiveResource = getattr(context.resources, prefixed(prefix, ARCHIVE))
+        stores: StoreResource = getattr(context.resources, prefixed(prefix, STORE))
         suffix = parse_zone(config.tz).file_suffix() if config.tz else None
-        store = archive.store(spec)
+        store = stores.store(spec)
         result = combine(store, config.from_index, config.to_index, suffix)
         context.log.info(f"{result.path}: {result.chunks} chunks, {result.rows} rows"
                          f"{'' if result.rebuilt else ' (unchanged, not rewritten)'}")

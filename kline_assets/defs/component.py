@@ -27,7 +27,6 @@ from pathlib import Path
 import dagster as dg
 from dagster.components import DefsStateConfig, DefsStateConfigArgs, ResolvedDefsStateConfig
 
-from kline_assets.archive.backend import open_root
 from kline_assets.binance.listing import Listing, listings
 from kline_assets.defs.definitions import definitions_for, resolve_datasets
 from kline_assets.errors import BadInput
@@ -40,6 +39,7 @@ from kline_assets.settings import (
     parse_source,
     parse_start_date,
 )
+from kline_assets.store.backend import open_root
 from kline_assets.timezones import parse_zone
 
 log = logging.getLogger("kline_assets")

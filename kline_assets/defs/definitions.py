@@ -9,7 +9,6 @@ from dataclasses import replace
 
 import dagster as dg
 
-from kline_assets.archive.backend import open_root
 from kline_assets.binance.listing import Listing, resolve_selectors
 from kline_assets.binance.symbols import resolve_for_definitions
 from kline_assets.defs.assets import build_klines_assets
@@ -17,23 +16,24 @@ from kline_assets.defs.combined import build_combined_asset
 from kline_assets.defs.hourly import build_hourly_asset
 from kline_assets.defs.io_manager import ChunkIOManager
 from kline_assets.defs.jobs import build_combine_job, build_hourly_job, build_live_job, build_verify_job
-from kline_assets.defs.names import ARCHIVE, CHUNK_IO_MANAGER, EXCHANGE, prefixed
+from kline_assets.defs.names import CHUNK_IO_MANAGER, EXCHANGE, STORE, prefixed
 from kline_assets.defs.partitions import daily_partitions
-from kline_assets.defs.resources import ArchiveResource, ExchangeResource
+from kline_assets.defs.resources import ExchangeResource, StoreResource
 from kline_assets.defs.sensors import (
     build_combine_after_backfill_sensor,
     build_hourly_after_klines_sensor,
     build_live_sensor,
 )
 from kline_assets.settings import MARKETS, Settings
+from kline_assets.store.backend import open_root
 
 
 def build_resources(settings: Settings) -> dict:
-    archive = ArchiveResource.from_settings(settings)
+    stores = StoreResource.from_settings(settings)
     return {
-        prefixed(settings.key_prefix, ARCHIVE): archive,
+        prefixed(settings.key_prefix, STORE): stores,
         prefixed(settings.key_prefix, EXCHANGE): ExchangeResource.from_settings(settings),
-        prefixed(settings.key_prefix, CHUNK_IO_MANAGER): ChunkIOManager(archive=archive),
+        prefixed(settings.key_prefix, CHUNK_IO_MANAGER): ChunkIOManager(stores=stores),
     }
 
 

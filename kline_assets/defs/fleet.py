@@ -24,10 +24,10 @@ from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from kline_assets.archive.store import DatasetStore, before_start
 from kline_assets.binance.days import DayStream
 from kline_assets.defs.io_manager import PROGRESS_EVERY_S, ChunkIOManager, Committed
 from kline_assets.defs.resources import ExchangeResource
+from kline_assets.store.dataset import DatasetStore, before_start
 
 log = logging.getLogger("kline_assets")
 _DONE = object()

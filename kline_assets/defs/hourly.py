@@ -18,10 +18,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from kline_assets.archive.paths import hourly_file
-from kline_assets.defs.names import ARCHIVE, group_name, hourly_key, klines_key, prefixed
-from kline_assets.defs.resources import ArchiveResource
+from kline_assets.defs.names import STORE, group_name, hourly_key, klines_key, prefixed
+from kline_assets.defs.resources import StoreResource
 from kline_assets.settings import DatasetSpec
+from kline_assets.store.paths import hourly_file
 from kline_assets.timezones import AlignZone
 
 HOUR_MS = 3_600_000
@@ -51,13 +51,13 @@ def build_hourly_asset(spec: DatasetSpec, partitions_def: dg.PartitionsDefinitio
         partitions_def=partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name=group_name(spec, prefix),
-        required_resource_keys={prefixed(prefix, ARCHIVE)},
+        required_resource_keys={prefixed(prefix, STORE)},
         kinds={"pandas", "binance"},
         description=f"Hourly OHLCV bars of {spec.pair} ({spec.market}), one partition per local day, "
                     "resampled from klines_1m (an example of a downstream asset).",
     )
     def _hourly(context: dg.AssetExecutionContext, klines) -> dg.MaterializeResult:
-        archive: ArchiveResource = getattr(context.resources, prefixed(prefix, ARCHIVE))
+        stores: StoreResource = getattr(context.resources, prefixed(prefix, STORE))
         # one partition: a DataFrame; a range run: {partition_key: DataFrame}, as the IO manager hands them
         days = klines if isinstance(klines, dict) else {context.partition_key: klines}
         for key, frame in sorted(days.items()):
@@ -65,8 +65,8 @@ def build_hourly_asset(spec: DatasetSpec, partitions_def: dg.PartitionsDefinitio
             target = hourly_file(spec, key)
             buffer = io.BytesIO()
             pq.write_table(pa.Table.from_pandas(bars, preserve_index=False), buffer, compression="zstd")
-            archive.backend().put(target, buffer.getvalue())
-            where = dg.MetadataValue.path(archive.backend().uri(target))
+            stores.backend().put(target, buffer.getvalue())
+            where = dg.MetadataValue.path(stores.backend().uri(target))
             context.add_asset_metadata({"bars": len(bars), "path": where}, partition_key=key)
         return dg.MaterializeResult()
 

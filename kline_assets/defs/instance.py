@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from kline_assets.archive.atomic import locked
+from kline_assets.store.atomic import locked
 
 if TYPE_CHECKING:
     import dagster as dg

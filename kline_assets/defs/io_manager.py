@@ -22,12 +22,12 @@ from dataclasses import dataclass
 import dagster as dg
 import pyarrow as pa
 
-from kline_assets.archive.manifest import ChunkEntry, Manifest
-from kline_assets.archive.reader import day_table
-from kline_assets.archive.store import DatasetStore, Staged, before_start
 from kline_assets.binance.days import DayStream
-from kline_assets.defs.resources import ArchiveResource
+from kline_assets.defs.resources import StoreResource
 from kline_assets.errors import BadInput
+from kline_assets.store.dataset import DatasetStore, Staged, before_start
+from kline_assets.store.manifest import ChunkEntry, Manifest
+from kline_assets.store.reader import day_table
 
 COMMIT_EVERY_DAYS = 64
 COMMIT_EVERY_S = 2.0
@@ -81,7 +81,7 @@ class _Batch:
 
 
 class ChunkIOManager(dg.ConfigurableIOManager):
-    archive: ArchiveResource
+    stores: StoreResource
 
     def write_days(self, stream: DayStream, report=None) -> Iterator[Committed]:
         """Write every day of `stream`, yielding each committed batch. On failure the days staged so far
@@ -132,7 +132,7 @@ class ChunkIOManager(dg.ConfigurableIOManager):
         `dict[partition_key, frame]` for several; `pyarrow.Table` when the input is annotated so (also as
         `dict[str, pyarrow.Table]`), else `pandas.DataFrame`. Every chunk is verified first; a day with no
         chunk, or one that does not match the manifest, fails the step with what to run."""
-        store = self.archive.store_for_key(context.asset_key)
+        store = self.stores.store_for_key(context.asset_key)
         manifest = store.manifest()
         if context.has_asset_partitions:
             keys = list(context.asset_partition_keys)

@@ -11,30 +11,30 @@ import time
 import dagster as dg
 from pydantic import Field
 
-from kline_assets.archive.checks import CHECK_NAMES
-from kline_assets.archive.daycalendar import day_states, markdown
-from kline_assets.archive.verify import verify
 from kline_assets.defs.assets import batch_events, batch_outcomes, passed
 from kline_assets.defs.fleet import recording, run_fleet, work_for
 from kline_assets.defs.io_manager import ChunkIOManager
 from kline_assets.defs.live import live_days, record_period, recording_turn, wait_for_boundary
 from kline_assets.defs.names import (
-    ARCHIVE,
     CHUNK_IO_MANAGER,
     COMBINE_JOB,
     EXCHANGE,
     HOURLY_JOB,
     LIVE_JOB,
     LIVE_OP,
+    STORE,
     combined_key,
     hourly_key,
     job_name,
     klines_key,
     prefixed,
 )
-from kline_assets.defs.resources import ArchiveResource, ExchangeResource
+from kline_assets.defs.resources import ExchangeResource, StoreResource
 from kline_assets.logs import PROGRESS
 from kline_assets.settings import DatasetSpec, Settings
+from kline_assets.store.checks import CHECK_NAMES
+from kline_assets.store.daycalendar import day_states, markdown
+from kline_assets.store.verify import verify
 
 
 class LiveConfig(dg.Config):
@@ -60,13 +60,13 @@ def build_live_job(settings: Settings) -> dg.JobDefinition:
     there are many datasets (`defs.live`)."""
     by_name = {spec.name: spec for spec in settings.live_pairs}
     prefix = settings.key_prefix
-    resource_keys = {name: prefixed(prefix, name) for name in (ARCHIVE, EXCHANGE, CHUNK_IO_MANAGER)}
+    resource_keys = {name: prefixed(prefix, name) for name in (STORE, EXCHANGE, CHUNK_IO_MANAGER)}
 
     @dg.op(name=prefixed(prefix, LIVE_OP), out={}, required_resource_keys=set(resource_keys.values()),
            description="Brings today's klines_1m partition of each dataset up to the last closed minute "
                        "(completing or catching up earlier days), and records the days in Dagster.")
     def _live(context: dg.OpExecutionContext, config: LiveConfig):
-        archive: ArchiveResource = getattr(context.resources, resource_keys[ARCHIVE])
+        stores: StoreResource = getattr(context.resources, resource_keys[STORE])
         exchange: ExchangeResource = getattr(context.resources, resource_keys[EXCHANGE])
         chunks: ChunkIOManager = getattr(context.resources, resource_keys[CHUNK_IO_MANAGER])
         progress = logging.getLogger(PROGRESS)
@@ -86,7 +86,7 @@ def build_live_job(settings: Settings) -> dg.JobDefinition:
         now_ms = int(time.time() * 1000)
         work, live_day, existed = [], {}, {}  # per dataset: its last day, and whether that was stored already
         for name in [n for n in config.datasets if n in by_name] or list(by_name):
-            store = archive.store(by_name[name])
+            store = stores.store(by_name[name])
             manifest = store.read_manifest()
             first, today = live_days(manifest, store.zone, now_ms, store.start)
             first = dt.date.fromisoformat(config.first_day) if config.first_day else first
@@ -145,11 +145,11 @@ def build_hourly_job(settings: Settings):
 
 
 def build_verify_job(spec: DatasetSpec, prefix: str = "") -> dg.JobDefinition:
-    @dg.op(name=job_name("verify_op", spec, prefix), required_resource_keys={prefixed(prefix, ARCHIVE)},
+    @dg.op(name=job_name("verify_op", spec, prefix), required_resource_keys={prefixed(prefix, STORE)},
            description=f"Checks every stored day of {spec.name} against its manifest, continuity and sanity.")
     def _verify(context: dg.OpExecutionContext) -> None:
-        archive: ArchiveResource = getattr(context.resources, prefixed(prefix, ARCHIVE))
-        store = archive.store(spec)
+        stores: StoreResource = getattr(context.resources, prefixed(prefix, STORE))
+        store = stores.store(spec)
         today = dt.datetime.now(store.zone.tzinfo).date()
         report = verify(store, None, None, today)
         context.log.info(report.render(spec.name))

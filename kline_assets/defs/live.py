@@ -20,10 +20,10 @@ import datetime as dt
 import time
 import zlib
 
-from kline_assets.archive.manifest import Manifest
-from kline_assets.archive.store import DatasetStore
 from kline_assets.defs.names import LIVE_OP, SOURCE_LIVE, TAG_SOURCE, dataset_tags, range_tags
 from kline_assets.settings import DatasetSpec
+from kline_assets.store.dataset import DatasetStore
+from kline_assets.store.manifest import Manifest
 from kline_assets.timezones import AlignZone
 
 

@@ -1,5 +1,5 @@
 """Asset, job, sensor, resource and run-tag names: constants, so tests, the CLI and the UI agree.
-(Check names belong to `archive.checks`, which computes them.)"""
+(Check names belong to `store.checks`, which computes them.)"""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ KLINES = "klines_1m"
 COMBINED = "klines_1m_combined"
 HOURLY = "klines_1h"
 
-ARCHIVE = "archive"
+STORE = "store"
 EXCHANGE = "exchange"
 CHUNK_IO_MANAGER = "chunk_io_manager"
 

@@ -8,9 +8,6 @@ import threading
 import dagster as dg
 from pydantic import PrivateAttr
 
-from kline_assets.archive.backend import Backend, open_root
-from kline_assets.archive.paths import MANIFEST, dataset_dir
-from kline_assets.archive.store import DatasetStore, manifest_at
 from kline_assets.binance.archive import ArchiveClient
 from kline_assets.binance.client import BinanceClient
 from kline_assets.binance.days import DayStream
@@ -18,6 +15,9 @@ from kline_assets.binance.limiter import limiter_for
 from kline_assets.errors import ChunkUnavailable
 from kline_assets.logs import setup_logging
 from kline_assets.settings import MARKETS, DatasetSpec, Settings
+from kline_assets.store.backend import Backend, open_root
+from kline_assets.store.dataset import DatasetStore, manifest_at
+from kline_assets.store.paths import MANIFEST, dataset_dir
 from kline_assets.timezones import AlignZone, parse_zone
 
 _CLIENTS: dict[tuple, BinanceClient] = {}
@@ -90,7 +90,7 @@ def shared_budget_url(instance: dg.DagsterInstance | None) -> str | None:
     return url if isinstance(url, str) and url.startswith("postgres") else None
 
 
-class ArchiveResource(dg.ConfigurableResource):
+class StoreResource(dg.ConfigurableResource):
     """Where datasets live (a folder or `s3://bucket/prefix`) and how their days are cut (alignment zone,
     first date)."""
 
@@ -104,7 +104,7 @@ class ArchiveResource(dg.ConfigurableResource):
         setup_logging(self.log_dir)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ArchiveResource:
+    def from_settings(cls, settings: Settings) -> StoreResource:
         return cls(data_root=settings.data_root, align_tz=settings.align_tz.name, start=settings.start.isoformat(),
                    log_dir=settings.log_dir)
 

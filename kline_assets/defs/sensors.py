@@ -28,7 +28,7 @@ from kline_assets.defs.names import (
     range_tags,
     tagged_datasets,
 )
-from kline_assets.defs.resources import ArchiveResource
+from kline_assets.defs.resources import StoreResource
 from kline_assets.settings import Settings
 
 IN_PROGRESS = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
@@ -90,8 +90,8 @@ def build_live_sensor(settings: Settings, job) -> dg.SensorDefinition:
         busy = busy_ranges(context.instance, settings)
         groups: dict[tuple, list] = {}  # datasets with the same day range share one run (one start-up)
         skipped, blockers = [], {}
-        archive = ArchiveResource.from_settings(settings)
-        stores = [archive.store(spec) for spec in settings.live_pairs]
+        local = StoreResource.from_settings(settings)
+        stores = [local.store(spec) for spec in settings.live_pairs]
         for (first, today), members in live_groups(stores, settings.align_tz, now_ms).items():
             for store in members:
                 spans = [(a, b, run) for a, b, run in busy.get(klines_key(store.spec, settings.key_prefix), ())

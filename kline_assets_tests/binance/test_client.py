@@ -5,13 +5,13 @@ import time
 
 import pytest
 
-from kline_assets.archive.schema import rows_to_table
 from kline_assets.binance.client import MAX_RETRY_AFTER_S, BinanceClient
 from kline_assets.binance.limiter import WeightLimiter
 from kline_assets.binance.paging import fetch_window
 from kline_assets.errors import Banned, ExchangeFinal, UnknownSymbol
 from kline_assets.settings import MARKETS
 from kline_assets.sim.server import RunningSimulator, SimConfig
+from kline_assets.store.schema import rows_to_table
 from kline_assets.timezones import parse_zone
 from kline_assets_tests.helpers import FUT, SPOT, expected_rows, sim_requests
 

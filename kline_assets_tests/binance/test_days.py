@@ -2,8 +2,8 @@
 
 import datetime as dt
 
-from kline_assets.archive.store import DatasetStore
 from kline_assets.binance.days import DayStream
+from kline_assets.store.dataset import DatasetStore
 from kline_assets.timezones import parse_zone
 from kline_assets_tests.helpers import FUT, FakeSource, M
 

@@ -13,13 +13,13 @@ from dataclasses import replace
 
 import pytest
 
-from kline_assets.archive.store import DatasetStore
 from kline_assets.defs.component import build_definitions
 from kline_assets.defs.definitions import build_resources
 from kline_assets.defs.names import EXCHANGE
 from kline_assets.defs.resources import ExchangeResource
 from kline_assets.defs.runs import first_error
 from kline_assets.sim.hostile import Hostile
+from kline_assets.store.dataset import DatasetStore
 from kline_assets.timezones import parse_zone
 from kline_assets_tests.helpers import (
     BIN,

@@ -11,8 +11,6 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from kline_assets.archive.backend import open_root
-from kline_assets.archive.paths import listing_cache
 from kline_assets.binance.listing import Listing
 from kline_assets.defs.component import build_definitions
 from kline_assets.defs.definitions import resolve_datasets
@@ -21,6 +19,8 @@ from kline_assets.errors import BadInput
 from kline_assets.settings import DatasetSpec, Selector, parse_pairs
 from kline_assets.sim.hostile import Hostile
 from kline_assets.sim.server import RunningSimulator, SimConfig
+from kline_assets.store.backend import open_root
+from kline_assets.store.paths import listing_cache
 from kline_assets_tests.helpers import FUT, SPOT, cli, cli_here, env_for, live_datasets
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from kline_assets.archive.store import DatasetStore
 from kline_assets.settings import DatasetSpec
 from kline_assets.sim.server import RunningSimulator, SimConfig
+from kline_assets.store.dataset import DatasetStore
 from kline_assets.timezones import parse_zone
 from kline_assets_tests.helpers import BIN, cli, cli_here, env_for, expected_rows, stored_rows
 

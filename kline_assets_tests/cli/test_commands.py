@@ -175,7 +175,7 @@ def test_cross_check_finds_a_replaced_archive_file_and_repair_takes_rest(sim, tm
     # would bring it (a valid chunk, matching the manifest, whose rows disagree with REST)
     import pyarrow.compute as pc
 
-    from kline_assets.archive.store import DatasetStore
+    from kline_assets.store.dataset import DatasetStore
     from kline_assets.timezones import parse_zone
 
     store = DatasetStore(tmp_path / "data", FUT, parse_zone("UTC"), dt.date(2021, 1, 1))

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from kline_assets.archive import store as store_module
-from kline_assets.archive.store import DatasetStore
-from kline_assets.archive.verify import quarantine, verify
+from kline_assets.store import dataset as store_module
+from kline_assets.store.dataset import DatasetStore
+from kline_assets.store.verify import quarantine, verify
 from kline_assets.timezones import parse_zone
 from kline_assets_tests.helpers import BIN, FUT, check_days, cli, cli_here, env_for, materialized
 

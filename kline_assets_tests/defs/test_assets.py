@@ -9,14 +9,14 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from kline_assets.archive.checks import CHECK_NAMES
-from kline_assets.archive.schema import SCHEMA
 from kline_assets.binance.days import DayStream
 from kline_assets.defs import io_manager
 from kline_assets.defs.component import build_definitions
 from kline_assets.defs.definitions import build_resources
 from kline_assets.defs.names import EXCHANGE, klines_key, node_name
 from kline_assets.defs.resources import ExchangeResource
+from kline_assets.store.checks import CHECK_NAMES
+from kline_assets.store.schema import SCHEMA
 from kline_assets.timezones import parse_zone
 from kline_assets_tests.helpers import (
     FUT,
@@ -97,10 +97,15 @@ def test_checks_run_per_partition_and_a_real_gap_passes_continuity(sim, make_set
     settings = make_settings(start="2020-02-18")
     result = run(settings, instance, SPOT, "2020-02-18", "2020-02-20")
     assert result.success
-    evaluations = result.get_asset_check_evaluations()
+    evaluations = [e for e in result.get_asset_check_evaluations() if e.partition is not None]
     assert {(e.check_name, e.partition) for e in evaluations} == {
         (c, d) for c in ("continuity", "integrity", "sanity") for d in ("2020-02-18", "2020-02-19", "2020-02-20")}
     assert all(e.passed for e in evaluations)
+    # then each check's verdict over the run's days, the check's latest result in the UI
+    verdicts = {e.check_name: e for e in result.get_asset_check_evaluations() if e.partition is None}
+    assert sorted(verdicts) == ["continuity", "integrity", "sanity"]
+    assert all(e.passed and e.metadata["days"].value == 3 and e.description == "this run's 3 day(s)"
+               for e in verdicts.values())
     gap_day = next(e for e in evaluations if e.check_name == "continuity" and e.partition == "2020-02-19")
     assert gap_day.metadata["exchange_gap_minutes"].value == 355
 
@@ -114,8 +119,11 @@ def test_odd_exchange_rows_are_stored_as_sent_and_only_warned(sim, make_settings
     entry = manifest(settings, FUT)["chunks"][0]
     rows = stored_rows(store_of(settings), entry)
     assert rows == expected_rows(sim.state, FUT, "UTC", dt.date(2021, 1, 1)) and rows[600][0] == odd + 3000
-    sanity_ = next(e for e in result.get_asset_check_evaluations() if e.check_name == "sanity")
+    sanity_ = next(e for e in result.get_asset_check_evaluations() if e.check_name == "sanity" and e.partition)
     assert not sanity_.passed and sanity_.severity.value == "WARN"
+    verdict = next(e for e in result.get_asset_check_evaluations() if e.check_name == "sanity" and not e.partition)
+    assert not verdict.passed and verdict.severity.value == "WARN" and verdict.metadata["failed_days"].value == 1
+    assert verdict.description == "this run's 1 day(s): 1 failed, the first 2021-01-01"
     continuity_ = next(e for e in result.get_asset_check_evaluations() if e.check_name == "continuity")
     assert continuity_.passed and continuity_.metadata["off_minute_rows"].value == 1
 

@@ -14,12 +14,12 @@ import pyarrow as pa
 import pytest
 
 import kline_assets
-from kline_assets.archive.backend import open_root
-from kline_assets.archive.paths import hourly_file
-from kline_assets.archive.schema import COLUMN_NAMES
 from kline_assets.defs.definitions import build_assets, build_resources
 from kline_assets.defs.names import hourly_key, klines_key, range_tags
 from kline_assets.defs.partitions import daily_partitions
+from kline_assets.store.backend import open_root
+from kline_assets.store.paths import hourly_file
+from kline_assets.store.schema import COLUMN_NAMES
 from kline_assets_tests.helpers import FUT, expected_rows, flip_byte, run, step_failure, store_of
 
 SEEN: dict = {}

@@ -7,7 +7,6 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
-from kline_assets.archive.store import DatasetStore
 from kline_assets.cli.live import seconds_to_next_boundary
 from kline_assets.defs import live
 from kline_assets.defs.component import build_definitions
@@ -27,6 +26,7 @@ from kline_assets.defs.names import (
 from kline_assets.defs.runs import live_job_def
 from kline_assets.defs.sensors import busy_ranges, run_minute
 from kline_assets.sim.server import RunningSimulator, SimConfig
+from kline_assets.store.dataset import DatasetStore
 from kline_assets.timezones import parse_zone
 from kline_assets_tests.helpers import FUT, asset_job, cli, env_for, expected_rows, live_datasets, run, stored_rows
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from kline_assets.archive.store import DatasetStore
 from kline_assets.defs.instance import instance_yaml
+from kline_assets.store.dataset import DatasetStore
 from kline_assets.timezones import parse_zone
 from kline_assets_tests.helpers import REPO, SPOT, expected_rows, stored_rows
 from kline_assets_tests.helpers import dagster_dev as running_dagster_dev

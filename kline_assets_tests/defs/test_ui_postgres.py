@@ -11,8 +11,8 @@ import time
 import dagster as dg
 import pytest
 
-from kline_assets.archive.store import DatasetStore
 from kline_assets.defs.instance import instance_yaml
+from kline_assets.store.dataset import DatasetStore
 from kline_assets.timezones import parse_zone
 from kline_assets_tests.helpers import FUT, LAUNCH, SPOT, dagster_dev, expected_rows, graphql, stored_rows
 

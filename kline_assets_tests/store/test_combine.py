@@ -7,12 +7,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from kline_assets.archive.combine import combine
-from kline_assets.archive.schema import SCHEMA
-from kline_assets.archive.store import DatasetStore
 from kline_assets.defs.definitions import build_assets, build_resources
 from kline_assets.defs.names import combined_key, klines_key
 from kline_assets.errors import ChunkUnavailable
+from kline_assets.store.combine import combine
+from kline_assets.store.dataset import DatasetStore
+from kline_assets.store.schema import SCHEMA
 from kline_assets.timezones import parse_zone
 from kline_assets_tests.helpers import FUT, combined_table
 

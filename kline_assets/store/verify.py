@@ -7,10 +7,10 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from kline_assets.archive.checks import CONTINUITY, INTEGRITY, SANITY, evaluate
-from kline_assets.archive.manifest import ChunkEntry, Manifest, utc_now_iso
-from kline_assets.archive.paths import CHUNK_RE, names_day
-from kline_assets.archive.store import GRACE_S, DatasetStore
+from kline_assets.store.checks import CONTINUITY, INTEGRITY, SANITY, evaluate
+from kline_assets.store.dataset import GRACE_S, DatasetStore
+from kline_assets.store.manifest import ChunkEntry, Manifest, utc_now_iso
+from kline_assets.store.paths import CHUNK_RE, names_day
 
 KIND_OF = {INTEGRITY: "corrupt", CONTINUITY: "discontinuous", SANITY: "insane"}
 

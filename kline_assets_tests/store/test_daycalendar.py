@@ -4,7 +4,7 @@ import datetime as dt
 import struct
 import zlib
 
-from kline_assets.archive.daycalendar import (
+from kline_assets.store.daycalendar import (
     COLOURS,
     COMPLETE,
     GAPS,
@@ -15,7 +15,7 @@ from kline_assets.archive.daycalendar import (
     markdown,
     png,
 )
-from kline_assets.archive.manifest import Manifest
+from kline_assets.store.manifest import Manifest
 from kline_assets_tests.helpers import FUT, chunk_entry
 
 

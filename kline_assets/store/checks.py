@@ -13,9 +13,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from kline_assets.archive.manifest import ChunkEntry
-from kline_assets.archive.schema import impossible_values, schema_problem
-from kline_assets.archive.store import sha256_bytes
+from kline_assets.store.dataset import sha256_bytes
+from kline_assets.store.manifest import ChunkEntry
+from kline_assets.store.schema import impossible_values, schema_problem
 from kline_assets.timezones import MINUTE_MS, ms_to_iso
 
 # the check names, as Dagster shows them and `verify` reports them

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from kline_assets.archive.manifest import ChunkEntry, Manifest
-from kline_assets.archive.reader import verified_tables
-from kline_assets.archive.schema import SCHEMA
-from kline_assets.archive.store import DatasetStore
 from kline_assets.errors import BadInput
+from kline_assets.store.dataset import DatasetStore
+from kline_assets.store.manifest import ChunkEntry, Manifest
+from kline_assets.store.reader import verified_tables
+from kline_assets.store.schema import SCHEMA
 
 SOURCES_KEY = b"kline_assets.sources"
 

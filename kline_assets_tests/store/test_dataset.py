@@ -9,10 +9,10 @@ import os
 import pytest
 from botocore.exceptions import ClientError
 
-from kline_assets.archive.backend import open_root
-from kline_assets.archive.reader import verified_table
-from kline_assets.archive.store import DatasetStore
 from kline_assets.errors import BadInput
+from kline_assets.store.backend import open_root
+from kline_assets.store.dataset import DatasetStore
+from kline_assets.store.reader import verified_table
 from kline_assets.timezones import parse_zone
 from kline_assets_tests.helpers import FUT, day_table
 

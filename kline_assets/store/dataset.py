@@ -1,6 +1,6 @@
 """Chunk objects and their manifest, with a commit protocol that needs no rename, no PID and no shared lock.
 
-Per batch of days, the same on a folder and on S3 (`archive.backend`):
+Per batch of days, the same on a folder and on S3 (`store.backend`):
 1. each chunk is put, whole and durable, under a name versioned by its content
    (`chunk_<index>_<day>_<sha8>.parquet`) before any manifest names it, so an object that a manifest
    names is never overwritten: a rewritten day (today's live chunk, a repaired day) gets a new name;
@@ -27,11 +27,11 @@ from dataclasses import dataclass, replace
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from kline_assets.archive.backend import Backend, Listed, open_root
-from kline_assets.archive.manifest import ChunkEntry, Manifest, utc_now_iso
-from kline_assets.archive.paths import MANIFEST, DatasetPaths, dataset_dir
 from kline_assets.errors import BadInput, StorageUnavailable
 from kline_assets.settings import DatasetSpec
+from kline_assets.store.backend import Backend, Listed, open_root
+from kline_assets.store.manifest import ChunkEntry, Manifest, utc_now_iso
+from kline_assets.store.paths import MANIFEST, DatasetPaths, dataset_dir
 from kline_assets.timezones import AlignZone
 
 GRACE_S = 3600.0  # an unlisted object younger than this may still be committed by its writer

@@ -12,10 +12,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from kline_assets.archive.manifest import ChunkEntry, Manifest
-from kline_assets.archive.schema import SCHEMA
-from kline_assets.archive.store import DatasetStore, sha256_bytes
 from kline_assets.errors import ChunkUnavailable
+from kline_assets.store.dataset import DatasetStore, sha256_bytes
+from kline_assets.store.manifest import ChunkEntry, Manifest
+from kline_assets.store.schema import SCHEMA
 from kline_assets.timezones import AlignZone
 
 REPAIR = "run `kline-assets verify --repair`"

@@ -5,10 +5,10 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 
-from kline_assets.archive.checks import continuity, sanity
-from kline_assets.archive.manifest import ChunkEntry
-from kline_assets.archive.schema import rows_to_table
 from kline_assets.sim.server import kline_row
+from kline_assets.store.checks import continuity, sanity
+from kline_assets.store.manifest import ChunkEntry
+from kline_assets.store.schema import rows_to_table
 from kline_assets.timezones import ms_to_iso
 
 M = 60_000

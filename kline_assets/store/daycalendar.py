@@ -13,7 +13,7 @@ import struct
 import zlib
 from pathlib import Path
 
-from kline_assets.archive.manifest import Manifest
+from kline_assets.store.manifest import Manifest
 
 COMPLETE, GAPS, PARTIAL, MISSING = "complete", "gaps", "partial", "missing"
 COLOURS = {COMPLETE: (46, 160, 67), GAPS: (227, 160, 8), PARTIAL: (56, 120, 220), MISSING: (205, 205, 205)}

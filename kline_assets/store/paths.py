@@ -1,7 +1,7 @@
 """Every key of the data layout (docs/contract.md, "Data layout") is computed here and nowhere else.
 
 Keys are relative to the data root and '/'-separated, the same for a folder and an S3 prefix
-(`archive.backend` turns them into paths or object names)."""
+(`store.backend` turns them into paths or object names)."""
 
 from __future__ import annotations
 

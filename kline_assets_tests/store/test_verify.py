@@ -2,8 +2,8 @@
 
 import datetime as dt
 
-from kline_assets.archive.store import DatasetStore
-from kline_assets.archive.verify import verify
+from kline_assets.store.dataset import DatasetStore
+from kline_assets.store.verify import verify
 from kline_assets.timezones import parse_zone
 from kline_assets_tests.helpers import FUT, day_table
 
@@ -54,7 +54,7 @@ def test_entries_numbered_against_another_start_are_problems_and_repair_drops_th
     its entries were numbered from 2021-01-01 and one day is listed twice; never "all well"."""
     import json
 
-    from kline_assets.archive.verify import quarantine
+    from kline_assets.store.verify import quarantine
 
     store = stored(data_root, {START + dt.timedelta(n): 1440 for n in range(3)})
     doc = json.loads(store.backend.get(store.paths.manifest))
@@ -77,8 +77,8 @@ def test_unlisted_objects_are_problems_only_after_the_grace_period(data_root, mo
     it until it is older than the grace period, then a repair removes it."""
     import time
 
-    from kline_assets.archive import store as store_module
-    from kline_assets.archive.verify import quarantine
+    from kline_assets.store import dataset as store_module
+    from kline_assets.store.verify import quarantine
 
     store = stored(data_root, {START: 1440})
     store.stage(START + dt.timedelta(1), day_table(START + dt.timedelta(1), 60), [], 0)  # never committed

@@ -19,8 +19,8 @@ from typing import BinaryIO, Protocol
 
 import pyarrow.fs as pafs
 
-from kline_assets.archive.atomic import locked, replace_atomic, replacing
 from kline_assets.errors import BadInput
+from kline_assets.store.atomic import locked, replace_atomic, replacing
 
 S3_SCHEME = "s3://"
 
@@ -76,7 +76,7 @@ def open_root(data_root: str | os.PathLike) -> Backend:
     """The one way to open a data root: `s3://bucket/prefix` or a folder."""
     text = os.fspath(data_root)
     if text.startswith(S3_SCHEME):
-        from kline_assets.archive.s3 import S3Backend  # boto3 is imported only by those who use S3
+        from kline_assets.store.s3 import S3Backend  # boto3 is imported only by those who use S3
 
         return S3Backend(text)
     return LocalBackend(text)

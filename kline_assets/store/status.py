@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import time
 
-from kline_assets.archive.backend import Backend
-from kline_assets.archive.paths import MANIFEST
-from kline_assets.archive.store import dataset_dirs, manifest_at
+from kline_assets.store.backend import Backend
+from kline_assets.store.dataset import dataset_dirs, manifest_at
+from kline_assets.store.paths import MANIFEST
 from kline_assets.timezones import ms_to_iso
 
 

@@ -2,8 +2,8 @@
 
 import datetime as dt
 
-from kline_assets.archive.manifest import Manifest
-from kline_assets.archive.reader import day_runs, uncovered_days
+from kline_assets.store.manifest import Manifest
+from kline_assets.store.reader import day_runs, uncovered_days
 from kline_assets.timezones import parse_zone
 from kline_assets_tests.helpers import FUT, chunk_entry
 

@@ -20,8 +20,8 @@ import pyarrow.fs as pafs
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from kline_assets.archive.backend import S3_SCHEME, Listed
 from kline_assets.errors import BadInput, StorageUnavailable
+from kline_assets.store.backend import S3_SCHEME, Listed
 
 PART_BYTES = 8 << 20  # a multipart upload's part (S3's minimum is 5 MiB, except for the last)
 CONFLICT = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
