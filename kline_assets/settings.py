@@ -159,6 +159,9 @@ class Settings:
     selectors: tuple[Selector, ...] = ()
     # datasets kept for their history whose symbol no longer trades: live leaves them alone
     retired: frozenset[DatasetSpec] = frozenset()
+    # datasets under the data root that KLINE_PAIRS does not name (made by `--pair`): the code location
+    # defines them for their history and checks; live leaves them alone
+    stored_only: frozenset[DatasetSpec] = frozenset()
     # a `KlineArchive` component's: the first part of its asset keys and of its job, sensor and resource
     # names (`defs.names.prefixed`); never set from the environment
     key_prefix: str = ""
@@ -168,8 +171,9 @@ class Settings:
 
     @property
     def live_pairs(self) -> tuple[DatasetSpec, ...]:
-        """The datasets live keeps current: all but those whose symbol stopped trading."""
-        return tuple(spec for spec in self.pairs if spec not in self.retired)
+        """The datasets live keeps current: all but those whose symbol stopped trading or that only the data
+        root holds."""
+        return tuple(spec for spec in self.pairs if spec not in self.retired and spec not in self.stored_only)
 
 
 def load_settings(env: dict[str, str] | None = None) -> Settings:

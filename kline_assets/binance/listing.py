@@ -20,11 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 from kline_assets.binance.client import BinanceClient
-from kline_assets.errors import ExchangeFinal, ExchangeTransient
+from kline_assets.errors import BadInput, ExchangeFinal, ExchangeTransient
 from kline_assets.settings import MARKETS, MAX_SYMBOL, DatasetSpec, Selector, Settings, plain_name
 from kline_assets.store.backend import Backend
-from kline_assets.store.dataset import dataset_dirs
-from kline_assets.store.paths import listing_cache
+from kline_assets.store.dataset import dataset_dirs, manifest_at
+from kline_assets.store.paths import MANIFEST, listing_cache
 
 log = logging.getLogger("kline_assets")
 
@@ -171,6 +171,31 @@ def resolve_selectors(settings: Settings, clients: dict[str, BinanceClient] | No
     retired = frozenset(spec for spec in pairs
                         if found.get(spec.market) is not None and not found[spec.market].trading(spec.symbol))
     return replace(settings, pairs=tuple(pairs), retired=retired)
+
+
+def with_stored(settings: Settings, root: Backend, known: dict[str, Listing] | None = None) -> Settings:
+    """`settings` with every dataset under the data root it does not define added as `stored_only`: a
+    dataset made by `kline-assets --pair` shows in Dagster with its history and checks, not as a bare key.
+    Its pair comes from a stored listing, else from its manifest (read only for such datasets)."""
+    defined = {(spec.exchange_id, spec.symbol) for spec in settings.pairs}
+    extra = []
+    for market, info in MARKETS.items():
+        listing = newest(Listing.load(root, market), (known or {}).get(market))
+        for folder in dataset_dirs(root, info.exchange_id):
+            symbol = folder.split("/")[1]
+            if (info.exchange_id, symbol) in defined:
+                continue
+            named = listing.symbols.get(symbol) if listing else None
+            if named and plain_name(named[0]) and plain_name(named[1]) and named[0] + named[1] == symbol:
+                extra.append(DatasetSpec(market, f"{named[0]}/{named[1]}"))
+                continue
+            try:
+                manifest = manifest_at(root, f"{folder}/{MANIFEST}")
+            except (OSError, BadInput) as exc:
+                log.warning("%s: left out of the code location, its manifest cannot be read (%s)", folder, exc)
+                continue
+            extra.append(DatasetSpec(manifest.market, manifest.pair))
+    return replace(settings, pairs=settings.pairs + tuple(extra), stored_only=frozenset(extra))
 
 
 def local_datasets(root: Backend, selector: Selector) -> list[DatasetSpec]:

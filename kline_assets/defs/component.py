@@ -154,7 +154,7 @@ class KlineArchive(dg.StateBackedComponent, dg.Resolvable):
     def build_defs_from_state(self, context: dg.ComponentLoadContext | None, state_path: Path | None) -> dg.Definitions:
         """The definitions from stored answers only: no request, nothing written."""
         known = read_state(state_path) if state_path is not None else {}
-        return definitions_for(resolve_datasets(self.settings(), ask=False, known=known))
+        return definitions_for(resolve_datasets(self.settings(), ask=False, known=known, stored=True))
 
 
 def read_state(state_path: Path) -> dict[str, Listing]:

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import dagster as dg
 
-from kline_assets.binance.listing import Listing, resolve_selectors
+from kline_assets.binance.listing import Listing, resolve_selectors, with_stored
 from kline_assets.binance.symbols import resolve_for_definitions
 from kline_assets.defs.assets import build_klines_assets
 from kline_assets.defs.combined import build_combined_asset
@@ -45,15 +45,18 @@ def build_assets(settings: Settings) -> list:
     return klines + hourly + [build_combined_asset(spec, prefix) for spec in settings.pairs]
 
 
-def resolve_datasets(settings: Settings, ask: bool = True, known: dict[str, Listing] | None = None) -> Settings:
+def resolve_datasets(settings: Settings, ask: bool = True, known: dict[str, Listing] | None = None,
+                     stored: bool = False) -> Settings:
     """The datasets `settings` define: explicit pairs the exchange does not list replaced by BTC/USDT, and
     the selectors' symbols added (`binance.listing`). `ask`: ask the exchange where what is stored is stale
     or missing (the command line, refreshing a component's state); otherwise only the data root's stored
-    answers and `known` (a component's state) decide, and nothing is written."""
+    answers and `known` (a component's state) decide, and nothing is written. `stored`: also every other
+    dataset under the data root (the code location's, `with_stored`)."""
     clients = {m: ExchangeResource.from_settings(settings).client(m) for m in MARKETS} if ask else None
     root = open_root(settings.data_root)
     settings = replace(settings, pairs=resolve_for_definitions(root, settings.pairs, clients))
-    return resolve_selectors(settings, clients, root, known)
+    settings = resolve_selectors(settings, clients, root, known)
+    return with_stored(settings, root, known) if stored else settings
 
 
 def definitions_for(settings: Settings) -> dg.Definitions:

@@ -180,3 +180,22 @@ def test_a_listed_symbol_too_long_or_not_ascii_is_left_out_with_one_warning(capl
     with caplog.at_level(logging.WARNING, logger="kline_assets"):
         assert listing.select("USDT") == [DatasetSpec("futures", "ETH/USDT")]
     assert caplog.text.count("leaves out 2 listed symbol(s)") == 1
+
+
+def test_a_dataset_made_by_the_command_line_is_defined_but_not_live(market_sim, make_settings, tmp_path, instance):
+    """`kline-assets --pair ETH/USDT backfill` with KLINE_PAIRS naming only BTC/USDT: the code location
+    defines ETH/USDT too (its history and checks, not a bare key in the catalog); live leaves it alone."""
+    env = env_for(market_sim, tmp_path, KLINE_PAIRS="futures:BTC/USDT")
+    done = cli(env, "--pair", "ETH/USDT", "backfill", "--start", "2021-01-01", "--end", "2021-01-02")
+    assert done.returncode == 0, done.stderr
+    (tmp_path / "data" / ".kline_assets" / "listing_futures.json").unlink(missing_ok=True)  # pair from the manifest
+    settings = settings_for(make_settings, market_sim, "futures:BTC/USDT")
+    defs = build_definitions(settings)
+    eth = DatasetSpec("futures", "ETH/USDT")
+    assert dg.AssetKey(["binanceusdm", "ETHUSDT", "klines_1m"]) in defs.resolve_all_asset_keys()
+    resolved = resolve_datasets(settings, ask=False, stored=True)
+    assert eth in resolved.pairs and eth in resolved.stored_only and eth not in resolved.live_pairs
+    result = defs.resolve_sensor_def(LIVE_SENSOR).evaluate_tick(
+        dg.build_sensor_context(instance=instance, definitions=defs))
+    selected = {name for request in result.run_requests for name in live_datasets(request)}
+    assert selected == {FUT.name}

@@ -142,6 +142,6 @@ def test_loading_the_component_writes_nothing_and_takes_under_a_second(tmp_path)
     keys = defs.resolve_all_asset_keys()
     assert time.monotonic() - began < 1
     assert dg.AssetKey(["team", "binanceusdm", "BTCUSDT", "klines_1m"]) in keys
-    assert {r.name if hasattr(r, "name") else r for r in defs.resources} == {
-        "team_archive", "team_exchange", "team_chunk_io_manager"}
+    assert set(defs.resources) == {
+        "team_store", "team_exchange", "team_chunk_io_manager"}
     assert not (tmp_path / "data").exists() and not (tmp_path / "logs").exists()
