@@ -17,6 +17,7 @@ from dataclasses import replace
 
 from kline_assets.defs.instance import STORAGES, instance_yaml
 from kline_assets.errors import BadInput, ExchangeFinal, ExchangeTransient
+from kline_assets.interrupts import RELAY, relay_interrupts
 from kline_assets.logs import show_progress
 from kline_assets.settings import (
     DEFAULT_PAIR,
@@ -169,7 +170,7 @@ class SignalRecord:
             seen = os.read(self._read, 1024)
         if signal.SIGTERM in seen:
             return 143
-        return 130 if signal.SIGINT in seen or code == 130 else code
+        return 130 if signal.SIGINT in seen or RELAY in seen or code == 130 else code
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -185,7 +186,9 @@ def run() -> None:
     """The `kline-assets` program: `main`, then out without the interpreter's teardown. Arrow's native
     thread pools may still be alive when Python finalises, and now and then that ends a finished command
     in `terminate called without an active exception` (SIGABRT, apache/arrow#34314): output flushed and
-    logs closed first, the exit code is the command's own."""
+    logs closed first, the exit code is the command's own. Ctrl-C reaches this process, not Dagster's
+    helpers (`interrupts`)."""
+    relay_interrupts()
     code = main()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):

@@ -177,17 +177,19 @@ def materialize_per_market(settings: Settings, specs: list[DatasetSpec], first_k
 def backfill_job() -> dg.JobDefinition:
     """The job of `materialize_per_market`, rebuilt by each step process (`dg.reconstructable`) from the
     variables its parent set: the `klines_1m` assets of the datasets given, a step per market."""
+    from kline_assets.interrupts import relay_interrupts
     from kline_assets.logs import setup_logging, show_progress
 
     settings = load_settings()
     setup_logging(settings.log_dir)
     show_progress(sys.stderr)  # the step's progress lines on the command's stderr, as in one process
+    relay_interrupts()  # SIGINT came blocked from the command (`interrupts`): this process takes it too
     end_with_parent()
     job = dg.define_asset_job(BACKFILL_JOB, selection=[klines_key(s) for s in settings.pairs],
                               executor_def=dg.multiprocess_executor,
                               description="A command-line backfill of several markets: a step per market.")
     defs = dg.Definitions(assets=build_assets(settings), jobs=[job], resources=build_resources(settings))
-    return defs.get_job_def(BACKFILL_JOB)
+    return defs.resolve_job_def(BACKFILL_JOB)
 
 
 def end_with_parent() -> None:

@@ -2,6 +2,7 @@
 stdout and progress on stderr, an honest line when nothing was needed, filters and file names as asked."""
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -52,14 +53,18 @@ def test_a_corrupted_chunk_on_combine_is_one_line(sim, tmp_path):
 
 
 def test_ctrl_c_is_one_line(sim, tmp_path):
+    """As a terminal sends it: SIGINT to the whole process group, where Dagster's log-mirroring helpers
+    (`tail -F`, `watch_orphans.py`) run beside the command and would each print a traceback."""
     sim.state.config.latency_ms = 200
     env = env_for(sim, tmp_path)
     proc = subprocess.Popen([str(BIN / "kline-assets"), "backfill", "--start", "2021-01-01", "--end", "2021-03-01"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     deadline = time.monotonic() + 60
     while not sim_requests(sim.state) and time.monotonic() < deadline:  # the run is fetching: not before
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    time.sleep(1)  # the helpers are up
+    os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err and "KeyboardInterrupt" not in err
     assert err.splitlines()[-1].startswith("kline-assets: backfill failed") and "interrupted" in err
