@@ -142,9 +142,9 @@ def listings(root: Backend, clients: dict[str, BinanceClient] | None, markets: s
     return cached
 
 
-NO_LISTING = ("no exchangeInfo stored yet: it selects only the datasets already under {root}. Any "
-              "`kline-assets ... --all` command stores it (e.g. `kline-assets status --all`), and so does "
-              "`dg utils refresh-defs-state` in a dg project; then reload the code location")
+NO_LISTING = ("no exchangeInfo stored yet: it selects only the datasets already under {root}. The job "
+              "refresh_listing stores it (launch it in the UI), as do `kline-assets status --all` and, in a dg "
+              "project, `dg utils refresh-defs-state`; then reload the code location")
 
 
 def resolve_selectors(settings: Settings, clients: dict[str, BinanceClient] | None, root: Backend,

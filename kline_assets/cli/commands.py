@@ -17,7 +17,7 @@ from kline_assets.binance.crosscheck import archived_days, cross_check, sample
 from kline_assets.binance.listing import Listing, fetch_listing
 from kline_assets.binance.symbols import fallback_message, resolve_pair
 from kline_assets.cli.live import StopFlag, run_loop
-from kline_assets.defs.definitions import resolve_datasets
+from kline_assets.defs.datasets import resolve_datasets
 from kline_assets.defs.instance import dagster_instance
 from kline_assets.defs.live import live_groups
 from kline_assets.defs.names import COMBINE_JOB, combined_key

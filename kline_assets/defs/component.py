@@ -28,7 +28,8 @@ import dagster as dg
 from dagster.components import DefsStateConfig, DefsStateConfigArgs, ResolvedDefsStateConfig
 
 from kline_assets.binance.listing import Listing, listings
-from kline_assets.defs.definitions import definitions_for, resolve_datasets
+from kline_assets.defs.datasets import resolve_datasets
+from kline_assets.defs.definitions import definitions_for
 from kline_assets.errors import BadInput
 from kline_assets.settings import (
     DEFAULT_PAIR,

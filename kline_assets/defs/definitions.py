@@ -5,17 +5,19 @@ selector means comes from the listing stored before (`resolve_datasets(..., ask=
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import dagster as dg
 
-from kline_assets.binance.listing import Listing, resolve_selectors, with_stored
-from kline_assets.binance.symbols import resolve_for_definitions
 from kline_assets.defs.assets import build_klines_assets
 from kline_assets.defs.combined import build_combined_asset
 from kline_assets.defs.hourly import build_hourly_asset
 from kline_assets.defs.io_manager import ChunkIOManager
-from kline_assets.defs.jobs import build_combine_job, build_hourly_job, build_live_job, build_verify_job
+from kline_assets.defs.jobs import (
+    build_combine_job,
+    build_hourly_job,
+    build_live_job,
+    build_refresh_job,
+    build_verify_job,
+)
 from kline_assets.defs.names import CHUNK_IO_MANAGER, EXCHANGE, STORE, prefixed
 from kline_assets.defs.partitions import daily_partitions
 from kline_assets.defs.resources import ExchangeResource, StoreResource
@@ -24,8 +26,7 @@ from kline_assets.defs.sensors import (
     build_hourly_after_klines_sensor,
     build_live_sensor,
 )
-from kline_assets.settings import MARKETS, Settings
-from kline_assets.store.backend import open_root
+from kline_assets.settings import Settings
 
 
 def build_resources(settings: Settings) -> dict:
@@ -45,25 +46,13 @@ def build_assets(settings: Settings) -> list:
     return klines + hourly + [build_combined_asset(spec, prefix) for spec in settings.pairs]
 
 
-def resolve_datasets(settings: Settings, ask: bool = True, known: dict[str, Listing] | None = None,
-                     stored: bool = False) -> Settings:
-    """The datasets `settings` define: explicit pairs the exchange does not list replaced by BTC/USDT, and
-    the selectors' symbols added (`binance.listing`). `ask`: ask the exchange where what is stored is stale
-    or missing (the command line, refreshing a component's state); otherwise only the data root's stored
-    answers and `known` (a component's state) decide, and nothing is written. `stored`: also every other
-    dataset under the data root (the code location's, `with_stored`)."""
-    clients = {m: ExchangeResource.from_settings(settings).client(m) for m in MARKETS} if ask else None
-    root = open_root(settings.data_root)
-    settings = replace(settings, pairs=resolve_for_definitions(root, settings.pairs, clients))
-    settings = resolve_selectors(settings, clients, root, known)
-    return with_stored(settings, root, known) if stored else settings
-
-
 def definitions_for(settings: Settings) -> dg.Definitions:
     """The definitions of `settings` whose datasets are already resolved (`resolve_datasets`)."""
     live_job, combine_job = build_live_job(settings), build_combine_job(settings)
     sensors = [build_live_sensor(settings, live_job)] if settings.live_sensor else []
     jobs = [live_job, combine_job, *(build_verify_job(spec, settings.key_prefix) for spec in settings.pairs)]
+    if settings.selectors:
+        jobs.append(build_refresh_job(settings))
     if settings.build_combined_on_backfill:
         sensors.append(build_combine_after_backfill_sensor(settings, combine_job))
     if settings.hourly:

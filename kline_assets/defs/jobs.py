@@ -11,6 +11,7 @@ import time
 import dagster as dg
 from pydantic import Field
 
+from kline_assets.binance.listing import listings
 from kline_assets.defs.assets import batch_events, batch_outcomes, passed
 from kline_assets.defs.fleet import recording, run_fleet, work_for
 from kline_assets.defs.io_manager import ChunkIOManager
@@ -22,6 +23,7 @@ from kline_assets.defs.names import (
     HOURLY_JOB,
     LIVE_JOB,
     LIVE_OP,
+    REFRESH_JOB,
     STORE,
     combined_key,
     hourly_key,
@@ -142,6 +144,40 @@ def build_hourly_job(settings: Settings):
                                selection=[hourly_key(spec, settings.key_prefix) for spec in settings.pairs],
                                executor_def=dg.in_process_executor,  # one process for any number of datasets
                                description="klines_1h of the days a klines_1m run loaded (KLINE_HOURLY=1).")
+
+
+def build_refresh_job(settings: Settings) -> dg.JobDefinition:
+    """With `KLINE_PAIRS` selectors: asks Binance which symbols trade now and stores the listing under the
+    data root, where loading the code location reads it (loading never asks the exchange)."""
+    prefix = settings.key_prefix
+    selectors = ", ".join(str(s) for s in settings.selectors)
+    resource_keys = {name: prefixed(prefix, name) for name in (STORE, EXCHANGE)}
+
+    @dg.op(name=prefixed(prefix, f"{REFRESH_JOB}_op"), required_resource_keys=set(resource_keys.values()),
+           description=f"Asks exchangeInfo which symbols {selectors} selects and stores the listing.")
+    def _refresh(context: dg.OpExecutionContext) -> None:
+        stores: StoreResource = getattr(context.resources, resource_keys[STORE])
+        exchange: ExchangeResource = getattr(context.resources, resource_keys[EXCHANGE])
+        markets = {s.market for s in settings.selectors}
+        found = listings(stores.backend(), {m: exchange.client(m) for m in markets}, markets, max_age_s=0)
+        if any(found[m] is None for m in markets):
+            raise dg.Failure(f"exchangeInfo of {', '.join(m for m in markets if found[m] is None)} unavailable; "
+                             "nothing stored (see the log)")
+        chosen = {spec for s in settings.selectors for spec in found[s.market].select(s.quote)}
+        new = sorted(spec.name for spec in chosen - set(settings.pairs))
+        gone = sorted(spec.name for spec in settings.pairs if spec.market in markets and spec not in settings.retired
+                      and not found[spec.market].trading(spec.symbol))
+        context.log.info(f"{selectors}: {len(chosen)} trading symbol(s); new: {', '.join(new[:20]) or 'none'}; "
+                         f"stopped trading: {', '.join(gone[:20]) or 'none'}"
+                         + ("; reload the code location to see it" if new or gone else ""))
+
+    @dg.job(name=prefixed(prefix, REFRESH_JOB),
+            description=f"Refreshes which datasets {selectors} means (the listing under the data root); reload "
+                        "the code location afterwards. Loading never asks the exchange itself.")
+    def _job() -> None:
+        _refresh()
+
+    return _job
 
 
 def build_verify_job(spec: DatasetSpec, prefix: str = "") -> dg.JobDefinition:

@@ -19,6 +19,7 @@ LIVE_JOB = "live_klines"
 LIVE_OP = "live_update"  # the live job's one op
 BACKFILL_JOB = "backfill_klines"  # the command line's runs of several markets (a step per market)
 COMBINE_JOB = "combine_klines"
+REFRESH_JOB = "refresh_listing"
 HOURLY_JOB = "hourly_klines"
 LIVE_SENSOR = "live_klines_sensor"
 COMBINE_SENSOR = "combine_after_backfill_sensor"

@@ -13,8 +13,8 @@ import pytest
 
 from kline_assets.binance.listing import Listing
 from kline_assets.defs.component import build_definitions
-from kline_assets.defs.definitions import resolve_datasets
-from kline_assets.defs.names import LIVE_SENSOR
+from kline_assets.defs.datasets import resolve_datasets
+from kline_assets.defs.names import LIVE_SENSOR, klines_key
 from kline_assets.errors import BadInput
 from kline_assets.settings import DatasetSpec, Selector, parse_pairs
 from kline_assets.sim.hostile import Hostile
@@ -199,3 +199,17 @@ def test_a_dataset_made_by_the_command_line_is_defined_but_not_live(market_sim, 
         dg.build_sensor_context(instance=instance, definitions=defs))
     selected = {name for request in result.run_requests for name in live_datasets(request)}
     assert selected == {FUT.name}
+
+
+def test_the_refresh_job_stores_the_listing_loading_then_reads(market_sim, make_settings, instance):
+    """No listing yet: loading defines the explicit pair only and names the refresh job; the job (as a UI
+    user launches it) asks exchangeInfo and stores it; the next load selects the symbols."""
+    settings = settings_for(make_settings, market_sim, "futures:BTC/USDT,futures:*/USDT")
+    defs = build_definitions(settings)
+    assert [k for k in defs.resolve_all_asset_keys() if k.path[-1] == "klines_1m"] == [klines_key(FUT)]
+    result = defs.resolve_job_def("refresh_listing").execute_in_process(instance=instance)
+    assert result.success
+    told = [e.user_message for e in instance.all_logs(result.run_id) if "trading symbol(s)" in e.user_message]
+    assert told and "new: binanceusdm/BNBUSDT" in told[0] and "reload the code location" in told[0]
+    keys = build_definitions(settings).resolve_all_asset_keys()
+    assert klines_key(DatasetSpec("futures", "SOL/USDT")) in keys

@@ -10,7 +10,7 @@ import dagster as dg
 from kline_assets.cli.live import seconds_to_next_boundary
 from kline_assets.defs import live
 from kline_assets.defs.component import build_definitions
-from kline_assets.defs.definitions import resolve_datasets
+from kline_assets.defs.datasets import resolve_datasets
 from kline_assets.defs.live import AFTER_BOUNDARY_S, live_days, live_run_config, live_tags, wait_for_boundary
 from kline_assets.defs.names import (
     HOURLY_SENSOR,
