@@ -108,8 +108,10 @@ def fetch_listing(client: BinanceClient) -> Listing:
     return Listing.from_exchange_info(client.market.name, info, int(time.time() * 1000))
 
 
-def newest(*found: Listing | None) -> Listing | None:
-    return max((listing for listing in found if listing is not None), key=lambda x: x.fetched_at_ms, default=None)
+def stored_listing(root: Backend, market: str, known: dict[str, Listing] | None) -> Listing | None:
+    """The newer of the data root's listing and `known`'s (a component's state), or None."""
+    found = [x for x in (Listing.load(root, market), (known or {}).get(market)) if x is not None]
+    return max(found, key=lambda x: x.fetched_at_ms, default=None)
 
 
 def listings(root: Backend, clients: dict[str, BinanceClient] | None, markets: set[str],
@@ -118,7 +120,7 @@ def listings(root: Backend, clients: dict[str, BinanceClient] | None, markets: s
     state); with `clients`, one older than `max_age_s` is asked for again (all markets at once) and stored;
     a stale one serves when the exchange does not answer; None when there is none."""
     now_ms = int(time.time() * 1000)
-    cached = {m: newest(Listing.load(root, m), (known or {}).get(m)) for m in markets}
+    cached = {m: stored_listing(root, m, known) for m in markets}
     stale = [m for m in sorted(markets) if clients is not None and (cached[m] is None or cached[m].stale(now_ms,
                                                                                                        max_age_s))]
 
@@ -158,7 +160,7 @@ def resolve_selectors(settings: Settings, clients: dict[str, BinanceClient] | No
     markets = {s.market for s in settings.selectors}
     found = listings(root, clients, markets, known=known)
     for market in set(MARKETS) - markets:  # explicit pairs of other markets: a stored listing, if any
-        found[market] = newest(Listing.load(root, market), (known or {}).get(market))
+        found[market] = stored_listing(root, market, known)
     pairs = list(settings.pairs)
     for selector in settings.selectors:
         listing = found[selector.market]
@@ -180,7 +182,7 @@ def with_stored(settings: Settings, root: Backend, known: dict[str, Listing] | N
     defined = {(spec.exchange_id, spec.symbol) for spec in settings.pairs}
     extra = []
     for market, info in MARKETS.items():
-        listing = newest(Listing.load(root, market), (known or {}).get(market))
+        listing = stored_listing(root, market, known)
         for folder in dataset_dirs(root, info.exchange_id):
             symbol = folder.split("/")[1]
             if (info.exchange_id, symbol) in defined:
