@@ -33,6 +33,7 @@ from kline_assets.defs.names import (
     klines_key,
     node_name,
     prefixed,
+    resource_keys,
 )
 from kline_assets.defs.partitions import key_to_day
 from kline_assets.defs.resources import ExchangeResource, StoreResource
@@ -143,7 +144,7 @@ def build_klines_assets(specs: tuple[DatasetSpec, ...], partitions_def: dg.Parti
 def market_node(market: str, specs: list[DatasetSpec], partitions_def: dg.PartitionsDefinition, prefix: str):
     by_key = {klines_key(spec, prefix): spec for spec in specs}
     key_of = {spec: key for key, spec in by_key.items()}
-    resource_keys = {name: prefixed(prefix, name) for name in (STORE, EXCHANGE, CHUNK_IO_MANAGER)}
+    keys = resource_keys(prefix)
 
     @dg.multi_asset(
         name=node_name(market, prefix),
@@ -153,12 +154,12 @@ def market_node(market: str, specs: list[DatasetSpec], partitions_def: dg.Partit
         can_subset=True,  # makes the outputs optional: days are recorded as events (module docstring)
         partitions_def=partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run(),  # one run per range: ~3 s per run adds up
-        required_resource_keys=set(resource_keys.values()),
+        required_resource_keys=set(keys.values()),
     )
     def _klines(context: dg.AssetExecutionContext):
-        stores: StoreResource = getattr(context.resources, resource_keys[STORE])
-        exchange: ExchangeResource = getattr(context.resources, resource_keys[EXCHANGE])
-        chunks: ChunkIOManager = getattr(context.resources, resource_keys[CHUNK_IO_MANAGER])
+        stores: StoreResource = getattr(context.resources, keys[STORE])
+        exchange: ExchangeResource = getattr(context.resources, keys[EXCHANGE])
+        chunks: ChunkIOManager = getattr(context.resources, keys[CHUNK_IO_MANAGER])
         days = sorted(key_to_day(k) for k in context.partition_keys)
         progress = logging.getLogger(PROGRESS)
 

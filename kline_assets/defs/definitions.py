@@ -18,7 +18,7 @@ from kline_assets.defs.jobs import (
     build_refresh_job,
     build_verify_job,
 )
-from kline_assets.defs.names import CHUNK_IO_MANAGER, EXCHANGE, STORE, prefixed
+from kline_assets.defs.names import CHUNK_IO_MANAGER, EXCHANGE, STORE, resource_keys
 from kline_assets.defs.partitions import daily_partitions
 from kline_assets.defs.resources import ExchangeResource, StoreResource
 from kline_assets.defs.sensors import (
@@ -30,11 +30,11 @@ from kline_assets.settings import Settings
 
 
 def build_resources(settings: Settings) -> dict:
-    stores = StoreResource.from_settings(settings)
+    stores, keys = StoreResource.from_settings(settings), resource_keys(settings.key_prefix)
     return {
-        prefixed(settings.key_prefix, STORE): stores,
-        prefixed(settings.key_prefix, EXCHANGE): ExchangeResource.from_settings(settings),
-        prefixed(settings.key_prefix, CHUNK_IO_MANAGER): ChunkIOManager(stores=stores),
+        keys[STORE]: stores,
+        keys[EXCHANGE]: ExchangeResource.from_settings(settings),
+        keys[CHUNK_IO_MANAGER]: ChunkIOManager(stores=stores),
     }
 
 

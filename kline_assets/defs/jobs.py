@@ -30,6 +30,7 @@ from kline_assets.defs.names import (
     job_name,
     klines_key,
     prefixed,
+    resource_keys,
 )
 from kline_assets.defs.resources import ExchangeResource, StoreResource
 from kline_assets.logs import PROGRESS
@@ -62,15 +63,15 @@ def build_live_job(settings: Settings) -> dg.JobDefinition:
     there are many datasets (`defs.live`)."""
     by_name = {spec.name: spec for spec in settings.live_pairs}
     prefix = settings.key_prefix
-    resource_keys = {name: prefixed(prefix, name) for name in (STORE, EXCHANGE, CHUNK_IO_MANAGER)}
+    keys = resource_keys(prefix)
 
-    @dg.op(name=prefixed(prefix, LIVE_OP), out={}, required_resource_keys=set(resource_keys.values()),
+    @dg.op(name=prefixed(prefix, LIVE_OP), out={}, required_resource_keys=set(keys.values()),
            description="Brings today's klines_1m partition of each dataset up to the last closed minute "
                        "(completing or catching up earlier days), and records the days in Dagster.")
     def _live(context: dg.OpExecutionContext, config: LiveConfig):
-        stores: StoreResource = getattr(context.resources, resource_keys[STORE])
-        exchange: ExchangeResource = getattr(context.resources, resource_keys[EXCHANGE])
-        chunks: ChunkIOManager = getattr(context.resources, resource_keys[CHUNK_IO_MANAGER])
+        stores: StoreResource = getattr(context.resources, keys[STORE])
+        exchange: ExchangeResource = getattr(context.resources, keys[EXCHANGE])
+        chunks: ChunkIOManager = getattr(context.resources, keys[CHUNK_IO_MANAGER])
         progress = logging.getLogger(PROGRESS)
 
         def report(line: str) -> None:  # the run's log in Dagster, and loader.log (and the CLI's stderr)
@@ -151,13 +152,13 @@ def build_refresh_job(settings: Settings) -> dg.JobDefinition:
     data root, where loading the code location reads it (loading never asks the exchange)."""
     prefix = settings.key_prefix
     selectors = ", ".join(str(s) for s in settings.selectors)
-    resource_keys = {name: prefixed(prefix, name) for name in (STORE, EXCHANGE)}
+    keys = resource_keys(prefix)
 
-    @dg.op(name=prefixed(prefix, f"{REFRESH_JOB}_op"), required_resource_keys=set(resource_keys.values()),
+    @dg.op(name=prefixed(prefix, f"{REFRESH_JOB}_op"), required_resource_keys={keys[STORE], keys[EXCHANGE]},
            description=f"Asks exchangeInfo which symbols {selectors} selects and stores the listing.")
     def _refresh(context: dg.OpExecutionContext) -> None:
-        stores: StoreResource = getattr(context.resources, resource_keys[STORE])
-        exchange: ExchangeResource = getattr(context.resources, resource_keys[EXCHANGE])
+        stores: StoreResource = getattr(context.resources, keys[STORE])
+        exchange: ExchangeResource = getattr(context.resources, keys[EXCHANGE])
         markets = {s.market for s in settings.selectors}
         found = listings(stores.backend(), {m: exchange.client(m) for m in markets}, markets, max_age_s=0)
         if any(found[m] is None for m in markets):

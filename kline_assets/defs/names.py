@@ -45,6 +45,11 @@ def prefixed(prefix: str, name: str) -> str:
     return f"{prefix}_{name}" if prefix else name
 
 
+def resource_keys(prefix: str) -> dict[str, str]:
+    """The keys the store, exchange and chunk IO manager resources have under `prefix`, by their plain name."""
+    return {name: prefixed(prefix, name) for name in (STORE, EXCHANGE, CHUNK_IO_MANAGER)}
+
+
 def dataset_key(spec: DatasetSpec, asset: str, prefix: str = "") -> dg.AssetKey:
     return dg.AssetKey([*([prefix] if prefix else []), spec.exchange_id, spec.symbol, asset])
 
