@@ -165,6 +165,9 @@ class Settings:
     # a `KlineArchive` component's: the first part of its asset keys and of its job, sensor and resource
     # names (`defs.names.prefixed`); never set from the environment
     key_prefix: str = ""
+    # read from the process's environment (`load_settings()`): the code location's resources then name the
+    # variables their values come from (`defs.resources.env_backed`)
+    from_environment: bool = False
 
     def origin(self, market: str) -> str:
         return (self.spot_url if market == "spot" else self.futures_url).rstrip("/")
@@ -176,8 +179,17 @@ class Settings:
         return tuple(spec for spec in self.pairs if spec not in self.retired and spec not in self.stored_only)
 
 
+# The settings a run reads from its resources (`defs.resources`), by field, and the variable each comes from.
+RESOURCE_VARIABLES = {
+    "data_root": "KLINE_DATA_ROOT", "log_dir": "KLINE_LOG_DIR", "align_tz": "KLINE_ALIGN_TZ", "start": "KLINE_START",
+    "spot_url": "KLINE_SPOT_URL", "futures_url": "KLINE_FUTURES_URL", "source": "KLINE_SOURCE",
+    "archive_url": "KLINE_ARCHIVE_URL",
+}
+
+
 def load_settings(env: dict[str, str] | None = None) -> Settings:
-    env = dict(os.environ if env is None else env)
+    """The settings of `env`, by default the process's environment (then `from_environment`)."""
+    from_environment, env = env is None, dict(os.environ if env is None else env)
 
     def get(name: str, default: str) -> str:
         value = env.get(name, "").strip()
@@ -197,18 +209,26 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         hourly=get("KLINE_HOURLY", "") == "1",
         source=parse_source(get("KLINE_SOURCE", "auto")),
         archive_url=get("KLINE_ARCHIVE_URL", "https://data.binance.vision"),
+        from_environment=from_environment,
     )
+
+
+def resource_values(settings: Settings) -> dict[str, str]:
+    """The settings a run reads from its resources, as their fields hold them (by field; see
+    `RESOURCE_VARIABLES`)."""
+    return {
+        "data_root": settings.data_root, "log_dir": settings.log_dir, "align_tz": settings.align_tz.name,
+        "start": settings.start.isoformat(), "spot_url": settings.spot_url, "futures_url": settings.futures_url,
+        "source": settings.source, "archive_url": settings.archive_url,
+    }
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """The variables `load_settings` reads back as `settings` (selectors as their resolved pairs): how a
     command hands what it resolved to the step processes Dagster starts for its run."""
     return {
-        "KLINE_DATA_ROOT": settings.data_root, "KLINE_LOG_DIR": settings.log_dir,
+        **{RESOURCE_VARIABLES[name]: value for name, value in resource_values(settings).items()},
         "KLINE_PAIRS": ",".join(f"{s.market}:{s.pair}" for s in settings.pairs),
-        "KLINE_ALIGN_TZ": settings.align_tz.name, "KLINE_START": settings.start.isoformat(),
-        "KLINE_SPOT_URL": settings.spot_url, "KLINE_FUTURES_URL": settings.futures_url,
         "BUILD_COMBINED_ON_BACKFILL": "1" if settings.build_combined_on_backfill else "",
-        "KLINE_HOURLY": "1" if settings.hourly else "", "KLINE_SOURCE": settings.source,
-        "KLINE_ARCHIVE_URL": settings.archive_url,
+        "KLINE_HOURLY": "1" if settings.hourly else "",
     }

@@ -341,6 +341,10 @@ def dagster_dev(env: dict) -> Iterator[str]:
 LAUNCH = """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
   __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }"""
 
+# what the UI's resource view shows of a resource: each configured value, and whether a variable holds it
+RESOURCE = """query($selector: ResourceSelector!) { topLevelResourceDetailsOrError(resourceSelector: $selector) {
+  __typename ... on ResourceDetails { configuredValues { key value type } } ... on PythonError { message } } }"""
+
 
 def graphql(url: str, query: str, variables: dict) -> dict:
     body = json.dumps({"query": query, "variables": variables}).encode()

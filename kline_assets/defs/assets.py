@@ -160,6 +160,10 @@ def market_node(market: str, specs: list[DatasetSpec], partitions_def: dg.Partit
         stores: StoreResource = getattr(context.resources, keys[STORE])
         exchange: ExchangeResource = getattr(context.resources, keys[EXCHANGE])
         chunks: ChunkIOManager = getattr(context.resources, keys[CHUNK_IO_MANAGER])
+        if stores.zone.iana != partitions_def.timezone:  # run config may set another zone than the partitions'
+            raise dg.Failure(f"the {keys[STORE]} resource's align_tz {stores.align_tz!r} is not the zone of the "
+                             f"partitions ({partitions_def.timezone}): its days would be cut differently. Set "
+                             "KLINE_ALIGN_TZ (or the component's align_tz) and reload the code location")
         days = sorted(key_to_day(k) for k in context.partition_keys)
         progress = logging.getLogger(PROGRESS)
 

@@ -111,19 +111,25 @@ class KlineArchive(dg.StateBackedComponent, dg.Resolvable):
     combine_after_backfill: bool = False
     key_prefix: str | None = None  # first part of every asset key, start of every job, sensor, resource name
     defs_state: ResolvedDefsStateConfig = field(default_factory=no_refresh_on_load)
+    _settings = None  # not an attribute: the settings `from_settings` was given
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "KlineArchive":
-        """The component of the environment's settings (`load_settings`): our own code location."""
-        return cls(pairs=[f"{s.market}:{s.pair}" for s in settings.pairs] + [str(s) for s in settings.selectors],
-                   data_root=settings.data_root, log_dir=settings.log_dir, align_tz=settings.align_tz.name,
-                   start=settings.start.isoformat(), source=settings.source, spot_url=settings.spot_url,
-                   futures_url=settings.futures_url, archive_url=settings.archive_url, hourly=settings.hourly,
-                   live_sensor=settings.live_sensor, combine_after_backfill=settings.build_combined_on_backfill,
-                   key_prefix=settings.key_prefix or None)
+        """The component of `settings` (by default the environment's, `load_settings`): our own code location.
+        It builds from `settings` themselves, already checked, which also keep where they came from."""
+        component = cls(pairs=[f"{s.market}:{s.pair}" for s in settings.pairs] + [str(s) for s in settings.selectors],
+                        data_root=settings.data_root, log_dir=settings.log_dir, align_tz=settings.align_tz.name,
+                        start=settings.start.isoformat(), source=settings.source, spot_url=settings.spot_url,
+                        futures_url=settings.futures_url, archive_url=settings.archive_url, hourly=settings.hourly,
+                        live_sensor=settings.live_sensor, combine_after_backfill=settings.build_combined_on_backfill,
+                        key_prefix=settings.key_prefix or None)
+        component._settings = settings
+        return component
 
     def settings(self) -> Settings:
         """The attributes checked as the variables are (`settings`): a bad one is one clear error at load."""
+        if self._settings is not None:
+            return self._settings
         try:
             specs, selectors = parse_pairs(",".join(self.pairs))
             prefix = (self.key_prefix or "").strip()

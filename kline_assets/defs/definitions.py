@@ -30,10 +30,12 @@ from kline_assets.settings import Settings
 
 
 def build_resources(settings: Settings) -> dict:
-    stores, keys = StoreResource.from_settings(settings), resource_keys(settings.key_prefix)
+    """The resources runs use, holding the settings as Dagster config: from the environment's settings, each
+    names the variable its value comes from (`settings_fields`), in the UI's resource view too."""
+    stores, keys = StoreResource.from_settings(settings, env_vars=True), resource_keys(settings.key_prefix)
     return {
         keys[STORE]: stores,
-        keys[EXCHANGE]: ExchangeResource.from_settings(settings),
+        keys[EXCHANGE]: ExchangeResource.from_settings(settings, env_vars=True),
         keys[CHUNK_IO_MANAGER]: ChunkIOManager(stores=stores),
     }
 

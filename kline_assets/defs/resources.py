@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
 
 import dagster as dg
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from kline_assets.binance.archive import ArchiveClient
 from kline_assets.binance.client import BinanceClient
@@ -14,7 +15,7 @@ from kline_assets.binance.days import DayStream
 from kline_assets.binance.limiter import limiter_for
 from kline_assets.errors import ChunkUnavailable
 from kline_assets.logs import setup_logging
-from kline_assets.settings import MARKETS, DatasetSpec, Settings
+from kline_assets.settings import MARKETS, RESOURCE_VARIABLES, DatasetSpec, Settings, parse_start_date, resource_values
 from kline_assets.store.backend import Backend, open_root
 from kline_assets.store.dataset import DatasetStore, manifest_at
 from kline_assets.store.paths import MANIFEST, dataset_dir
@@ -28,31 +29,55 @@ _CLIENTS_LOCK = threading.Lock()
 DEFAULT_PAGE = {"spot": 1000, "futures": 499}
 
 
+def settings_fields(resource: type[dg.ConfigurableResource], settings: Settings, env_vars: bool = False) -> dict:
+    """The fields of `resource` that hold settings (`RESOURCE_VARIABLES`), from `settings`.
+
+    `env_vars`, for the resources handed to Dagster: when `settings` are the environment's, a field whose
+    variable holds exactly its value is `dg.EnvVar` of that variable, so Dagster reads it when a run starts
+    and the UI's resource view names the variable. Only where Dagster resolves it: read directly, such a
+    field is the variable's name. The value cannot differ from the definitions' (partitions, datasets):
+    the process that runs the run loads the definitions from the same environment.
+    """
+    values = {name: value for name, value in resource_values(settings).items() if name in resource.model_fields}
+    if not (env_vars and settings.from_environment):
+        return values
+    return {name: dg.EnvVar(RESOURCE_VARIABLES[name]) if os.environ.get(RESOURCE_VARIABLES[name]) == value else value
+            for name, value in values.items()}
+
+
+def described(default, what: str, field: str):
+    """A settings field with its description and variable, as the UI's resource view shows them."""
+    return Field(default=default, description=f"{what} ({RESOURCE_VARIABLES[field]})")
+
+
 class ExchangeResource(dg.ConfigurableResource):
     """Binance REST origins and how hard to try; clients are shared per process and origin (their weight
     limiter is per origin in any case), so every run of a process plans from one count. In a run on a
     Postgres instance, that count (and the ban memory) is the instance's: shared by every worker on every
     machine (`binance.pgwindow`); elsewhere it is the machine's."""
 
-    spot_url: str = MARKETS["spot"].default_origin
-    futures_url: str = MARKETS["futures"].default_origin
-    timeout_ms: int = 30_000  # the whole of one request: connect, headers and body (`binance.http`)
-    max_attempts: int = 8
-    workers: int = 8  # days fetched at once: spot's budget needs ~5 requests in flight at 100 ms latency
-    archive_workers: int = 32  # days downloaded at once from the archive (no budget: latency is the limit)
-    source: str = "auto"  # auto | rest | archive
-    archive_url: str = "https://data.binance.vision"
-    spot_page: int = DEFAULT_PAGE["spot"]
-    futures_page: int = DEFAULT_PAGE["futures"]
+    spot_url: str = described(MARKETS["spot"].default_origin, "Spot REST origin", "spot_url")
+    futures_url: str = described(MARKETS["futures"].default_origin, "USD-M futures REST origin", "futures_url")
+    source: str = described("auto", "Where closed days come from: auto (the public archive, REST for the rest), "
+                                    "rest or archive", "source")
+    archive_url: str = described("https://data.binance.vision", "Binance's public archive", "archive_url")
+    timeout_ms: int = Field(default=30_000, description="The whole of one request: connect, headers and body")
+    max_attempts: int = Field(default=8, description="Tries of one request before the day fails")
+    # spot's budget needs ~5 requests in flight at 100 ms latency; the archive has no budget (latency is the limit)
+    workers: int = Field(default=8, description="Days fetched at once from REST")
+    archive_workers: int = Field(default=32, description="Days downloaded at once from the public archive")
+    spot_page: int = Field(default=DEFAULT_PAGE["spot"], description="Rows per spot klines request")
+    futures_page: int = Field(default=DEFAULT_PAGE["futures"], description="Rows per futures klines request "
+                                                                           "(499 costs 2 weight, 1500 costs 10)")
     _shared_url: str | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._shared_url = shared_budget_url(context.instance)
 
     @classmethod
-    def from_settings(cls, settings: Settings, **overrides) -> ExchangeResource:
-        return cls(spot_url=settings.spot_url, futures_url=settings.futures_url, source=settings.source,
-                   archive_url=settings.archive_url, **overrides)
+    def from_settings(cls, settings: Settings, env_vars: bool = False, **overrides) -> ExchangeResource:
+        """The exchange of `settings` (`env_vars`: see `settings_fields`), `overrides` for the other fields."""
+        return cls(**settings_fields(cls, settings, env_vars), **overrides)
 
     def archive(self, market: str) -> ArchiveClient | None:
         """The public archive for closed days, unless the source is REST only: one per market and run, so
@@ -94,19 +119,21 @@ class StoreResource(dg.ConfigurableResource):
     """Where datasets live (a folder or `s3://bucket/prefix`) and how their days are cut (alignment zone,
     first date)."""
 
-    data_root: str = "data"
-    align_tz: str = "UTC"
-    start: str = "2020-01-01"
-    log_dir: str = "logs"  # loader.log: opened by the runs that use the archive, never while loading
+    data_root: str = described("data", "A folder, or s3://bucket/prefix", "data_root")
+    align_tz: str = described("UTC", "The IANA zone (or fixed offset) whose local days are the partitions",
+                              "align_tz")
+    start: str = described("2020-01-01", "First local day of a new dataset", "start")
+    # loader.log: opened by the runs that use the store, never while loading
+    log_dir: str = described("logs", "Folder of loader.log", "log_dir")
     _backend: Backend | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         setup_logging(self.log_dir)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> StoreResource:
-        return cls(data_root=settings.data_root, align_tz=settings.align_tz.name, start=settings.start.isoformat(),
-                   log_dir=settings.log_dir)
+    def from_settings(cls, settings: Settings, env_vars: bool = False) -> StoreResource:
+        """The store of `settings` (`env_vars`: see `settings_fields`)."""
+        return cls(**settings_fields(cls, settings, env_vars))
 
     @property
     def zone(self) -> AlignZone:
@@ -132,4 +159,4 @@ class StoreResource(dg.ConfigurableResource):
 
     def store(self, spec: DatasetSpec) -> DatasetStore:
         """The one way to open a dataset: a stored dataset keeps its own start date."""
-        return DatasetStore(self.backend(), spec, self.zone, dt.date.fromisoformat(self.start))
+        return DatasetStore(self.backend(), spec, self.zone, parse_start_date(self.start))

@@ -1,7 +1,8 @@
 """A backfill launched as the UI launches it (the webserver's GraphQL `launchPartitionBackfill`) under
 `dagster dev` on a Postgres instance: both markets' `klines_1m` over three closed days, one run whose step
-per market goes in a step process of its own, every day exact and recorded with its checks. The SQLite
-side of the same path is the browser test."""
+per market goes in a step process of its own, every day exact and recorded with its checks, its
+resources' settings read from the variables the UI's resource view names. The SQLite side of the same
+path is the browser test."""
 
 import datetime as dt
 import json
@@ -14,7 +15,16 @@ import pytest
 from kline_assets.defs.instance import instance_yaml
 from kline_assets.store.dataset import DatasetStore
 from kline_assets.timezones import parse_zone
-from kline_assets_tests.helpers import FUT, LAUNCH, SPOT, dagster_dev, expected_rows, graphql, stored_rows
+from kline_assets_tests.helpers import (
+    FUT,
+    LAUNCH,
+    RESOURCE,
+    SPOT,
+    dagster_dev,
+    expected_rows,
+    graphql,
+    stored_rows,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -38,6 +48,13 @@ def test_a_ui_backfill_of_both_markets_on_postgres(sim, tmp_path, pg_server, mon
     days = [(today - dt.timedelta(n)).isoformat() for n in (4, 3, 2)]
     keys = [["binanceusdm", "BTCUSDT", "klines_1m"], ["binance", "BTCUSDT", "klines_1m"]]
     with dagster_dev(env) as url:
+        # the resource view: the settings a run reads are Dagster config, each naming its variable
+        shown = graphql(url, RESOURCE, {"selector": {"repositoryLocationName": "kline_assets",
+                                                     "repositoryName": "__repository__", "resourceName": "store"}})
+        values = {v["key"]: (v["type"], v["value"])
+                  for v in shown["data"]["topLevelResourceDetailsOrError"]["configuredValues"]}
+        assert values["data_root"] == ("ENV_VAR", "KLINE_DATA_ROOT"), shown
+        assert values["start"] == ("ENV_VAR", "KLINE_START") and values["log_dir"][0] == "ENV_VAR", shown
         answer = graphql(url, LAUNCH, {"params": {"assetSelection": [{"path": k} for k in keys],
                                                   "partitionNames": days, "fromFailure": False}})
         launched = answer["data"]["launchPartitionBackfill"]
