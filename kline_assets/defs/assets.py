@@ -36,9 +36,9 @@ from kline_assets.defs.names import (
     resource_keys,
 )
 from kline_assets.defs.partitions import key_to_day
-from kline_assets.defs.resources import ExchangeResource, StoreResource
+from kline_assets.defs.resources import ExchangeResource, StoreResource, run_resource
 from kline_assets.logs import PROGRESS
-from kline_assets.settings import DatasetSpec
+from kline_assets.settings import DatasetSpec, Settings
 from kline_assets.store.checks import CHECK_NAMES, CONTINUITY, INTEGRITY, SANITY, Outcome, evaluate, with_previous
 from kline_assets.store.dataset import DatasetStore
 from kline_assets.store.manifest import ChunkEntry
@@ -130,18 +130,18 @@ def klines_spec(spec: DatasetSpec, partitions_def: dg.PartitionsDefinition, pref
     ).with_io_manager_key(prefixed(prefix, CHUNK_IO_MANAGER))
 
 
-def build_klines_assets(specs: tuple[DatasetSpec, ...], partitions_def: dg.PartitionsDefinition,
-                        prefix: str = "") -> list:
+def build_klines_assets(settings: Settings, partitions_def: dg.PartitionsDefinition) -> list:
     """The `klines_1m` asset of every dataset, in one subsettable node per market (`klines_1m_futures`,
     `klines_1m_spot`): a run of any selection is one step per market that fetches its datasets side by side
     (`defs.fleet`), whether live, a backfill or the command line. The markets have budgets of their own and
     one interpreter cannot keep both busy, so Dagster's multiprocess executor runs them in step processes
     of their own, under whatever run launcher the instance has."""
-    return [market_node(market, [s for s in specs if s.market == market], partitions_def, prefix)
-            for market in sorted({s.market for s in specs}, key=lambda m: m != "futures")]
+    return [market_node(market, [s for s in settings.pairs if s.market == market], partitions_def, settings)
+            for market in sorted({s.market for s in settings.pairs}, key=lambda m: m != "futures")]
 
 
-def market_node(market: str, specs: list[DatasetSpec], partitions_def: dg.PartitionsDefinition, prefix: str):
+def market_node(market: str, specs: list[DatasetSpec], partitions_def: dg.PartitionsDefinition, settings: Settings):
+    prefix = settings.key_prefix
     by_key = {klines_key(spec, prefix): spec for spec in specs}
     key_of = {spec: key for key, spec in by_key.items()}
     keys = resource_keys(prefix)
@@ -157,13 +157,9 @@ def market_node(market: str, specs: list[DatasetSpec], partitions_def: dg.Partit
         required_resource_keys=set(keys.values()),
     )
     def _klines(context: dg.AssetExecutionContext):
-        stores: StoreResource = getattr(context.resources, keys[STORE])
-        exchange: ExchangeResource = getattr(context.resources, keys[EXCHANGE])
+        stores: StoreResource = run_resource(context, settings, STORE)
+        exchange: ExchangeResource = run_resource(context, settings, EXCHANGE)
         chunks: ChunkIOManager = getattr(context.resources, keys[CHUNK_IO_MANAGER])
-        if stores.zone.iana != partitions_def.timezone:  # run config may set another zone than the partitions'
-            raise dg.Failure(f"the {keys[STORE]} resource's align_tz {stores.align_tz!r} is not the zone of the "
-                             f"partitions ({partitions_def.timezone}): its days would be cut differently. Set "
-                             "KLINE_ALIGN_TZ (or the component's align_tz) and reload the code location")
         days = sorted(key_to_day(k) for k in context.partition_keys)
         progress = logging.getLogger(PROGRESS)
 

@@ -9,8 +9,8 @@ import datetime as dt
 import dagster as dg
 
 from kline_assets.defs.names import STORE, combined_key, group_name, klines_key, prefixed
-from kline_assets.defs.resources import StoreResource
-from kline_assets.settings import DatasetSpec
+from kline_assets.defs.resources import StoreResource, run_resource
+from kline_assets.settings import DatasetSpec, Settings
 from kline_assets.store.combine import combine
 from kline_assets.store.daycalendar import day_states, markdown
 from kline_assets.timezones import ms_to_iso, parse_zone
@@ -22,7 +22,9 @@ class CombineConfig(dg.Config):
     tz: str | None = None  # only names the file: BTCUSDT_1m_all_Europe-Zurich.parquet; data stays UTC ms
 
 
-def build_combined_asset(spec: DatasetSpec, prefix: str = "") -> dg.AssetsDefinition:
+def build_combined_asset(spec: DatasetSpec, settings: Settings) -> dg.AssetsDefinition:
+    prefix = settings.key_prefix
+
     @dg.asset(
         key=combined_key(spec, prefix),
         deps=[klines_key(spec, prefix)],
@@ -34,7 +36,7 @@ def build_combined_asset(spec: DatasetSpec, prefix: str = "") -> dg.AssetsDefini
                     "the manifest are combined.",
     )
     def _combined(context: dg.AssetExecutionContext, config: CombineConfig) -> dg.MaterializeResult:
-        stores: StoreResource = getattr(context.resources, prefixed(prefix, STORE))
+        stores: StoreResource = run_resource(context, settings, STORE)
         suffix = parse_zone(config.tz).file_suffix() if config.tz else None
         store = stores.store(spec)
         result = combine(store, config.from_index, config.to_index, suffix)

@@ -41,18 +41,17 @@ def build_resources(settings: Settings) -> dict:
 
 
 def build_assets(settings: Settings) -> list:
-    prefix, partitions_def = settings.key_prefix, daily_partitions(settings.align_tz, settings.start)
-    klines = build_klines_assets(settings.pairs, partitions_def, prefix)
-    hourly = [build_hourly_asset(spec, partitions_def, settings.align_tz, prefix) for spec in settings.pairs
-              if settings.hourly]
-    return klines + hourly + [build_combined_asset(spec, prefix) for spec in settings.pairs]
+    partitions_def = daily_partitions(settings.align_tz, settings.start)
+    klines = build_klines_assets(settings, partitions_def)
+    hourly = [build_hourly_asset(spec, partitions_def, settings) for spec in settings.pairs if settings.hourly]
+    return klines + hourly + [build_combined_asset(spec, settings) for spec in settings.pairs]
 
 
 def definitions_for(settings: Settings) -> dg.Definitions:
     """The definitions of `settings` whose datasets are already resolved (`resolve_datasets`)."""
     live_job, combine_job = build_live_job(settings), build_combine_job(settings)
     sensors = [build_live_sensor(settings, live_job)] if settings.live_sensor else []
-    jobs = [live_job, combine_job, *(build_verify_job(spec, settings.key_prefix) for spec in settings.pairs)]
+    jobs = [live_job, combine_job, *(build_verify_job(spec, settings) for spec in settings.pairs)]
     if settings.selectors:
         jobs.append(build_refresh_job(settings))
     if settings.build_combined_on_backfill:

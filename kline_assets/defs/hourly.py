@@ -19,8 +19,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kline_assets.defs.names import STORE, group_name, hourly_key, klines_key, prefixed
-from kline_assets.defs.resources import StoreResource
-from kline_assets.settings import DatasetSpec
+from kline_assets.defs.resources import StoreResource, run_resource
+from kline_assets.settings import DatasetSpec, Settings
 from kline_assets.store.paths import hourly_file
 from kline_assets.timezones import AlignZone
 
@@ -44,7 +44,9 @@ def hourly_bars(minutes: pd.DataFrame, zone: AlignZone) -> pd.DataFrame:
 
 
 def build_hourly_asset(spec: DatasetSpec, partitions_def: dg.PartitionsDefinition,
-                       zone: AlignZone, prefix: str = "") -> dg.AssetsDefinition:
+                       settings: Settings) -> dg.AssetsDefinition:
+    prefix, zone = settings.key_prefix, settings.align_tz
+
     @dg.asset(
         key=hourly_key(spec, prefix),
         ins={"klines": dg.AssetIn(klines_key(spec, prefix))},  # same daily partitions: day k reads day k
@@ -57,7 +59,7 @@ def build_hourly_asset(spec: DatasetSpec, partitions_def: dg.PartitionsDefinitio
                     "resampled from klines_1m (an example of a downstream asset).",
     )
     def _hourly(context: dg.AssetExecutionContext, klines) -> dg.MaterializeResult:
-        stores: StoreResource = getattr(context.resources, prefixed(prefix, STORE))
+        stores: StoreResource = run_resource(context, settings, STORE)
         # one partition: a DataFrame; a range run: {partition_key: DataFrame}, as the IO manager hands them
         days = klines if isinstance(klines, dict) else {context.partition_key: klines}
         for key, frame in sorted(days.items()):

@@ -32,7 +32,7 @@ from kline_assets.defs.names import (
     prefixed,
     resource_keys,
 )
-from kline_assets.defs.resources import ExchangeResource, StoreResource
+from kline_assets.defs.resources import ExchangeResource, StoreResource, run_resource
 from kline_assets.logs import PROGRESS
 from kline_assets.settings import DatasetSpec, Settings
 from kline_assets.store.checks import CHECK_NAMES
@@ -69,8 +69,8 @@ def build_live_job(settings: Settings) -> dg.JobDefinition:
            description="Brings today's klines_1m partition of each dataset up to the last closed minute "
                        "(completing or catching up earlier days), and records the days in Dagster.")
     def _live(context: dg.OpExecutionContext, config: LiveConfig):
-        stores: StoreResource = getattr(context.resources, keys[STORE])
-        exchange: ExchangeResource = getattr(context.resources, keys[EXCHANGE])
+        stores: StoreResource = run_resource(context, settings, STORE)
+        exchange: ExchangeResource = run_resource(context, settings, EXCHANGE)
         chunks: ChunkIOManager = getattr(context.resources, keys[CHUNK_IO_MANAGER])
         progress = logging.getLogger(PROGRESS)
 
@@ -157,8 +157,8 @@ def build_refresh_job(settings: Settings) -> dg.JobDefinition:
     @dg.op(name=prefixed(prefix, f"{REFRESH_JOB}_op"), required_resource_keys={keys[STORE], keys[EXCHANGE]},
            description=f"Asks exchangeInfo which symbols {selectors} selects and stores the listing.")
     def _refresh(context: dg.OpExecutionContext) -> None:
-        stores: StoreResource = getattr(context.resources, keys[STORE])
-        exchange: ExchangeResource = getattr(context.resources, keys[EXCHANGE])
+        stores: StoreResource = run_resource(context, settings, STORE)
+        exchange: ExchangeResource = run_resource(context, settings, EXCHANGE)
         markets = {s.market for s in settings.selectors}
         found = listings(stores.backend(), {m: exchange.client(m) for m in markets}, markets, max_age_s=0)
         if any(found[m] is None for m in markets):
@@ -181,11 +181,13 @@ def build_refresh_job(settings: Settings) -> dg.JobDefinition:
     return _job
 
 
-def build_verify_job(spec: DatasetSpec, prefix: str = "") -> dg.JobDefinition:
+def build_verify_job(spec: DatasetSpec, settings: Settings) -> dg.JobDefinition:
+    prefix = settings.key_prefix
+
     @dg.op(name=job_name("verify_op", spec, prefix), required_resource_keys={prefixed(prefix, STORE)},
            description=f"Checks every stored day of {spec.name} against its manifest, continuity and sanity.")
     def _verify(context: dg.OpExecutionContext) -> None:
-        stores: StoreResource = getattr(context.resources, prefixed(prefix, STORE))
+        stores: StoreResource = run_resource(context, settings, STORE)
         store = stores.store(spec)
         today = dt.datetime.now(store.zone.tzinfo).date()
         report = verify(store, None, None, today)

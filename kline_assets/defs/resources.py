@@ -13,6 +13,7 @@ from kline_assets.binance.archive import ArchiveClient
 from kline_assets.binance.client import BinanceClient
 from kline_assets.binance.days import DayStream
 from kline_assets.binance.limiter import limiter_for
+from kline_assets.defs.names import prefixed
 from kline_assets.errors import ChunkUnavailable
 from kline_assets.logs import setup_logging
 from kline_assets.settings import MARKETS, RESOURCE_VARIABLES, DatasetSpec, Settings, parse_start_date, resource_values
@@ -43,6 +44,26 @@ def settings_fields(resource: type[dg.ConfigurableResource], settings: Settings,
         return values
     return {name: dg.EnvVar(RESOURCE_VARIABLES[name]) if os.environ.get(RESOURCE_VARIABLES[name]) == value else value
             for name, value in values.items()}
+
+
+def run_resource(context: dg.OpExecutionContext, settings: Settings, name: str):
+    """The run's `name` resource (`STORE`, `EXCHANGE`) under the settings' key prefix, refused when it no
+    longer holds the settings the definitions were built with (the partitions' zone, where data goes).
+
+    Why: Dagster replaces a resource's whole config with a run's config for it, so a launchpad's
+    `workers: 2` alone sets `data_root` and the origins back to their defaults; such a run would write
+    elsewhere, or cut other days, than the definitions say. Refused before anything is written.
+    """
+    key = prefixed(settings.key_prefix, name)
+    resource = getattr(context.resources, key)
+    held = settings_fields(type(resource), settings)
+    changed = [f"{field} {getattr(resource, field)!r} (the code location's: {value!r})"
+               for field, value in held.items() if getattr(resource, field) != value]
+    if changed:
+        raise dg.Failure(f"the run's config changed the {key} resource's {'; '.join(changed)}. Dagster replaces all "
+                         "of a resource's config with a run's, so give every field there, or change the KLINE_* "
+                         "variables (a component's attributes) and reload the code location")
+    return resource
 
 
 def described(default, what: str, field: str):

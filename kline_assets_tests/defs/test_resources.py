@@ -12,7 +12,8 @@ import pytest
 from kline_assets.defs.component import KlineArchive, build_definitions
 from kline_assets.defs.definitions import build_assets, build_resources
 from kline_assets.defs.names import CHUNK_IO_MANAGER, EXCHANGE, STORE
-from kline_assets.settings import load_settings
+from kline_assets.defs.resources import ExchangeResource
+from kline_assets.settings import load_settings, resource_values
 from kline_assets_tests.helpers import FUT, expected_rows, manifest, run, step_failure, store_of, stored_rows
 
 
@@ -65,14 +66,30 @@ def test_settings_not_read_from_the_environment_stay_values(sim, environment, tm
                    .model_dump().values())
 
 
-def test_a_run_whose_config_cuts_other_days_than_the_partitions_fails_and_writes_nothing(sim, environment,
-                                                                                          instance, tmp_path):
+def materialize_with(settings, instance, run_config):
+    return dg.materialize(build_assets(settings), resources=build_resources(settings), instance=instance,
+                          raise_on_error=False, run_config={"resources": run_config},
+                          selection=[dg.AssetKey(["binanceusdm", "BTCUSDT", "klines_1m"])], partition_key="2021-03-27")
+
+
+def test_a_run_config_that_would_write_elsewhere_or_cut_other_days_fails_and_writes_nothing(sim, environment,
+                                                                                             instance, tmp_path):
+    """Dagster replaces a resource's whole config with a run's: `workers: 2` alone would set the origins
+    back to Binance's, and another zone would cut other days than the partitions'."""
     settings = load_settings()
-    result = dg.materialize(
-        build_assets(settings), resources=build_resources(settings), instance=instance, raise_on_error=False,
-        run_config={"resources": {STORE: {"config": {"align_tz": "Asia/Tokyo"}}}},
-        selection=[dg.AssetKey(["binanceusdm", "BTCUSDT", "klines_1m"])], partition_key="2021-03-27")
-    assert not result.success
+    result = materialize_with(settings, instance, {STORE: {"config": {"align_tz": "Asia/Tokyo"}}})
     message = step_failure(result).error.message
-    assert "align_tz 'Asia/Tokyo' is not the zone of the partitions (Europe/Zurich)" in message, message
-    assert not (tmp_path / "data").exists()
+    assert not result.success and "the run's config changed the store resource's data_root 'data' (the code " \
+        "location's: " in message, message
+    assert "align_tz 'Asia/Tokyo' (the code location's: 'Europe/Zurich')" in message, message
+    result = materialize_with(settings, instance, {EXCHANGE: {"config": {"workers": 2}}})
+    message = step_failure(result).error.message
+    assert not result.success and f"exchange resource's spot_url 'https://api.binance.com' (the code location's: " \
+        f"'{sim.url}')" in message, message
+    assert not (tmp_path / "data").exists() and not sim.state.log
+
+    # the whole config restated, a run may tune what has no variable
+    whole = {**resource_values(settings), "workers": 2}
+    result = materialize_with(settings, instance, {EXCHANGE: {"config": {
+        k: v for k, v in whole.items() if k in ExchangeResource.model_fields}}})
+    assert result.success and manifest(settings, FUT)["chunks"][0]["rows"] == 1440
