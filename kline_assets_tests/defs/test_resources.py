@@ -13,7 +13,7 @@ from kline_assets.defs.component import KlineArchive, build_definitions
 from kline_assets.defs.definitions import build_assets, build_resources
 from kline_assets.defs.names import CHUNK_IO_MANAGER, EXCHANGE, STORE
 from kline_assets.defs.resources import ExchangeResource
-from kline_assets.settings import load_settings, resource_values
+from kline_assets.settings import MARKETS, load_settings, resource_values
 from kline_assets_tests.helpers import FUT, expected_rows, manifest, run, step_failure, store_of, stored_rows
 
 
@@ -84,8 +84,9 @@ def test_a_run_config_that_would_write_elsewhere_or_cut_other_days_fails_and_wri
     assert "align_tz 'Asia/Tokyo' (the code location's: 'Europe/Zurich')" in message, message
     result = materialize_with(settings, instance, {EXCHANGE: {"config": {"workers": 2}}})
     message = step_failure(result).error.message
-    assert not result.success and f"exchange resource's spot_url 'https://api.binance.com' (the code location's: " \
-        f"'{sim.url}')" in message, message
+    binance = MARKETS["spot"].default_origin  # named, never asked: the run fails before any request
+    assert not result.success and \
+        f"exchange resource's spot_url {binance!r} (the code location's: '{sim.url}')" in message, message
     assert not (tmp_path / "data").exists() and not sim.state.log
 
     # the whole config restated, a run may tune what has no variable
