@@ -166,7 +166,7 @@ class Settings:
     # names (`defs.names.prefixed`); never set from the environment
     key_prefix: str = ""
     # read from the process's environment (`load_settings()`): the code location's resources then name the
-    # variables their values come from (`defs.resources.env_backed`)
+    # variables their values come from (`defs.resources.settings_fields`)
     from_environment: bool = False
 
     def origin(self, market: str) -> str:
