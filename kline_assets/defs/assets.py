@@ -19,6 +19,7 @@ No `from __future__ import annotations` here: Dagster reads the context annotati
 import datetime as dt
 import logging
 import time
+from dataclasses import dataclass
 
 import dagster as dg
 
@@ -39,7 +40,17 @@ from kline_assets.defs.partitions import key_to_day
 from kline_assets.defs.resources import ExchangeResource, StoreResource, run_resource
 from kline_assets.logs import PROGRESS
 from kline_assets.settings import DatasetSpec, Settings
-from kline_assets.store.checks import CHECK_NAMES, CONTINUITY, INTEGRITY, SANITY, Outcome, evaluate, with_previous
+from kline_assets.store.checks import (
+    CHECK_NAMES,
+    CONTINUITY,
+    COVERAGE,
+    INTEGRITY,
+    SANITY,
+    Outcome,
+    coverage,
+    evaluate,
+    with_previous,
+)
 from kline_assets.store.dataset import DatasetStore
 from kline_assets.store.manifest import ChunkEntry
 from kline_assets.store.schema import COLUMN_NAMES
@@ -60,6 +71,9 @@ CHECK_DESCRIPTIONS = {
     INTEGRITY: "the file's sha256, row count and schema equal the manifest's and the chunk schema",
     SANITY: "close_time = open_time + 59999, low <= open/close <= high, no negative volumes, every row "
             "closed when fetched and inside the day's window",
+    COVERAGE: "the whole dataset, after every run and in the verify job: no day missing between its first and "
+              "last stored day (named as ranges), no closed day incomplete, today's chunk following the clock "
+              "(a stalled live day warns); shows how far the last complete day lags yesterday",
 }
 
 
@@ -105,22 +119,54 @@ def passed(outcome: Outcome | None) -> bool:
 
 def batch_events(store: DatasetStore, key: dg.AssetKey, days: list[tuple[dt.date, ChunkEntry]],
                  outcomes: dict[dt.date, dict[str, Outcome | None]], checks: list[str], now_ms: int):
-    """Dagster's record of committed days: their materializations, then an evaluation per check in `checks`
-    and day. In that order: with each day's evaluations right after its materialization, a Ctrl-C during
-    the run left committed days unrecorded (found by `test_ctrl_c_leaves_exactly_the_committed_days_...`)."""
+    """Dagster's record of committed days: the materialization of each day of `days`, then an evaluation of
+    each check in `checks` that a day of `outcomes` fails, naming its day and problem. A day that passes has
+    no evaluation of its own (each check's verdict over the run's days says it, `Verdicts`): three events
+    per day cost Dagster's storage four times what one does (bench/events.py). Materializations first:
+    with each day's evaluations right after its materialization, a Ctrl-C during the run left committed
+    days unrecorded (found by `test_ctrl_c_leaves_exactly_the_committed_days_...`)."""
     for day, entry in days:
         yield dg.AssetMaterialization(asset_key=key, partition=day.isoformat(),
                                       metadata=day_metadata(entry, store.backend.uri(store.key(entry)), now_ms))
-    for day, _ in days:
+    for day in sorted(outcomes):
         for name in checks:
             outcome = outcomes[day][name]
-            md = dict(outcome.metadata) if outcome else {}
-            if not passed(outcome):
-                md["problem"] = outcome.problem if outcome else "no chunk in the manifest"
+            if passed(outcome):
+                continue
+            problem = outcome.problem if outcome else "no chunk in the manifest"
+            md = {**(outcome.metadata if outcome else {}), "problem": problem}
             severity = dg.AssetCheckSeverity.WARN if outcome and outcome.severity == "WARN" else \
                 dg.AssetCheckSeverity.ERROR
-            yield dg.AssetCheckEvaluation(asset_key=key, check_name=name, passed=passed(outcome), metadata=md,
-                                          partition=day.isoformat(), blocking=True, severity=severity)
+            yield dg.AssetCheckEvaluation(asset_key=key, check_name=name, passed=False, metadata=md,
+                                          partition=day.isoformat(), blocking=True, severity=severity,
+                                          description=f"{day}: {problem}")
+
+
+def unrecorded(instance: dg.DagsterInstance, key: dg.AssetKey, batch: Committed) -> list[tuple[dt.date, ChunkEntry]]:
+    """The days of `batch` Dagster lacks: every day this run wrote, and a day it found stored already only
+    when Dagster's latest materialization of it names another sha256 (or none: a kill -9 between the
+    commit and the record). A rerun of a long range then records only what it added."""
+    kept = [day.isoformat() for day, _ in batch.days if day not in batch.written]
+    recorded = latest_sha256(instance, key, kept) if kept else {}
+    return [(day, entry) for day, entry in batch.days
+            if day in batch.written or recorded.get(day.isoformat()) != entry.sha256]
+
+
+def latest_sha256(instance: dg.DagsterInstance, key: dg.AssetKey, partitions: list[str]) -> dict[str, str]:
+    """The sha256 of the latest materialization of each partition that has one (newest records first)."""
+    found: dict[str, str] = {}
+    cursor = None
+    while True:
+        page = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, asset_partitions=partitions), limit=1000, cursor=cursor,
+            ascending=False)
+        for record in page.records:
+            materialization = record.asset_materialization
+            sha = materialization.metadata.get("sha256") if materialization else None
+            found.setdefault(record.partition_key, getattr(sha, "value", None))
+        if not page.has_more or len(found) == len(partitions):
+            return found
+        cursor = page.cursor
 
 
 def klines_spec(spec: DatasetSpec, partitions_def: dg.PartitionsDefinition, prefix: str) -> dg.AssetSpec:
@@ -145,11 +191,12 @@ def market_node(market: str, specs: list[DatasetSpec], partitions_def: dg.Partit
     by_key = {klines_key(spec, prefix): spec for spec in specs}
     key_of = {spec: key for key, spec in by_key.items()}
     keys = resource_keys(prefix)
+    own_nodes = {node_name(m, prefix) for m in {s.market for s in settings.pairs}}
 
     @dg.multi_asset(
         name=node_name(market, prefix),
         specs=[klines_spec(spec, partitions_def, prefix) for spec in specs],
-        check_specs=[dg.AssetCheckSpec(name, asset=key, description=text, blocking=True)
+        check_specs=[dg.AssetCheckSpec(name, asset=key, description=text, blocking=name != COVERAGE)
                      for key in by_key for name, text in CHECK_DESCRIPTIONS.items()],
         can_subset=True,  # makes the outputs optional: days are recorded as events (module docstring)
         partitions_def=partitions_def,
@@ -169,29 +216,35 @@ def market_node(market: str, specs: list[DatasetSpec], partitions_def: dg.Partit
 
         work = [w for key in sorted(context.selected_asset_keys, key=lambda k: k.to_user_string())
                 if (w := work_for(stores.store(by_key[key]), days, report))]
-        checks = {key: [n for n in CHECK_NAMES if dg.AssetCheckKey(key, n) in context.selected_asset_check_keys]
-                  for key in by_key}
+        selected = context.selected_asset_check_keys
+        checks = {key: [n for n in CHECK_NAMES if dg.AssetCheckKey(key, n) in selected] for key in by_key}
         names = work[0].store.spec.name if len(work) == 1 else f"{market}: {len(work)} datasets"
         report(f"{names}: {len(days)} day(s) {days[0]}..{days[-1]}")
-        took = [0.0]  # wall time of this thread spent while Dagster stores the days' events
-
-        verdicts = Verdicts()
+        verdicts, recording_took = Verdicts(), Stopwatch()
 
         def record(store: DatasetStore, batch: Committed):
-            began, now_ms = time.monotonic(), int(time.time() * 1000)
-            key, outcomes = key_of[store.spec], batch_outcomes(store, batch)
-            verdicts.add(key, batch.days, outcomes, checks[key])
-            yield from batch_events(store, key, batch.days, outcomes, checks[key], now_ms)
-            took[0] += time.monotonic() - began
+            with recording_took:
+                now_ms = int(time.time() * 1000)
+                key, outcomes = key_of[store.spec], batch_outcomes(store, batch)
+                verdicts.add(key, batch.days, outcomes, checks[key])
+                lacking = unrecorded(context.instance, key, batch)
+                verdicts.recorded += len(lacking)
+                yield from batch_events(store, key, lacking, outcomes, checks[key], now_ms)
 
         yield from recording(run_fleet(exchange, chunks, work, report), record)
-        report(f"{names}: checking and recording {sum(len(w.days) for w in work)} day(s) in Dagster took "
-               f"{took[0]:.1f}s, while the next days were being fetched")
-        downstream = feeds_other_assets(context.run)
+        committed = sum(verdicts.committed.values())
+        report(f"{names}: {verdicts.recorded} of {committed} committed day(s) recorded in Dagster "
+               f"({committed - verdicts.recorded} were already), {recording_took.seconds:.1f}s of checking and "
+               "recording while the next days were being fetched")
+        downstream = feeds_other_assets(context.run, own_nodes)
+        now_ms = int(time.time() * 1000)
         for item in work:
             key = key_of[item.store.spec]
             results = [verdicts.result(key, name) for name in checks[key]]
-            if downstream and verdicts.committed.get(key, 0) == len(days) and all(r.passed for r in results):
+            good = verdicts.committed.get(key, 0) == len(item.days) and all(r.passed for r in results)
+            if dg.AssetCheckKey(key, COVERAGE) in selected:  # not blocking: said, never stops downstream steps
+                results.append(dg.AssetCheckResult(**coverage_fields(key, item.store, now_ms)))
+            if downstream and good:
                 yield dg.MaterializeResult(asset_key=key, check_results=results, metadata={
                     "days": dg.MetadataValue.int(len(item.days)),
                     "note": "the days of this run, each recorded with its chunk's metadata when it committed"})
@@ -201,41 +254,95 @@ def market_node(market: str, specs: list[DatasetSpec], partitions_def: dg.Partit
     return _klines
 
 
-def feeds_other_assets(run: dg.DagsterRun) -> bool:
-    """Whether the run materializes assets besides `klines_1m` ones: one of them may read ours. Runs started
-    from the UI, by `dg launch`, `dagster asset materialize`, sensors and automation record their selection;
-    an in-process `dg.materialize` does not (`execute_in_process(asset_selection=...)` does)."""
-    return any(key.path[-1] != KLINES for key in run.asset_selection or ())
+def feeds_other_assets(run: dg.DagsterRun, own_nodes: set[str]) -> bool:
+    """Whether the run has steps besides the `klines_1m` nodes: one of them may read ours, and runs only if
+    our output is yielded. Runs started from the UI, by `dg launch`, `dagster asset materialize`, sensors
+    and automation record their asset selection; a run of a job, `dg.materialize` and `execute_in_process`
+    record the steps they execute instead. A run that records neither (a whole job launched as such) is
+    taken to feed others: its days are then recorded twice, but no downstream step is left out."""
+    if run.asset_selection:
+        return any(key.path[-1] != KLINES for key in run.asset_selection)
+    if run.step_keys_to_execute is not None:
+        return any(step not in own_nodes for step in run.step_keys_to_execute)
+    return True
+
+
+def coverage_fields(key: dg.AssetKey, store: DatasetStore, now_ms: int) -> dict:
+    """The `coverage` check of the whole dataset (`store.checks.coverage`), as the fields of the
+    `AssetCheckResult` a run ends with and of the `AssetCheckEvaluation` the verify job records."""
+    outcome = coverage(store.manifest(), dt.datetime.now(store.zone.tzinfo).date(), now_ms)
+    md = outcome.metadata
+    span = f"{md['first_day']}..{md['last_day']}" if md.get("stored_days") else "no day stored"
+    return dict(asset_key=key, check_name=COVERAGE, passed=outcome.passed, metadata=md,
+                severity=dg.AssetCheckSeverity.WARN if outcome.severity == "WARN" else dg.AssetCheckSeverity.ERROR,
+                description=f"{span}: {outcome.problem or 'whole'}")
+
+
+class Stopwatch:
+    """Wall time spent inside `with` blocks, added up."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def __enter__(self) -> None:
+        self.began = time.monotonic()
+
+    def __exit__(self, *exc) -> None:
+        self.seconds += time.monotonic() - self.began
+
+
+@dataclass
+class Failed:
+    days: int
+    first: dt.date
+    error: bool  # any failing day of ERROR severity
 
 
 class Verdicts:
     """Each check's outcome over a run's days, counted as they are recorded (memory: a few numbers per
-    dataset and check, whatever the range)."""
+    dataset and check, whatever the range): one evaluation per check and run says what each passing day's
+    own evaluation would have said."""
 
     def __init__(self) -> None:
         self.committed: dict[dg.AssetKey, int] = {}
+        self.recorded = 0  # days whose materialization this run wrote (the others Dagster had already)
+        self.span: dict[dg.AssetKey, tuple[dt.date, dt.date]] = {}
         self.days: dict[tuple[dg.AssetKey, str], int] = {}
-        self.failed: dict[tuple[dg.AssetKey, str], list] = {}  # [count, first day, any of ERROR severity]
+        self.failed: dict[tuple[dg.AssetKey, str], Failed] = {}
 
     def add(self, key: dg.AssetKey, days: list[tuple[dt.date, ChunkEntry]],
             outcomes: dict[dt.date, dict[str, Outcome | None]], checks: list[str]) -> None:
         self.committed[key] = self.committed.get(key, 0) + len(days)
         for day, _ in days:
+            first, last = self.span.get(key, (day, day))
+            self.span[key] = (min(first, day), max(last, day))
             for name in checks:
                 self.days[key, name] = self.days.get((key, name), 0) + 1
                 outcome = outcomes[day][name]
-                if not passed(outcome):
-                    failed = self.failed.setdefault((key, name), [0, day, False])
-                    failed[0], failed[1] = failed[0] + 1, min(failed[1], day)
-                    failed[2] = failed[2] or outcome is None or outcome.severity != "WARN"
+                if passed(outcome):
+                    continue
+                error = outcome is None or outcome.severity != "WARN"
+                failed = self.failed.get((key, name))
+                if failed is None:
+                    self.failed[key, name] = Failed(1, day, error)
+                else:
+                    failed.days, failed.first, failed.error = failed.days + 1, min(failed.first, day), \
+                        failed.error or error
 
     def result(self, key: dg.AssetKey, name: str) -> dg.AssetCheckResult:
         days = self.days.get((key, name), 0)
-        count, first, error = self.failed.get((key, name), [0, None, False])
-        md = {"days": dg.MetadataValue.int(days), "failed_days": dg.MetadataValue.int(count)}
-        if count:
-            md["first_failed_day"] = dg.MetadataValue.text(first.isoformat())
+        failed = self.failed.get((key, name))
+        md = {"days": dg.MetadataValue.int(days), "failed_days": dg.MetadataValue.int(failed.days if failed else 0)}
+        span = "no day committed"
+        if key in self.span:
+            first, last = self.span[key]
+            span = f"{first}..{last}"
+            md["first_day"], md["last_day"] = first.isoformat(), last.isoformat()
+        if failed:
+            md["first_failed_day"] = dg.MetadataValue.text(failed.first.isoformat())
         return dg.AssetCheckResult(
-            asset_key=key, check_name=name, passed=not count, metadata=md,
-            severity=dg.AssetCheckSeverity.ERROR if error else dg.AssetCheckSeverity.WARN,
-            description=f"this run's {days} day(s)" + (f": {count} failed, the first {first}" if count else ""))
+            asset_key=key, check_name=name, passed=failed is None, metadata=md,
+            severity=dg.AssetCheckSeverity.ERROR if failed and failed.error else dg.AssetCheckSeverity.WARN,
+            description=f"{span}, this run's {days} day(s)"
+                        + (f": {failed.days} failed, the first {failed.first}" if failed else ": all passed"))
+

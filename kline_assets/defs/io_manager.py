@@ -57,6 +57,7 @@ class Committed:
     days: list[tuple[dt.date, ChunkEntry]]
     manifest: Manifest
     checked: dict[dt.date, tuple[str, dict]]  # day -> (sha256 of the checked file, its `evaluate_day`)
+    written: set[dt.date]  # the days this run wrote (the others were stored already)
 
 
 class _Batch:
@@ -65,6 +66,7 @@ class _Batch:
         self.days: list[dt.date] = []
         self.staged: list[Staged] = []
         self.checked: dict[dt.date, tuple[str, dict]] = {}
+        self.written: set[dt.date] = set()
         self.opened = time.monotonic()
 
     def due(self) -> bool:
@@ -75,8 +77,8 @@ class _Batch:
         self.store.commit(self.staged)
         manifest = self.store.manifest()  # an entry another writer made larger meanwhile wins
         done = Committed([(day, e) for day in self.days if (e := manifest.entry_for(day)) is not None], manifest,
-                         self.checked)
-        self.days, self.staged, self.checked, self.opened = [], [], {}, time.monotonic()
+                         self.checked, self.written)
+        self.days, self.staged, self.checked, self.written, self.opened = [], [], {}, set(), time.monotonic()
         return done
 
 
@@ -98,6 +100,7 @@ class ChunkIOManager(dg.ConfigurableIOManager):
                         progress.rows += data.entry.rows if data.entry else 0
                     else:
                         batch.staged.append(data.staged)
+                        batch.written.add(data.day)
                         progress.written += 1
                         progress.rows += data.staged.entry.rows
                     batch.days.append(data.day)

@@ -12,7 +12,7 @@ import dagster as dg
 from pydantic import Field
 
 from kline_assets.binance.listing import listings
-from kline_assets.defs.assets import batch_events, batch_outcomes, passed
+from kline_assets.defs.assets import batch_events, batch_outcomes, coverage_fields, passed
 from kline_assets.defs.fleet import recording, run_fleet, work_for
 from kline_assets.defs.io_manager import ChunkIOManager
 from kline_assets.defs.live import live_days, record_period, recording_turn, wait_for_boundary
@@ -196,6 +196,8 @@ def build_verify_job(spec: DatasetSpec, settings: Settings) -> dg.JobDefinition:
               "by_kind": dg.MetadataValue.json(report.summary()["problems"]),
               "coverage": dg.MetadataValue.md(markdown(day_states(store.manifest(), today)))}
         context.log_event(dg.AssetObservation(asset_key=klines_key(spec, prefix), metadata=md))
+        context.log_event(dg.AssetCheckEvaluation(**coverage_fields(klines_key(spec, prefix), store,
+                                                                    int(time.time() * 1000))))
         if not report.ok:  # one readable line; the whole report is in the log line above and the metadata
             raise dg.Failure(description=report.render(spec.name).splitlines()[0] + " (kline-assets verify "
                              "--repair mends it)", metadata={**md, "report": dg.MetadataValue.md(

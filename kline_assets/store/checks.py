@@ -1,4 +1,5 @@
-"""Continuity, integrity and sanity of one day's chunk: pure functions over a table and its entry.
+"""Continuity, integrity and sanity of one day's chunk: pure functions over a table and its entry; and
+coverage, of the whole dataset, from its manifest alone.
 
 They return numbers, not just a verdict, so the UI and `verify` can say how much is wrong and where.
 Early Binance data has open times off the minute; those are stored as sent and flagged here.
@@ -14,13 +15,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kline_assets.store.dataset import sha256_bytes
-from kline_assets.store.manifest import ChunkEntry
+from kline_assets.store.manifest import ChunkEntry, Manifest
 from kline_assets.store.schema import impossible_values, schema_problem
 from kline_assets.timezones import MINUTE_MS, ms_to_iso
 
 # the check names, as Dagster shows them and `verify` reports them
 CONTINUITY, INTEGRITY, SANITY = "continuity", "integrity", "sanity"
-CHECK_NAMES = (CONTINUITY, INTEGRITY, SANITY)
+CHECK_NAMES = (CONTINUITY, INTEGRITY, SANITY)  # the checks of one day
+COVERAGE = "coverage"  # the check of the whole dataset
+STALLED_MS = 10 * 60_000  # today's chunk this far behind the clock: the live updates stopped
 
 
 @dataclass
@@ -183,3 +186,47 @@ def with_previous(outcomes: dict[str, Outcome], entry: ChunkEntry, prev: ChunkEn
     if outcomes[CONTINUITY].problem == NOT_CHECKED:
         return outcomes
     return {**outcomes, CONTINUITY: follows_previous(outcomes[CONTINUITY], entry, prev, entry.first_open_time)}
+
+
+def coverage(manifest: Manifest, today: dt.date, now_ms: int) -> Outcome:
+    """Is the dataset whole? From the manifest alone (no chunk is read, so it costs nothing per run).
+
+    ERROR: days missing between the first and the last stored day, named as ranges (a day on which the
+    exchange had no trade is stored, empty, so it is never missing), and days that are over but incomplete.
+    WARN: today's chunk has fallen more than `STALLED_MS` behind the clock (the live updates stopped).
+    Shown either way: the last complete day and how many days it lags yesterday."""
+    entries = {dt.date.fromisoformat(e.partition): e for e in manifest.chunks.values()}
+    if not entries:
+        return Outcome(True, {"stored_days": 0})
+    first, last = min(entries), max(entries)
+    missing = [first + dt.timedelta(n) for n in range((last - first).days + 1)
+               if first + dt.timedelta(n) not in entries]
+    incomplete = sorted(day for day, e in entries.items() if day < today and not e.complete)
+    last_complete = max((day for day, e in entries.items() if e.complete), default=None)
+    md: dict = {"first_day": first.isoformat(), "last_day": last.isoformat(), "stored_days": len(entries),
+                "missing_days": len(missing), "missing": day_ranges(missing), "incomplete_days": len(incomplete),
+                "last_complete_day": last_complete.isoformat() if last_complete else "-",
+                "days_behind_yesterday": (today - dt.timedelta(1) - last_complete).days if last_complete else -1}
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} day(s) missing: {', '.join(day_ranges(missing)[:5])}")
+    if incomplete:
+        problems.append(f"{len(incomplete)} day(s) over but incomplete: {', '.join(day_ranges(incomplete)[:5])}")
+    live = entries.get(today)
+    if live is not None and not live.complete:
+        md["live_minutes_behind"] = max(0, (now_ms - live.covered_until_ms) // MINUTE_MS)
+        if now_ms - live.covered_until_ms > STALLED_MS and not problems:
+            return Outcome(False, md, f"today's chunk ends {md['live_minutes_behind']} minutes ago: the live "
+                                      "updates stopped (is the live sensor on?)", "WARN")
+    return Outcome(not problems, md, "; ".join(problems) or None)
+
+
+def day_ranges(days: list[dt.date]) -> list[str]:
+    """Sorted days as runs: ['2021-01-03..2021-01-10', '2021-02-01']."""
+    runs: list[list[dt.date]] = []
+    for day in days:
+        if runs and (day - runs[-1][1]).days == 1:
+            runs[-1][1] = day
+        else:
+            runs.append([day, day])
+    return [a.isoformat() if a == b else f"{a}..{b}" for a, b in runs]

@@ -93,21 +93,52 @@ def test_today_is_stored_up_to_the_last_closed_minute_and_incomplete(sim, make_s
     assert entry["last_open_time"] >= now_ms - 2 * 60_000 - now_ms % 60_000
 
 
-def test_checks_run_per_partition_and_a_real_gap_passes_continuity(sim, make_settings, instance):
+def test_passing_days_are_recorded_once_and_each_check_has_the_runs_verdict(sim, make_settings, instance):
+    """A passing day is one materialization (no evaluation of its own); each check's verdict over the run's
+    days names their range; the coverage of the whole dataset follows."""
     settings = make_settings(start="2020-02-18")
     result = run(settings, instance, SPOT, "2020-02-18", "2020-02-20")
     assert result.success
-    evaluations = [e for e in result.get_asset_check_evaluations() if e.partition is not None]
-    assert {(e.check_name, e.partition) for e in evaluations} == {
-        (c, d) for c in ("continuity", "integrity", "sanity") for d in ("2020-02-18", "2020-02-19", "2020-02-20")}
-    assert all(e.passed for e in evaluations)
-    # then each check's verdict over the run's days, the check's latest result in the UI
-    verdicts = {e.check_name: e for e in result.get_asset_check_evaluations() if e.partition is None}
-    assert sorted(verdicts) == ["continuity", "integrity", "sanity"]
-    assert all(e.passed and e.metadata["days"].value == 3 and e.description == "this run's 3 day(s)"
-               for e in verdicts.values())
-    gap_day = next(e for e in evaluations if e.check_name == "continuity" and e.partition == "2020-02-19")
-    assert gap_day.metadata["exchange_gap_minutes"].value == 355
+    evaluations = result.get_asset_check_evaluations()
+    assert all(e.partition is None and e.passed for e in evaluations)
+    verdicts = {e.check_name: e for e in evaluations}
+    assert sorted(verdicts) == ["continuity", "coverage", "integrity", "sanity"]
+    assert all(verdicts[name].metadata["days"].value == 3 and verdicts[name].description ==
+               "2020-02-18..2020-02-20, this run's 3 day(s): all passed" for name in CHECK_NAMES)
+    assert verdicts["coverage"].description == "2020-02-18..2020-02-20: whole"
+    days = {m.partition: m for m in result.asset_materializations_for_node(node_name("spot"))}
+    assert sorted(days) == ["2020-02-18", "2020-02-19", "2020-02-20"]
+    assert days["2020-02-19"].metadata["exchange_gap_minutes"].value == 355  # a real gap passes continuity
+
+
+def test_coverage_names_the_days_missing_between_the_stored_ones(sim, make_settings, instance):
+    """What `verify` calls missing days, the UI's coverage check says after every run (a UI backfill of
+    ten days next to older ones passed all checks and left an eight-day hole)."""
+    settings = make_settings(start="2021-01-01")
+    assert run(settings, instance, FUT, "2021-01-01", "2021-01-02").success
+    result = run(settings, instance, FUT, "2021-01-11", "2021-01-12")
+    assert result.success  # coverage does not block: this run's days are fine
+    cover = next(e for e in result.get_asset_check_evaluations() if e.check_name == "coverage")
+    assert not cover.passed and cover.severity.value == "ERROR"
+    assert cover.description == "2021-01-01..2021-01-12: 8 day(s) missing: 2021-01-03..2021-01-10"
+    assert cover.metadata["missing_days"].value == 8 and cover.metadata["last_complete_day"].value == "2021-01-12"
+    result = run(settings, instance, FUT, "2021-01-03", "2021-01-10")
+    cover = next(e for e in result.get_asset_check_evaluations() if e.check_name == "coverage")
+    assert cover.passed and cover.metadata["stored_days"].value == 12
+
+
+def test_a_rerun_records_only_what_dagster_lacks(sim, make_settings, instance):
+    """Days already stored and recorded are neither fetched nor recorded again; a day committed but not
+    recorded (kill -9 between the two) and a day whose chunk changed are."""
+    settings = make_settings(start="2021-01-01")
+    assert run(settings, instance, FUT, "2021-01-01", "2021-01-05").success
+    instance.wipe_assets([klines_key(FUT)])  # Dagster lost the record of all five days
+    assert run(settings, instance, FUT, "2021-01-01", "2021-01-03").success
+    assert len(instance.fetch_materializations(klines_key(FUT), limit=100).records) == 3
+    result = run(settings, instance, FUT, "2021-01-01", "2021-01-06")
+    recorded = sorted(m.partition for m in result.asset_materializations_for_node(node_name("futures")))
+    assert recorded == ["2021-01-04", "2021-01-05", "2021-01-06"]
+    assert instance.get_materialized_partitions(klines_key(FUT)) == {f"2021-01-0{d}" for d in range(1, 7)}
 
 
 def test_odd_exchange_rows_are_stored_as_sent_and_only_warned(sim, make_settings, instance):
@@ -123,9 +154,10 @@ def test_odd_exchange_rows_are_stored_as_sent_and_only_warned(sim, make_settings
     assert not sanity_.passed and sanity_.severity.value == "WARN"
     verdict = next(e for e in result.get_asset_check_evaluations() if e.check_name == "sanity" and not e.partition)
     assert not verdict.passed and verdict.severity.value == "WARN" and verdict.metadata["failed_days"].value == 1
-    assert verdict.description == "this run's 1 day(s): 1 failed, the first 2021-01-01"
+    assert verdict.description == "2021-01-01..2021-01-01, this run's 1 day(s): 1 failed, the first 2021-01-01"
+    assert sanity_.description.startswith("2021-01-01: 1 off_minute_rows")
     continuity_ = next(e for e in result.get_asset_check_evaluations() if e.check_name == "continuity")
-    assert continuity_.passed and continuity_.metadata["off_minute_rows"].value == 1
+    assert continuity_.passed and continuity_.partition is None  # off-minute rows are continuous
 
 
 def test_a_range_failing_on_day_k_keeps_and_records_exactly_the_days_before(sim, make_settings, any_instance):
@@ -143,9 +175,7 @@ def test_a_range_failing_on_day_k_keeps_and_records_exactly_the_days_before(sim,
     partitions = [e.partition_key for e in events]
     assert sorted(partitions) == sorted(in_manifest)  # each day once, none bare at the end
     assert all("sha256" in e.asset_materialization.metadata for e in events)
-    checks = [e for e in result.get_asset_check_evaluations()]
-    assert {(e.check_name, e.partition) for e in checks} == {(c, d) for c in CHECK_NAMES for d in in_manifest}
-    assert all(e.passed for e in checks)
+    assert result.get_asset_check_evaluations() == []  # every committed day passed: nothing failing to record
     sim.state.config.failing_windows = []
     assert run(settings, instance, FUT, "2021-01-01", "2021-01-20").success  # the rerun completes it
     assert len(instance.get_materialized_partitions(klines_key(FUT))) == 20
@@ -206,7 +236,10 @@ def test_verify_job_fails_on_one_flipped_byte(sim, make_settings, instance):
     settings = make_settings(start="2021-01-01")
     assert run(settings, instance, FUT, "2021-01-01", "2021-01-02").success
     job = build_definitions(settings).resolve_job_def("verify_binanceusdm_BTCUSDT")
-    assert job.execute_in_process(instance=instance).success
+    clean = job.execute_in_process(instance=instance)
+    assert clean.success
+    (cover,) = clean.get_asset_check_evaluations()  # the whole dataset's coverage, as after every run
+    assert cover.check_name == "coverage" and cover.passed and cover.description == "2021-01-01..2021-01-02: whole"
     flip_byte(store_of(settings), manifest(settings, FUT)["chunks"][1])
     result = job.execute_in_process(instance=instance, raise_on_error=False)
     assert not result.success

@@ -149,8 +149,31 @@ def test_klines_1m_and_a_downstream_asset_in_one_run(sim, make_settings, instanc
     logs = [e.user_message for e in instance.all_logs(result.run_id)]
     assert not any("did not yield or return expected outputs" in text for text in logs)
     verdicts = [e for e in result.get_asset_check_evaluations() if e.partition is None]
-    assert sorted(e.check_name for e in verdicts) == ["continuity", "integrity", "sanity"]
-    assert all(e.passed and e.metadata["days"].value == 3 for e in verdicts)
+    assert sorted(e.check_name for e in verdicts) == ["continuity", "coverage", "integrity", "sanity"]
+    assert all(e.passed and e.metadata["days"].value == 3 for e in verdicts if e.check_name != "coverage")
+
+
+@pytest.mark.parametrize("how", ["materialize", "execute_in_process", "job"])
+def test_a_downstream_asset_runs_in_the_same_run_however_the_run_is_started(sim, make_settings, instance, how):
+    """As Dagster's docs test assets: `dg.materialize(..., selection=[klines, features])` (the run records no
+    asset selection, only its steps), a job's `execute_in_process`, and a job of both assets."""
+    settings = make_settings(start="2021-01-01")
+    features = downstream(settings, "pandas")
+    SEEN.clear()
+    assets, resources = [features, *build_assets(settings)], build_resources(settings)
+    if how == "materialize":
+        result = dg.materialize(assets, partition_key="2021-01-02", selection=[klines_key(FUT), features.key],
+                                resources=resources, instance=instance)
+    else:
+        selection = [klines_key(FUT), features.key] if how == "job" else None
+        defs = dg.Definitions(assets=assets, resources=resources, jobs=[dg.define_asset_job("both", selection)])
+        kwargs = {} if how == "job" else {"asset_selection": [klines_key(FUT), features.key]}
+        job = defs.resolve_job_def("both")
+        result = job.execute_in_process(instance=instance, partition_key="2021-01-02", **kwargs)
+    assert result.success
+    assert [list(r) for r in SEEN["value"].itertuples(index=False)] == expected_rows(
+        sim.state, FUT, "UTC", dt.date(2021, 1, 2))
+    assert instance.get_materialized_partitions(features.key) == {"2021-01-02"}
 
 
 def test_a_klines_1m_run_alone_says_nothing_of_missing_outputs(sim, make_settings, instance):

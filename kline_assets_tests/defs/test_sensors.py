@@ -117,7 +117,7 @@ def test_one_live_run_brings_many_datasets_to_the_last_closed_minute(make_settin
         turns = [{klines_key(s) for s in settings.pairs if live.recording_turn(s.name, m, 3)}
                  for m in (int(began // 60), int(time.time() // 60))]
         assert recorded in turns and 0 < len(recorded) < 27
-        assert len(again.get_asset_check_evaluations()) == 3 * len(recorded)
+        assert again.get_asset_check_evaluations() == []  # only a failing day has an evaluation of its own
         closed = int(began // 60 * 60_000) - 60_000
         for spec in settings.pairs:
             assert DatasetStore(settings.data_root, spec, parse_zone("UTC"), settings.start).manifest().entry_for(

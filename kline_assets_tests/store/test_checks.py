@@ -6,10 +6,11 @@ import pyarrow as pa
 import pytest
 
 from kline_assets.sim.server import kline_row
-from kline_assets.store.checks import continuity, sanity
-from kline_assets.store.manifest import ChunkEntry
+from kline_assets.store.checks import continuity, coverage, sanity
+from kline_assets.store.manifest import ChunkEntry, Manifest
 from kline_assets.store.schema import rows_to_table
 from kline_assets.timezones import ms_to_iso
+from kline_assets_tests.helpers import FUT, chunk_entry
 
 M = 60_000
 DAY = 1440 * M
@@ -107,3 +108,23 @@ def test_odd_exchange_values_warn_and_our_faults_error():
     assert not odd.passed and odd.severity == "WARN"
     ours = sanity(base, entry(60), fetched_before_ms=START + 30 * M)
     assert not ours.passed and ours.severity == "ERROR"
+
+
+def test_coverage_names_missing_and_incomplete_days_and_warns_of_a_stalled_live_day():
+    today = dt.date(2021, 1, 20)
+    m = Manifest.new(FUT, "UTC", dt.date(2021, 1, 1))
+    stored = [dt.date(2021, 1, d) for d in (2, 3, 7, 9, 10, 11, 12)]
+    m.chunks = {d.day: chunk_entry(d.day, d, complete=d.day != 10) for d in stored}
+    now = START + 19 * DAY + 600 * M
+    bad = coverage(m, today, now)
+    assert not bad.passed and bad.severity == "ERROR"
+    assert bad.problem == ("4 day(s) missing: 2021-01-04..2021-01-06, 2021-01-08; "
+                           "1 day(s) over but incomplete: 2021-01-10")
+    assert bad.metadata["last_complete_day"] == "2021-01-12" and bad.metadata["days_behind_yesterday"] == 7
+    m.chunks = {d.day: chunk_entry(d.day, d) for d in (dt.date(2021, 1, 18), dt.date(2021, 1, 19))}
+    m.chunks[20] = chunk_entry(20, today, complete=False, covered_until_ms=now - 3 * M)
+    good = coverage(m, today, now)
+    assert good.passed and good.metadata["live_minutes_behind"] == 3 and good.metadata["days_behind_yesterday"] == 0
+    m.chunks[20] = chunk_entry(20, today, complete=False, covered_until_ms=now - 40 * M)
+    stalled = coverage(m, today, now)
+    assert not stalled.passed and stalled.severity == "WARN" and "40 minutes ago" in stalled.problem
