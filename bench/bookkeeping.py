@@ -1,4 +1,4 @@
-"""Dagster's bookkeeping per day (a materialization and three check evaluations), on each kind of instance:
+"""Dagster's bookkeeping per day (a materialization; an evaluation only for a failing day), on each instance:
 `kline-assets backfill` of futures days from the simulator (no latency, so the recording shows), with
 DAGSTER_HOME holding a given dagster.yaml, and the run's own line on how long its thread spent while Dagster
 stored the days' events.

@@ -19,11 +19,12 @@ No `from __future__ import annotations` here: Dagster reads the context annotati
 import datetime as dt
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import dagster as dg
 
-from kline_assets.defs.fleet import recording, run_fleet, work_for
+from kline_assets.defs.fleet import Work, recording, run_fleet, work_for
 from kline_assets.defs.io_manager import ChunkIOManager, Committed
 from kline_assets.defs.names import (
     CHUNK_IO_MANAGER,
@@ -189,7 +190,6 @@ def build_klines_assets(settings: Settings, partitions_def: dg.PartitionsDefinit
 def market_node(market: str, specs: list[DatasetSpec], partitions_def: dg.PartitionsDefinition, settings: Settings):
     prefix = settings.key_prefix
     by_key = {klines_key(spec, prefix): spec for spec in specs}
-    key_of = {spec: key for key, spec in by_key.items()}
     keys = resource_keys(prefix)
     own_nodes = {node_name(m, prefix) for m in {s.market for s in settings.pairs}}
 
@@ -204,52 +204,21 @@ def market_node(market: str, specs: list[DatasetSpec], partitions_def: dg.Partit
         required_resource_keys=set(keys.values()),
     )
     def _klines(context: dg.AssetExecutionContext):
-        stores: StoreResource = run_resource(context, settings, STORE)
-        exchange: ExchangeResource = run_resource(context, settings, EXCHANGE)
-        chunks: ChunkIOManager = getattr(context.resources, keys[CHUNK_IO_MANAGER])
-        days = sorted(key_to_day(k) for k in context.partition_keys)
-        progress = logging.getLogger(PROGRESS)
-
-        def report(line: str) -> None:  # the run's log in Dagster, and loader.log (and the CLI's stderr)
-            context.log.info(line)
-            progress.info(line)
-
-        work = [w for key in sorted(context.selected_asset_keys, key=lambda k: k.to_user_string())
-                if (w := work_for(stores.store(by_key[key]), days, report))]
         selected = context.selected_asset_check_keys
-        checks = {key: [n for n in CHECK_NAMES if dg.AssetCheckKey(key, n) in selected] for key in by_key}
-        names = work[0].store.spec.name if len(work) == 1 else f"{market}: {len(work)} datasets"
-        report(f"{names}: {len(days)} day(s) {days[0]}..{days[-1]}")
-        verdicts, recording_took = Verdicts(), Stopwatch()
-
-        def record(store: DatasetStore, batch: Committed):
-            with recording_took:
-                now_ms = int(time.time() * 1000)
-                key, outcomes = key_of[store.spec], batch_outcomes(store, batch)
-                verdicts.add(key, batch.days, outcomes, checks[key])
-                lacking = unrecorded(context.instance, key, batch)
-                verdicts.recorded += len(lacking)
-                yield from batch_events(store, key, lacking, outcomes, checks[key], now_ms)
-
-        yield from recording(run_fleet(exchange, chunks, work, report), record)
-        committed = sum(verdicts.committed.values())
-        report(f"{names}: {verdicts.recorded} of {committed} committed day(s) recorded in Dagster "
-               f"({committed - verdicts.recorded} were already), {recording_took.seconds:.1f}s of checking and "
-               "recording while the next days were being fetched")
+        chosen = sorted(context.selected_asset_keys, key=lambda k: k.to_user_string())
+        checks = {key: [n for n in CHECK_NAMES if dg.AssetCheckKey(key, n) in selected] for key in chosen}
+        loaded = yield from load_days(context, settings, [by_key[key] for key in chosen],
+                                      sorted(key_to_day(k) for k in context.partition_keys), checks, market)
         downstream = feeds_other_assets(context.run, own_nodes)
-        now_ms = int(time.time() * 1000)
-        for item in work:
-            key = key_of[item.store.spec]
-            results = [verdicts.result(key, name) for name in checks[key]]
-            good = verdicts.committed.get(key, 0) == len(item.days) and all(r.passed for r in results)
-            if dg.AssetCheckKey(key, COVERAGE) in selected:  # not blocking: said, never stops downstream steps
-                results.append(dg.AssetCheckResult(**coverage_fields(key, item.store, now_ms)))
+        for key, results, good in loaded.verdicts_of(checks, with_coverage=lambda k: dg.AssetCheckKey(k, COVERAGE)
+                                                      in selected):
             if downstream and good:
-                yield dg.MaterializeResult(asset_key=key, check_results=results, metadata={
-                    "days": dg.MetadataValue.int(len(item.days)),
-                    "note": "the days of this run, each recorded with its chunk's metadata when it committed"})
+                yield dg.MaterializeResult(asset_key=key, check_results=[dg.AssetCheckResult(**r) for r in results],
+                                           metadata={"days": dg.MetadataValue.int(loaded.days_of(key)), "note":
+                                                     "the days of this run, each recorded with its chunk's "
+                                                     "metadata when it committed"})
             else:
-                yield from results
+                yield from (dg.AssetCheckResult(**r) for r in results)
 
     return _klines
 
@@ -329,7 +298,9 @@ class Verdicts:
                     failed.days, failed.first, failed.error = failed.days + 1, min(failed.first, day), \
                         failed.error or error
 
-    def result(self, key: dg.AssetKey, name: str) -> dg.AssetCheckResult:
+    def fields(self, key: dg.AssetKey, name: str) -> dict:
+        """The check's verdict over the run's days: the fields of an `AssetCheckResult` (the assets') or of
+        an `AssetCheckEvaluation` (the backfill job's)."""
         days = self.days.get((key, name), 0)
         failed = self.failed.get((key, name))
         md = {"days": dg.MetadataValue.int(days), "failed_days": dg.MetadataValue.int(failed.days if failed else 0)}
@@ -340,9 +311,68 @@ class Verdicts:
             md["first_day"], md["last_day"] = first.isoformat(), last.isoformat()
         if failed:
             md["first_failed_day"] = dg.MetadataValue.text(failed.first.isoformat())
-        return dg.AssetCheckResult(
+        return dict(
             asset_key=key, check_name=name, passed=failed is None, metadata=md,
             severity=dg.AssetCheckSeverity.ERROR if failed and failed.error else dg.AssetCheckSeverity.WARN,
             description=f"{span}, this run's {days} day(s)"
                         + (f": {failed.days} failed, the first {failed.first}" if failed else ": all passed"))
 
+
+@dataclass
+class Loaded:
+    """What `load_days` did: the datasets' work and the checks' verdicts over the run's days."""
+
+    work: list[Work]
+    verdicts: Verdicts
+    prefix: str
+
+    def days_of(self, key: dg.AssetKey) -> int:
+        return next(len(w.days) for w in self.work if klines_key(w.store.spec, self.prefix) == key)
+
+    def verdicts_of(self, checks: dict[dg.AssetKey, list[str]], with_coverage: Callable[[dg.AssetKey], bool]):
+        """Per dataset loaded: its key, the fields of each check's verdict (and of its coverage when
+        `with_coverage(key)`), and whether all its days committed and passed (downstream steps may read them)."""
+        now_ms = int(time.time() * 1000)
+        for item in self.work:
+            key = klines_key(item.store.spec, self.prefix)
+            results = [self.verdicts.fields(key, name) for name in checks[key]]
+            good = self.verdicts.committed.get(key, 0) == len(item.days) and all(r["passed"] for r in results)
+            if with_coverage(key):  # not blocking: said, never stops downstream steps
+                results.append(coverage_fields(key, item.store, now_ms))
+            yield key, results, good
+
+
+def load_days(context: dg.OpExecutionContext | dg.AssetExecutionContext, settings: Settings,
+              specs: list[DatasetSpec], days: list[dt.date], checks: dict[dg.AssetKey, list[str]], label: str):
+    """Fetch, commit and record `days` of each dataset of `specs` (one market's, side by side: `defs.fleet`),
+    yielding Dagster's record of each batch as it commits (`batch_events`); returns what it did (`Loaded`).
+    The body of the `klines_1m` assets and of the command line's backfill job."""
+    stores: StoreResource = run_resource(context, settings, STORE)
+    exchange: ExchangeResource = run_resource(context, settings, EXCHANGE)
+    chunks: ChunkIOManager = getattr(context.resources, resource_keys(settings.key_prefix)[CHUNK_IO_MANAGER])
+    progress = logging.getLogger(PROGRESS)
+
+    def report(line: str) -> None:  # the run's log in Dagster, and loader.log (and the CLI's stderr)
+        context.log.info(line)
+        progress.info(line)
+
+    work = [w for spec in specs if (w := work_for(stores.store(spec), days, report))]
+    names = work[0].store.spec.name if len(work) == 1 else f"{label}: {len(work)} datasets"
+    report(f"{names}: {len(days)} day(s) {days[0]}..{days[-1]}")
+    verdicts, recording_took = Verdicts(), Stopwatch()
+
+    def record(store: DatasetStore, batch: Committed):
+        with recording_took:
+            now_ms = int(time.time() * 1000)
+            key, outcomes = klines_key(store.spec, settings.key_prefix), batch_outcomes(store, batch)
+            verdicts.add(key, batch.days, outcomes, checks[key])
+            lacking = unrecorded(context.instance, key, batch)
+            verdicts.recorded += len(lacking)
+            yield from batch_events(store, key, lacking, outcomes, checks[key], now_ms)
+
+    yield from recording(run_fleet(exchange, chunks, work, report), record)
+    committed = sum(verdicts.committed.values())
+    report(f"{names}: checking and recording {committed} day(s) in Dagster took {recording_took.seconds:.1f}s "
+           f"({verdicts.recorded} recorded, {committed - verdicts.recorded} there already), while the next "
+           "days were being fetched")
+    return Loaded(work, verdicts, settings.key_prefix)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import dagster as dg
 
 from kline_assets.defs.definitions import build_assets, build_resources
-from kline_assets.defs.jobs import build_live_job
+from kline_assets.defs.jobs import backfill_run_config, build_backfill_job, build_live_job
 from kline_assets.defs.live import live_run_config, live_tags
 from kline_assets.defs.names import (
     BACKFILL_JOB,
@@ -25,7 +25,6 @@ from kline_assets.defs.names import (
     TAG_SOURCE,
     dataset_tags,
     hourly_key,
-    klines_key,
     range_tags,
 )
 from kline_assets.settings import DatasetSpec, Settings, load_settings, settings_env
@@ -96,12 +95,23 @@ def one_line(message: str | None, cls_name: str) -> str:
 
 def materialize_range(settings: Settings, specs: list[DatasetSpec], first_key: str, last_key: str,
                       instance: dg.DagsterInstance, tags: dict | None = None) -> RunOutcome:
-    """One run loading the days first_key..last_key of every dataset in `specs` (one step, side by side);
-    with `KLINE_HOURLY=1` a second run then builds klines_1h of the same days (its own run: a run of both
-    would record every day of klines_1m twice, `defs.assets`)."""
-    outcome = _range_run(settings, specs, BACKFILL_JOB, [klines_key(s) for s in specs], first_key, last_key,
-                         instance, tags)
+    """One run of the backfill job (`jobs.build_backfill_job`) loading the days first_key..last_key of every
+    dataset in `specs` (one market's: one step, side by side); with `KLINE_HOURLY=1` a second run then builds
+    klines_1h of the same days."""
+    resolved = replace(settings, pairs=tuple(specs), selectors=())  # an op for each market of `specs` only
+    job = dg.Definitions(jobs=[build_backfill_job(resolved)], resources=build_resources(settings)).resolve_job_def(
+        BACKFILL_JOB)
+    result = job.execute_in_process(
+        run_config={**_QUIET, **backfill_run_config(specs, first_key, last_key)}, instance=instance,
+        tags={TAG_SOURCE: SOURCE_CLI, **backfill_tags(specs, first_key, last_key), **(tags or {})},
+        raise_on_error=False)
+    outcome = RunOutcome(result.success, result.run_id, *first_error(result))
     return _then_hourly(outcome, settings, specs, first_key, last_key, instance, tags)
+
+
+def backfill_tags(specs: list[DatasetSpec], first_key: str, last_key: str) -> dict[str, str]:
+    """What a backfill run writes, as tags: its days and datasets (the live sensor waits for them)."""
+    return {**range_tags(first_key, last_key), **dataset_tags([s.name for s in specs])}
 
 
 def _then_hourly(outcome: RunOutcome, settings: Settings, specs: list[DatasetSpec], first_key: str, last_key: str,
@@ -161,9 +171,9 @@ def materialize_per_market(settings: Settings, specs: list[DatasetSpec], first_k
     saved = {name: os.environ.get(name) for name in settings_env(resolved)}
     os.environ.update(settings_env(resolved))
     try:
-        with dg.execute_job(dg.reconstructable(backfill_job), instance, run_config=_QUIET, raise_on_error=False,
-                            tags={**range_tags(first_key, last_key), TAG_SOURCE: SOURCE_CLI,
-                                  **dataset_tags([s.name for s in specs])}) as result:
+        with dg.execute_job(dg.reconstructable(backfill_job), instance, raise_on_error=False,
+                            run_config={**_QUIET, **backfill_run_config(specs, first_key, last_key)},
+                            tags={TAG_SOURCE: SOURCE_CLI, **backfill_tags(specs, first_key, last_key)}) as result:
             outcome = RunOutcome(result.success, result.run_id, *first_error(result))
     finally:
         for name, value in saved.items():
@@ -185,11 +195,8 @@ def backfill_job() -> dg.JobDefinition:
     show_progress(sys.stderr)  # the step's progress lines on the command's stderr, as in one process
     relay_interrupts()  # SIGINT came blocked from the command (`interrupts`): this process takes it too
     end_with_parent()
-    job = dg.define_asset_job(BACKFILL_JOB, selection=[klines_key(s) for s in settings.pairs],
-                              executor_def=dg.multiprocess_executor,
-                              description="A command-line backfill of several markets: a step per market.")
-    defs = dg.Definitions(assets=build_assets(settings), jobs=[job], resources=build_resources(settings))
-    return defs.resolve_job_def(BACKFILL_JOB)
+    job = build_backfill_job(settings, dg.multiprocess_executor)
+    return dg.Definitions(jobs=[job], resources=build_resources(settings)).resolve_job_def(BACKFILL_JOB)
 
 
 def end_with_parent() -> None:
