@@ -3,15 +3,15 @@
     python bench/events.py                       # 300 days, SQLite and Postgres
     python bench/events.py --days 500 --instance sqlite
 
-A partitioned asset with three checks whose body only yields, for each day of a 300-day range run, what
-kline-assets records per day: one `AssetMaterialization` (kline-assets' ten metadata entries) and three
-`AssetCheckEvaluation`s (`all`, what kline-assets recorded until #33), or only one kind of the two, or what
-kline-assets records now (`ours`: the materializations, then one `AssetCheckResult` per check for the run). It prints ms per day of the step's thread
-(wall and CPU; Dagster's own log lines go to stderr). This is the floor of recording a day through the public
-API on that instance: each event is one `store_event` call of Dagster's storage (a new SQLAlchemy engine and
-connection per statement on SQLite, a new connection per statement on Postgres); only materializations that
-Dagster derives from an asset's outputs are ever written in batches (`DAGSTER_EVENT_BATCH_SIZE`), and SQLite
-writes even those one by one.
+A partitioned asset with three checks whose body only yields, for each day of a 300-day range run: one
+`AssetMaterialization` (kline-assets' ten metadata entries) and three `AssetCheckEvaluation`s (`all`, what
+kline-assets recorded per day until issue #33), or only one kind of the two (`materializations`, `checks`), or
+what kline-assets records now (`ours`: the materializations, then one `AssetCheckResult` per check for the
+run). It prints ms per day of the step's thread (wall and CPU; Dagster's own log lines go to stderr). This is
+the floor of recording a day through the public API on that instance: each event is one `store_event` call of
+Dagster's storage (a new SQLAlchemy engine and connection per statement on SQLite, a new connection per
+statement on Postgres); only materializations that Dagster derives from an asset's outputs are ever written in
+batches (`DAGSTER_EVENT_BATCH_SIZE`), and SQLite writes even those one by one.
 """
 
 # no `from __future__ import annotations`: Dagster reads the context annotation at run time
