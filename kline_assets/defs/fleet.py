@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -40,6 +40,38 @@ class FleetFailure(Exception):
         self.failures = failures
         named = "".join(f"\n  {name}: {reason}" for name, reason in failures)
         super().__init__(f"{len(failures)} of {total} dataset(s) failed:{named}")
+
+
+class Mailbox:
+    """Committed batches from the driver threads to the step's thread, at most `limit` waiting.
+
+    Not a `queue.Queue`: the step's thread takes Dagster's interrupt (SIGINT, SIGTERM, the parent-death
+    signal of a killed command) as an exception wherever it is, and one landing inside `Queue.get` can leave
+    the queue's lock held; every driver then blocks for ever in `put`, and the step process outlives the
+    command (seen once in `test_kill_9_of_backfill_all_...`). A deque's append and popleft take no lock of
+    Python's; both sides wait by polling, a few ms at a time."""
+
+    POLL_S = 0.005
+
+    def __init__(self, limit: int) -> None:
+        self.items: deque = deque()
+        self.limit = limit
+        self.closed = False  # nobody takes anything any more: `put` drops it
+
+    def put(self, item) -> None:
+        while len(self.items) >= self.limit and not self.closed:
+            time.sleep(self.POLL_S)
+        if not self.closed:
+            self.items.append(item)
+
+    def get(self, timeout: float):
+        """The oldest item, or None after `timeout` seconds without one."""
+        deadline = time.monotonic() + timeout
+        while not self.items:
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(self.POLL_S)
+        return self.items.popleft()
 
 
 @dataclass
@@ -92,7 +124,7 @@ def run_fleet(exchange: ExchangeResource, chunks: ChunkIOManager, work: list[Wor
     markets = {w.store.spec.market for w in work}
     progress = FleetProgress(len(work), sum(len(w.days) for w in work), started=time.monotonic(),
                              label=f"{markets.pop()}: " if len(markets) == 1 else "")
-    out: queue.Queue = queue.Queue(maxsize=256)
+    out = Mailbox(256)
     stop = threading.Event()
     archives = {m: exchange.archive(m) for m in {w.store.spec.market for w in work}}
     streams: list[DayStream] = []
@@ -134,10 +166,7 @@ def run_fleet(exchange: ExchangeResource, chunks: ChunkIOManager, work: list[Wor
     pending, last_report = len(work), time.monotonic()
     try:
         while pending:
-            try:
-                store, got = out.get(timeout=0.5)
-            except queue.Empty:
-                got = None
+            store, got = out.get(timeout=0.5) or (None, None)
             if isinstance(got, Committed):
                 progress.days += len(got.days)
                 progress.rows += sum(entry.rows for _, entry in got.days)
@@ -160,6 +189,8 @@ def run_fleet(exchange: ExchangeResource, chunks: ChunkIOManager, work: list[Wor
         halt()
         yield from _wind_down(futures, out)
         raise
+    finally:
+        out.closed = True  # whatever ended this, no driver waits for room any more
     for pool in pools:
         pool.shutdown(wait=True)
     if not single:
@@ -192,15 +223,12 @@ def recording(fleet: Generator[tuple[DatasetStore, Committed], None, None],
         raise
 
 
-def _wind_down(futures: list[Future], out: queue.Queue) -> Iterator[tuple[DatasetStore, Committed]]:
+def _wind_down(futures: list[Future], out: Mailbox) -> Iterator[tuple[DatasetStore, Committed]]:
     """After a stop: datasets not started are dropped, running ones commit and end; their batches come out."""
     for future in futures:
         future.cancel()
-    while not all(f.done() for f in futures) or not out.empty():
-        try:
-            store, got = out.get(timeout=0.2)
-        except queue.Empty:
-            continue
+    while not all(f.done() for f in futures) or out.items:
+        store, got = out.get(timeout=0.2) or (None, None)
         if isinstance(got, Committed):
             yield store, got
 
