@@ -5,13 +5,13 @@ A live update covers every day from the last one that is not complete through to
 that slept for three days catches up in one run, and the first run after local midnight completes
 yesterday. Runs are incremental: an incomplete chunk is extended from its last covered minute.
 
-Recording: a live minute rewrites today's chunk of every dataset, but Dagster's stock storage takes
-15-20 ms per event (4 per day: a materialization and three check evaluations; measured on SQLite and on
-Postgres, `bench/bookkeeping.py`), so recording 900 datasets every minute would take a minute of its
-own. The data is current every minute whatever the number of datasets (the manifest is the commit point
-and what readers use); Dagster hears of a live day at once when it matters (a new day, a day that
-completes, a catch-up day, a check that fails) and otherwise in turns, at most `RECORDS_PER_MINUTE`
-datasets a minute: every minute up to 60 datasets, every 15 minutes for 900.
+Recording: a live minute rewrites today's chunk of every dataset, but Dagster's stock storage takes 15-20
+ms per event (one per day, a materialization, and an evaluation for a day that fails a check; measured on
+SQLite and on Postgres, `bench/events.py`), so recording 900 datasets every minute would take a good part
+of the minute. The data is current every minute whatever the number of datasets (the manifest is the
+commit point and what readers use); Dagster hears of a live day at once when it matters (a new day, a day
+that completes, a catch-up day, a check that fails) and otherwise in turns, at most `RECORDS_PER_MINUTE`
+datasets a minute: every minute up to 240 datasets, every 4 minutes for 900.
 """
 
 from __future__ import annotations
@@ -76,7 +76,9 @@ def live_tags(specs: list[DatasetSpec], first: dt.date, last: dt.date) -> dict[s
             **dataset_tags([s.name for s in specs])}
 
 
-RECORDS_PER_MINUTE = 60  # ~240 events: ~4 s of Dagster's stock storage a minute, on SQLite or Postgres
+# ~240 events, ~4 s of Dagster's stock storage a minute on SQLite or Postgres: what 60 datasets cost when a
+# day was four events (a materialization and three check evaluations)
+RECORDS_PER_MINUTE = 240
 
 
 def record_period(datasets: int) -> int:

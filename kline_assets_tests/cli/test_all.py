@@ -117,7 +117,7 @@ def test_kill_9_of_backfill_all_ends_its_market_process_and_a_rerun_completes(tm
         deadline = time.monotonic() + 30
         while any(map(running, children)) and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert not any(map(running, children)), "a step process outlived the command: " + (tmp_path / "killed.log").read_text()[-3000:]
+        assert not any(map(running, children)), "a step process outlived the command"
         done = cli(env, "backfill", "--all", *window, timeout=300)
         assert done.returncode == 0, done.stderr
         verify = cli_here(monkeypatch, capsys, env, "verify", "--all")
