@@ -7,7 +7,7 @@ a code-location load) per dataset made each live run last a minute. Here the dat
 its client, so they share one weight budget, and futures and spot fetch at the same time (separate
 budgets). How many datasets run at once follows from how many days each has: about 32 fetching threads
 per market, so a live minute runs 32 datasets at once and a long REST backfill four (the archive's
-streams have 32 threads each: two), and memory stays bounded whatever the number of datasets.
+streams have 16 threads each: two), and memory stays bounded whatever the number of datasets.
 
 A dataset that fails does not stop the others; the step fails at the end naming each failed dataset
 and why (`FleetFailure`), after every committed day of every dataset was recorded.
