@@ -108,7 +108,10 @@ def test_backfill_three_days_from_the_ui(sim, dagster_dev, monkeypatch):
             if checks.count("Succeeded") >= 3 or time.monotonic() > deadline:
                 break
         page.screenshot(path=str(ARTIFACTS / "checks.png"))
-        assert checks.count("Succeeded") >= 3 and "Failed" not in checks.split("Checks (3)")[-1][:200]
+        # the three checks of the days passed, each with its verdict over the run's days; coverage (the whole
+        # dataset) may fail here: the live sensor stores today, and yesterday is then a day missing
+        assert "Checks (4)" in checks and checks.count("Succeeded") >= 3
+        assert f"{days[0]}..{days[-1]}, this run's 3 day(s): all passed" in checks
         browser.close()
     entries = {c["partition"]: c for c in json.loads(manifest.read_text())["chunks"]}
     store = DatasetStore(str(manifest.parents[3]), SPOT, parse_zone("UTC"), days[0])
