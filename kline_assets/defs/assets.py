@@ -1,14 +1,16 @@
 """The `klines_1m` assets: per dataset a partition per local day, a whole range in one run, each day
-recorded in Dagster (materialization and three check evaluations) as soon as its batch is committed.
+recorded in Dagster (its materialization; a check evaluation only if it fails a check) as soon as its
+batch is committed. `load_days` is their body, and the command line's backfill job's (`defs.jobs`).
 
 Why `multi_asset` (also for one dataset): Dagster records the events an asset body yields as they come, but it
 adds a bare materialization for every partition of the range when the body returns an output, and an
 `@asset` with check specs must return its check outputs. A subsettable `multi_asset` makes every output
-optional, so the body yields per-day `AssetMaterialization`s and `AssetCheckEvaluation`s: each day is
-recorded once, with its metadata, while the run goes on (public API, no output names).
+optional, so the body yields per-day `AssetMaterialization`s (and `AssetCheckEvaluation`s of failing
+days): each day is recorded once, with its metadata, while the run goes on (public API, no output names).
 
 At the end of the run the body yields each selected check's verdict over the run's days (an
-`AssetCheckResult`: Dagster expects one, and blocking checks stop downstream steps through it). When the
+`AssetCheckResult`: Dagster expects one, and blocking checks stop downstream steps through it), and the
+`coverage` of each whole dataset (not blocking). When the
 run also materializes other assets (your own downstream asset, `klines_1h`, `klines_1m_combined`), each
 dataset whose days all committed and passed also yields its `MaterializeResult`, so those steps run in
 the same run and read the days just written; that records each day a second time, so only such runs do it.
@@ -153,9 +155,9 @@ def unrecorded(instance: dg.DagsterInstance, key: dg.AssetKey, batch: Committed)
             if day in batch.written or recorded.get(day.isoformat()) != entry.sha256]
 
 
-def latest_sha256(instance: dg.DagsterInstance, key: dg.AssetKey, partitions: list[str]) -> dict[str, str]:
+def latest_sha256(instance: dg.DagsterInstance, key: dg.AssetKey, partitions: list[str]) -> dict[str, str | None]:
     """The sha256 of the latest materialization of each partition that has one (newest records first)."""
-    found: dict[str, str] = {}
+    found: dict[str, str | None] = {}
     cursor = None
     while True:
         page = instance.fetch_materializations(

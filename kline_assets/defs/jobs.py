@@ -196,9 +196,9 @@ def build_backfill_job(settings: Settings, executor_def: dg.ExecutorDefinition =
     return _job
 
 
-def backfill_run_config(specs: list[DatasetSpec], first_day: str, last_day: str, prefix: str = "") -> dict:
+def backfill_run_config(settings: Settings, specs: list[DatasetSpec], first_day: str, last_day: str) -> dict:
     """The backfill job's config: each market's op gets its datasets of `specs` and the days."""
-    return {"ops": {node_name(market, prefix): {"config": {
+    return {"ops": {node_name(market, settings.key_prefix): {"config": {
         "first_day": first_day, "last_day": last_day, "datasets": [s.name for s in specs if s.market == market]}}
         for market in {s.market for s in specs}}}
 

@@ -102,7 +102,7 @@ def materialize_range(settings: Settings, specs: list[DatasetSpec], first_key: s
     job = dg.Definitions(jobs=[build_backfill_job(resolved)], resources=build_resources(settings)).resolve_job_def(
         BACKFILL_JOB)
     result = job.execute_in_process(
-        run_config={**_QUIET, **backfill_run_config(specs, first_key, last_key)}, instance=instance,
+        run_config={**_QUIET, **backfill_run_config(settings, specs, first_key, last_key)}, instance=instance,
         tags={TAG_SOURCE: SOURCE_CLI, **backfill_tags(specs, first_key, last_key), **(tags or {})},
         raise_on_error=False)
     outcome = RunOutcome(result.success, result.run_id, *first_error(result))
@@ -172,7 +172,7 @@ def materialize_per_market(settings: Settings, specs: list[DatasetSpec], first_k
     os.environ.update(settings_env(resolved))
     try:
         with dg.execute_job(dg.reconstructable(backfill_job), instance, raise_on_error=False,
-                            run_config={**_QUIET, **backfill_run_config(specs, first_key, last_key)},
+                            run_config={**_QUIET, **backfill_run_config(settings, specs, first_key, last_key)},
                             tags={TAG_SOURCE: SOURCE_CLI, **backfill_tags(specs, first_key, last_key)}) as result:
             outcome = RunOutcome(result.success, result.run_id, *first_error(result))
     finally:
