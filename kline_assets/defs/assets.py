@@ -212,11 +212,11 @@ def market_node(market: str, specs: list[DatasetSpec], partitions_def: dg.Partit
         loaded = yield from load_days(context, settings, [by_key[key] for key in chosen],
                                       sorted(key_to_day(k) for k in context.partition_keys), checks, market)
         downstream = feeds_other_assets(context.run, own_nodes)
-        for key, results, good in loaded.verdicts_of(checks, with_coverage=lambda k: dg.AssetCheckKey(k, COVERAGE)
+        for key, days, results, good in loaded.verdicts_of(checks, with_coverage=lambda k: dg.AssetCheckKey(k, COVERAGE)
                                                       in selected):
             if downstream and good:
                 yield dg.MaterializeResult(asset_key=key, check_results=[dg.AssetCheckResult(**r) for r in results],
-                                           metadata={"days": dg.MetadataValue.int(loaded.days_of(key)), "note":
+                                           metadata={"days": dg.MetadataValue.int(days), "note":
                                                      "the days of this run, each recorded with its chunk's "
                                                      "metadata when it committed"})
             else:
@@ -328,12 +328,10 @@ class Loaded:
     verdicts: Verdicts
     prefix: str
 
-    def days_of(self, key: dg.AssetKey) -> int:
-        return next(len(w.days) for w in self.work if klines_key(w.store.spec, self.prefix) == key)
-
     def verdicts_of(self, checks: dict[dg.AssetKey, list[str]], with_coverage: Callable[[dg.AssetKey], bool]):
-        """Per dataset loaded: its key, the fields of each check's verdict (and of its coverage when
-        `with_coverage(key)`), and whether all its days committed and passed (downstream steps may read them)."""
+        """Per dataset loaded: its key, its number of days, the fields of each check's verdict (and of its
+        coverage when `with_coverage(key)`), and whether all its days committed and passed (downstream steps
+        may read them)."""
         now_ms = int(time.time() * 1000)
         for item in self.work:
             key = klines_key(item.store.spec, self.prefix)
@@ -341,7 +339,7 @@ class Loaded:
             good = self.verdicts.committed.get(key, 0) == len(item.days) and all(r["passed"] for r in results)
             if with_coverage(key):  # not blocking: said, never stops downstream steps
                 results.append(coverage_fields(key, item.store, now_ms))
-            yield key, results, good
+            yield key, len(item.days), results, good
 
 
 def load_days(context: dg.OpExecutionContext | dg.AssetExecutionContext, settings: Settings,

@@ -173,7 +173,7 @@ def build_backfill_job(settings: Settings, executor_def: dg.ExecutorDefinition =
             checks = {klines_key(spec, prefix): list(CHECK_NAMES) for spec in chosen}
             loaded = yield from load_days(context, settings, chosen, days, checks, market)
             failed = []
-            for key, results, _ in loaded.verdicts_of(checks, with_coverage=lambda _key: True):
+            for key, _, results, _ in loaded.verdicts_of(checks, with_coverage=lambda _key: True):
                 for fields in results:
                     yield dg.AssetCheckEvaluation(**fields)
                     if not fields["passed"] and fields["check_name"] != COVERAGE and \
