@@ -3,8 +3,8 @@
 A UTC day is `<origin>/data/{spot|futures/um}/daily/klines/<SYMBOL>/1m/<SYMBOL>-1m-<YYYY-MM-DD>.zip`
 with `<name>.zip.CHECKSUM` beside it (`<sha256>  <name>.zip`, as `sha256sum` writes it). Nothing of a
 zip is used before its sha256 equals the published one (the two are fetched at once, over kept-alive
-connections); then the one CSV inside is parsed: with or
-without a header line (futures files have one since about 2022), times in microseconds (spot from
+connections); then the one CSV inside is parsed (`parse_zip`, in the process `binance.encoding` gives it): with
+or without a header line (futures files have one since about 2022), times in microseconds (spot from
 2025-01-01) brought to milliseconds, values kept as sent. A file the archive does not have (404) is
 `None`; anything else wrong with a day (a CHECKSUM without a sha256 or not matching, a damaged zip, one
 inflating past its cap, a CSV that is empty, does not parse, holds duplicates, impossible values or rows
@@ -51,8 +51,15 @@ class ArchiveUnusable(Exception):
 
 @dataclass
 class ArchiveDay:
-    table: pa.Table  # the chunk schema, times in ms
+    """A UTC day's zip, verified against its CHECKSUM; `parse_zip` reads it."""
+
+    day: dt.date
+    name: str  # the file's name, for the messages
+    zip: bytes
     sha256: str  # the published CHECKSUM the zip matched
+
+    def table(self) -> pa.Table:
+        return parse_zip(self.zip, self.day, self.name)
 
 
 class ArchiveClient:
@@ -95,7 +102,7 @@ class ArchiveClient:
             return None
         if hashlib.sha256(data).hexdigest() != expected:
             raise ArchiveUnusable(f"{name} does not match its CHECKSUM")
-        return ArchiveDay(parse_zip(data, day, name), expected)
+        return ArchiveDay(day, name, data, expected)
 
     def _get(self, url: str, limits: Limits) -> bytes | None:
         attempt = 0

@@ -1,10 +1,9 @@
 """Turning a list of days into closed, exact day tables, a few days ahead in a bounded pool.
 
-Each worker also puts its day's chunk under its versioned name (zstd Parquet, sha256, durable:
-`store.stage`) and runs the day's checks on the very bytes it put (`checks.evaluate_day`),
-so the consumer only commits and records; Parquet encoding releases the GIL, and in the workers it runs
-beside the fetching instead of queueing behind it in the one thread that records days in Dagster.
-Days come out in order whatever order they finish in, so at most `2 * workers` days are in flight and
+Each worker also makes its day's chunk (zstd Parquet, sha256) and runs the day's checks on those very
+bytes (`binance.encoding`: archive days in the run's process pool, REST days in the worker), then puts it
+(`store.put`, durable), so the consumer only commits and records, in the one thread that records days in
+Dagster. Days come out in order whatever order they finish in, so at most `2 * workers` days are in flight and
 the writer can commit in day order; the chunks of days never handed out (a failure before them) stay
 unlisted, for `DatasetStore.collect`. While the next day is still being fetched (a slow day being
 retried), the stream yields `None` every `TICK_S`, so its consumer can commit what it already has.
@@ -28,8 +27,9 @@ import pyarrow.parquet as pq
 
 from kline_assets.binance.archive import NEWEST_LAG_DAYS, ArchiveClient, ArchiveUnusable
 from kline_assets.binance.client import BinanceClient
+from kline_assets.binance.encoding import Encoder, archive_chunk, chunk_and_check
 from kline_assets.binance.http import pause, stoppable
-from kline_assets.binance.paging import Fetched, add_gap, fetch_window, note_rows
+from kline_assets.binance.paging import Fetched, add_gap, fetch_window
 from kline_assets.errors import ExchangeTransient
 from kline_assets.store.checks import evaluate_day
 from kline_assets.store.dataset import DatasetStore, Staged, sha256_bytes
@@ -56,8 +56,6 @@ class DayData:
     requests: int = 0
     entry: ChunkEntry | None = None  # the stored entry when nothing is new
     staged: Staged | None = None  # the new chunk, put but not yet committed (the stream's output)
-    source: str = "rest"
-    source_sha256: str | None = None
     checked: dict | None = None  # the day's checks on its file, but for the previous day (`evaluate_day`)
 
 
@@ -65,12 +63,14 @@ class DayStream:
     """Lazily fetched days of one dataset, written by the chunk IO manager's `write_days`."""
 
     def __init__(self, store: DatasetStore, client: BinanceClient, days: list[dt.date], page: int,
-                 workers: int = 4, archive: ArchiveClient | None = None, archive_only: bool = False) -> None:
+                 workers: int = 4, archive: ArchiveClient | None = None, archive_only: bool = False,
+                 encoder: Encoder | None = None) -> None:
         """`archive`: closed days whose entry is absent or damaged come from the public archive when it has
-        them (REST otherwise, or, with `archive_only`, an error)."""
+        them (REST otherwise, or, with `archive_only`, an error); `encoder` makes them (`binance.encoding`),
+        else the download thread does."""
         self.store, self.client, self.days, self.page = store, client, days, page
         self.workers = max(1, workers)
-        self.archive, self.archive_only = archive, archive_only
+        self.archive, self.archive_only, self.encoder = archive, archive_only, encoder
         self.snapshot: Manifest = store.manifest()
         self.started = time.monotonic()
         # set by `stop()`: requests in flight end at once, days not yet fetched are not started, and the
@@ -118,52 +118,49 @@ class DayStream:
             data = self.collect(day)
         if self.stopping.is_set():
             return DayData(day, None)  # never handed out
-        if data.table is not None:
-            data.staged = self.store.stage(day, data.table, data.gaps, data.covered_until_ms, data.source,
-                                           data.source_sha256)
-            data.table = None  # stored now: memory holds no day the consumer has not taken
-            data.checked = evaluate_day(data.staged.data, data.staged.entry)  # the very bytes put
-            data.staged.data = None
+        if data.table is not None:  # a REST day: made here (`binance.encoding` says why)
+            data.staged, data.checked = chunk_and_check(self.store.plan(day), data.table, data.gaps,
+                                                        data.covered_until_ms)
+            data.table = None  # memory holds no day the consumer has not taken
+        if data.staged is not None:
             wrong = [f"{name}: {o.problem}" for name, o in data.checked.items()
                      if not o.passed and o.severity == "ERROR"]
-            if wrong:  # the last line of defence: a day failing its own checks is never committed
+            if wrong:  # the last line of defence: a day failing its own checks is never stored
                 raise ExchangeTransient(f"{self.store.spec.name} {day} fails its checks ({'; '.join(wrong)}): "
                                         "not stored")
+            self.store.put(data.staged)
+            data.staged.data = None
         elif data.entry is not None and data.checked is None:
             data.checked = evaluate_day(self.store.chunk_bytes(data.entry), data.entry)
         return data
 
-    def from_archive(self, day: dt.date, start_ms: int, end_ms: int) -> DayData | None:
-        """The whole local day from the archive's UTC files that cover it (two where the zone is not UTC),
-        or None (said in the log) when any of them cannot be used: never half a day from each source."""
-        first, last = UTC.local_date(start_ms), UTC.local_date(end_ms - 1)
+    def from_archive(self, day: dt.date) -> DayData | None:
+        """The whole local day made from the archive's UTC files that cover it (two where the zone is not
+        UTC), or None (said in the log) when any of them cannot be used: never half a day from each source."""
+        plan = self.store.plan(day)
+        first, last = UTC.local_date(plan.start_ms), UTC.local_date(plan.end_ms - 1)
         today = UTC.local_date(self.client.server_time_ms())
         files, symbol = [], self.store.spec.symbol
-        utc_day = first
-        while utc_day <= last:
-            reason = None
-            if not ArchiveClient.has(utc_day, today):
-                reason = f"the archive publishes nothing newer than {NEWEST_LAG_DAYS} days"
-            else:
-                try:
-                    got = self.archive.day(symbol, utc_day)
-                    reason = None if got is not None else "not in the archive (404)"
-                except (ArchiveUnusable, ExchangeTransient) as exc:  # retries ran out: REST may still answer
-                    reason, got = str(exc), None
-            if reason is not None:
-                if self.archive_only:
-                    raise ArchiveUnusable(f"{self.store.spec.name} {day}: {reason} (source archive: no REST)")
-                if ArchiveClient.has(utc_day, today):
-                    log.info("%s %s from REST: %s", self.store.spec.name, day, reason)
-                return None
-            files.append(got)
-            utc_day += dt.timedelta(days=1)
-        table = pa.concat_tables([f.table for f in files])
-        times = table["open_time"]
-        table = table.filter(pc.and_(pc.greater_equal(times, start_ms), pc.less(times, end_ms)))
-        gaps: list[list[int]] = []  # a minute the verified file lacks is a gap the exchange confirmed
-        add_gap(gaps, note_rows(gaps, start_ms, table["open_time"].to_pylist()), end_ms)
-        return DayData(day, table, gaps, end_ms, 0, source="archive", source_sha256=",".join(f.sha256 for f in files))
+        try:
+            for utc_day in (first + dt.timedelta(n) for n in range((last - first).days + 1)):
+                if not ArchiveClient.has(utc_day, today):
+                    return self.not_archived(day, f"the archive publishes nothing newer than {NEWEST_LAG_DAYS} days")
+                got = self.archive.day(symbol, utc_day)
+                if got is None:
+                    return self.not_archived(day, "not in the archive (404)", asked=True)
+                files.append(got)
+            staged, checked = (self.encoder.archive_chunk if self.encoder else archive_chunk)(files, plan)
+        except (ArchiveUnusable, ExchangeTransient) as exc:  # retries ran out: REST may still answer
+            return self.not_archived(day, str(exc), asked=True)
+        return DayData(day, None, staged.entry.exchange_gaps, plan.end_ms, staged=staged, checked=checked)
+
+    def not_archived(self, day: dt.date, reason: str, asked: bool = False) -> None:
+        """REST takes the day, but with `archive_only`: then it fails. Said in the log when the archive was
+        asked."""
+        if self.archive_only:
+            raise ArchiveUnusable(f"{self.store.spec.name} {day}: {reason} (source archive: no REST)")
+        if asked:
+            log.info("%s %s from REST: %s", self.store.spec.name, day, reason)
 
     def fetch_rest(self, day: dt.date, from_ms: int, end_ms: int, attempts: int = 3) -> tuple[Fetched, pa.Table]:
         """The window's pages as a table; rows that cannot be exchange data (NaN, negative, duplicates:
@@ -189,11 +186,11 @@ class DayStream:
         if entry is not None and intact and entry.complete:
             return DayData(day, None, entry.exchange_gaps, entry.covered_until_ms, entry=entry,
                            checked=evaluate_day(raw, entry))
-        start_ms, end_ms = self.store.zone.day_window_ms(day)
         if self.archive is not None and not intact:
-            from_archive = self.from_archive(day, start_ms, end_ms)
+            from_archive = self.from_archive(day)
             if from_archive is not None:
                 return from_archive
+        start_ms, end_ms = self.store.zone.day_window_ms(day)
         old, gaps, from_ms = None, [], start_ms
         if entry is not None and intact and (entry.start_ms, entry.end_ms) == (start_ms, end_ms):
             old, from_ms = pq.read_table(pa.BufferReader(raw)), entry.covered_until_ms

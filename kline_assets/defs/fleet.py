@@ -25,6 +25,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from kline_assets.binance.days import DayStream
+from kline_assets.binance.encoding import Encoder
 from kline_assets.defs.io_manager import PROGRESS_EVERY_S, ChunkIOManager, Committed
 from kline_assets.defs.resources import ExchangeResource
 from kline_assets.store.dataset import DatasetStore, before_start
@@ -127,6 +128,7 @@ def run_fleet(exchange: ExchangeResource, chunks: ChunkIOManager, work: list[Wor
     out = Mailbox(256)
     stop = threading.Event()
     archives = {m: exchange.archive(m) for m in {w.store.spec.market for w in work}}
+    encoder = Encoder()  # the run's archive days are made on the other cores
     streams: list[DayStream] = []
 
     def halt() -> None:
@@ -140,7 +142,7 @@ def run_fleet(exchange: ExchangeResource, chunks: ChunkIOManager, work: list[Wor
             out.put((item.store, _DONE))
             return
         try:
-            stream = exchange.day_stream(item.store, item.days, archives[item.store.spec.market])
+            stream = exchange.day_stream(item.store, item.days, archives[item.store.spec.market], encoder)
             streams.append(stream)
             if stop.is_set():
                 stream.stop()
@@ -191,6 +193,7 @@ def run_fleet(exchange: ExchangeResource, chunks: ChunkIOManager, work: list[Wor
         raise
     finally:
         out.closed = True  # whatever ended this, no driver waits for room any more
+        encoder.close()
     for pool in pools:
         pool.shutdown(wait=True)
     if not single:

@@ -12,6 +12,7 @@ from pydantic import Field, PrivateAttr
 from kline_assets.binance.archive import ArchiveClient
 from kline_assets.binance.client import BinanceClient
 from kline_assets.binance.days import DayStream
+from kline_assets.binance.encoding import Encoder
 from kline_assets.binance.limiter import limiter_for
 from kline_assets.defs.names import prefixed
 from kline_assets.errors import ChunkUnavailable
@@ -108,12 +109,14 @@ class ExchangeResource(dg.ConfigurableResource):
         an unreachable archive is given up once for all the run's datasets (`ArchiveClient`)."""
         return None if self.source == "rest" else ArchiveClient(market, self.archive_url)
 
-    def day_stream(self, store: DatasetStore, days: list[dt.date], archive: ArchiveClient | None) -> DayStream:
-        """The days of one dataset, from the sources this resource is set to (`archive`: this run's)."""
+    def day_stream(self, store: DatasetStore, days: list[dt.date], archive: ArchiveClient | None,
+                   encoder: Encoder | None = None) -> DayStream:
+        """The days of one dataset, from the sources this resource is set to (`archive` and `encoder`: this
+        run's)."""
         market = store.spec.market
         return DayStream(store, self.client(market), days, page=self.page(market),
                          workers=self.archive_workers if archive else self.workers, archive=archive,
-                         archive_only=self.source == "archive")
+                         archive_only=self.source == "archive", encoder=encoder)
 
     def origin(self, market: str) -> str:
         return (self.spot_url if market == "spot" else self.futures_url).rstrip("/")

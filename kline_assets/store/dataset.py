@@ -48,7 +48,7 @@ def before_start(name: str, first: dt.date, start: dt.date) -> str:
 @dataclass
 class Staged:
     entry: ChunkEntry
-    data: bytes | None = None  # the bytes just put, for the day's checks; the stream drops them after
+    data: bytes | None = None  # the chunk's bytes, for `put` and the day's checks; the stream drops them after
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -61,6 +61,36 @@ def table_to_parquet(table: pa.Table) -> bytes:
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd", compression_level=3, use_dictionary=["ignore"])
     return buf.getvalue()
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """What a day's chunk entry holds besides its rows: all that making the chunk needs (`make_chunk`),
+    without the store, so a process of its own can make it."""
+
+    paths: DatasetPaths
+    index: int
+    day: dt.date
+    start_ms: int
+    end_ms: int
+
+
+def make_chunk(plan: ChunkPlan, table: pa.Table, gaps: list[list[int]], covered_until_ms: int,
+               source: str = "rest", source_sha256: str | None = None) -> Staged:
+    """The day's chunk (zstd Parquet) and its entry, named by its content; nothing is put yet."""
+    data = table_to_parquet(table)
+    sha = sha256_bytes(data)
+    open_times = table.column("open_time")
+    entry = ChunkEntry(
+        index=plan.index, partition=plan.day.isoformat(), file=plan.paths.chunk_relpath(plan.index, plan.day, sha),
+        start_ms=plan.start_ms, end_ms=plan.end_ms, rows=table.num_rows,
+        first_open_time=open_times[0].as_py() if table.num_rows else None,
+        last_open_time=open_times[-1].as_py() if table.num_rows else None,
+        sha256=sha, bytes=len(data), complete=covered_until_ms >= plan.end_ms,
+        exchange_gaps=gaps, written_at=utc_now_iso(), covered_until_ms=covered_until_ms,
+        source=source, source_sha256=source_sha256,
+    )
+    return Staged(entry, data)
 
 
 def manifest_at(backend: Backend, key: str) -> Manifest:
@@ -171,26 +201,19 @@ class DatasetStore:
         return old
 
     # --- writing -----------------------------------------------------------------------------
+    def plan(self, day: dt.date) -> ChunkPlan:
+        start_ms, end_ms = self.zone.day_window_ms(day)
+        return ChunkPlan(self.paths, self.index_of(day), day, start_ms, end_ms)
+
+    def put(self, staged: Staged) -> Staged:
+        """Put a made chunk under its versioned name; it is part of the dataset once `commit` names it."""
+        self.backend.put(self.key(staged.entry), staged.data)
+        return staged
+
     def stage(self, day: dt.date, table: pa.Table, gaps: list[list[int]], covered_until_ms: int,
               source: str = "rest", source_sha256: str | None = None) -> Staged:
-        """Put the day's chunk under its versioned name; it is part of the dataset once `commit` names it."""
-        index = self.index_of(day)
-        start_ms, end_ms = self.zone.day_window_ms(day)
-        data = table_to_parquet(table)
-        sha = sha256_bytes(data)
-        relpath = self.paths.chunk_relpath(index, day, sha)
-        self.backend.put(self.paths.resolve(relpath), data)
-        open_times = table.column("open_time")
-        entry = ChunkEntry(
-            index=index, partition=day.isoformat(), file=relpath, start_ms=start_ms, end_ms=end_ms,
-            rows=table.num_rows,
-            first_open_time=open_times[0].as_py() if table.num_rows else None,
-            last_open_time=open_times[-1].as_py() if table.num_rows else None,
-            sha256=sha, bytes=len(data), complete=covered_until_ms >= end_ms,
-            exchange_gaps=gaps, written_at=utc_now_iso(), covered_until_ms=covered_until_ms,
-            source=source, source_sha256=source_sha256,
-        )
-        return Staged(entry, data)
+        """Make the day's chunk and put it (`make_chunk`, then `put`)."""
+        return self.put(make_chunk(self.plan(day), table, gaps, covered_until_ms, source, source_sha256))
 
     def update(self, change: Callable[[Manifest], bool]) -> Manifest:
         """Apply `change` to the manifest as it is now and write it back only if no other writer committed
