@@ -5,6 +5,7 @@ symbols per market (96 gives 100 futures + 100 spot datasets) and 50 ms latency.
     python bench/scale.py live --minutes 10            # kline-assets live --all, no daemon
     python bench/scale.py dagster --minutes 10         # dagster dev with the live sensor on
     python bench/scale.py backfill --days 10           # kline-assets backfill --all --source rest
+    python bench/scale.py backfill --archive --days 30 # the futures datasets from the archive
     python bench/scale.py load --many 296              # code location load with 600 datasets
     python bench/scale.py ui --days 5                  # dagster dev: one UI backfill of every klines_1m
     python bench/scale.py catalog --many 296           # the asset catalog of 600 datasets in Chromium
@@ -228,9 +229,12 @@ def measure_backfill(args: argparse.Namespace) -> dict:
     with simulator("--many-symbols", str(args.many), "--latency-ms", str(args.latency_ms)) as url, \
             tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        env = environment(url, root, args.days)
-        start = (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=args.days)).isoformat()
-        end = dt.datetime.now(dt.timezone.utc).date().isoformat()
+        # --archive: futures only, from the archive, whose newest day is two days old
+        back = 2 if args.archive else 0
+        extra = {"KLINE_SOURCE": "auto", "KLINE_PAIRS": "futures:*/USDT"} if args.archive else {}
+        env = environment(url, root, args.days + back, **extra)
+        start = (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=args.days + back)).isoformat()
+        end = (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=back)).isoformat()
         port = url.rsplit(":", 1)[1]
         sim_cpu = cpu_of_command_line(f"--port {port}")
         ours = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -244,15 +248,17 @@ def measure_backfill(args: argparse.Namespace) -> dict:
                "simulator_cores": round((cpu_of_command_line(f"--port {port}") - sim_cpu) / (ended - began), 2)}
         log = sim_call(url, "/_sim/stats")["requests"]
         good, checked = exact(root / "data", SimState(SimConfig(many_symbols=args.many)))
-    klines = [r for r in log if r["endpoint"] == "klines"]
+    klines = [r for r in log if r["endpoint"] == "klines" or r["market"] == "archive"]
     first = min(r["t"] for r in klines)
     out = {"exit": done.returncode, "last_line": done.stdout.strip().splitlines()[-1:] or done.stderr[-300:],
            "wall_s_from_first_request": round(ended - first, 1), "startup_s": round(first - began, 1),
            "days": checked, "days_per_min": round(checked / (ended - first) * 60),
            "exact_days": f"{good}/{checked}", "cpu": cpu}
     for market, budget in (("futures", 2400), ("spot", 6000)):
-        s = summarise(log, market)
         times = [r["t"] for r in klines if r["market"] == market]
+        if not times:
+            continue
+        s = summarise(log, market)
         active = max(times) - min(times)  # the markets finish apart: each is measured over its own time
         out[market] = {"requests": s["requests"], "429": s["429"], "418": s["418"], "active_s": round(active, 1),
                        "peak_minute_weight": s["peak_minute_weight"],
@@ -358,6 +364,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=int, default=10)
     parser.add_argument("--days", type=int, default=10)
     parser.add_argument("--latency-ms", type=float, default=50.0)
+    parser.add_argument("--archive", action="store_true", help="backfill: the futures market's days from the "
+                                                              "archive (KLINE_SOURCE=auto), not REST")
     parser.add_argument("--postgres", action="store_true", help="the Dagster instance on a PostgreSQL started "
                                                                "for the bench (fsync on), not SQLite")
     args = parser.parse_args()

@@ -60,7 +60,7 @@ class DayData:
 
 
 class DayStream:
-    """Lazily fetched days of one dataset, written by the chunk IO manager's `write_days`."""
+    """Lazily fetched days of one dataset, committed by `defs.writer.write_days`."""
 
     def __init__(self, store: DatasetStore, client: BinanceClient, days: list[dt.date], page: int,
                  workers: int = 4, archive: ArchiveClient | None = None, archive_only: bool = False,

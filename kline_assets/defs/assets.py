@@ -27,7 +27,6 @@ from dataclasses import dataclass
 import dagster as dg
 
 from kline_assets.defs.fleet import Work, recording, run_fleet, work_for
-from kline_assets.defs.io_manager import ChunkIOManager, Committed
 from kline_assets.defs.names import (
     CHUNK_IO_MANAGER,
     EXCHANGE,
@@ -41,6 +40,7 @@ from kline_assets.defs.names import (
 )
 from kline_assets.defs.partitions import key_to_day
 from kline_assets.defs.resources import ExchangeResource, StoreResource, run_resource
+from kline_assets.defs.writer import Committed
 from kline_assets.logs import PROGRESS
 from kline_assets.settings import DatasetSpec, Settings
 from kline_assets.store.checks import (
@@ -349,7 +349,6 @@ def load_days(context: dg.OpExecutionContext | dg.AssetExecutionContext, setting
     The body of the `klines_1m` assets and of the command line's backfill job."""
     stores: StoreResource = run_resource(context, settings, STORE)
     exchange: ExchangeResource = run_resource(context, settings, EXCHANGE)
-    chunks: ChunkIOManager = getattr(context.resources, resource_keys(settings.key_prefix)[CHUNK_IO_MANAGER])
     progress = logging.getLogger(PROGRESS)
 
     def report(line: str) -> None:  # the run's log in Dagster, and loader.log (and the CLI's stderr)
@@ -370,7 +369,7 @@ def load_days(context: dg.OpExecutionContext | dg.AssetExecutionContext, setting
             verdicts.recorded += len(lacking)
             yield from batch_events(store, key, lacking, outcomes, checks[key], now_ms)
 
-    yield from recording(run_fleet(exchange, chunks, work, report), record)
+    yield from recording(run_fleet(exchange, work, report), record)
     committed = sum(verdicts.committed.values())
     report(f"{names}: checking and recording {committed} day(s) in Dagster took {recording_took.seconds:.1f}s "
            f"({verdicts.recorded} recorded, {committed - verdicts.recorded} there already), while the next "

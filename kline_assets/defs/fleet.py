@@ -1,4 +1,4 @@
-"""Many datasets in one step: each dataset's `DayStream` written by `ChunkIOManager.write_days` in a
+"""Many datasets in one step: each dataset's `DayStream` written by `writer.write_days` in a
 driver thread, a few datasets of each market at a time, committed batches handed to the step's thread,
 which records them in Dagster as they come.
 
@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 from kline_assets.binance.days import DayStream
 from kline_assets.binance.encoding import Encoder
-from kline_assets.defs.io_manager import PROGRESS_EVERY_S, ChunkIOManager, Committed
 from kline_assets.defs.resources import ExchangeResource
+from kline_assets.defs.writer import PROGRESS_EVERY_S, Committed, write_days
 from kline_assets.store.dataset import DatasetStore, before_start
 
 log = logging.getLogger("kline_assets")
@@ -117,7 +117,7 @@ def datasets_at_once(exchange: ExchangeResource, work: list[Work]) -> int:
     return max(2, IN_FLIGHT // max(1, min(per_stream, longest)))
 
 
-def run_fleet(exchange: ExchangeResource, chunks: ChunkIOManager, work: list[Work],
+def run_fleet(exchange: ExchangeResource, work: list[Work],
               report: Callable[[str], None]) -> Iterator[tuple[DatasetStore, Committed]]:
     """Every committed batch of every dataset, as it commits; raises `FleetFailure` at the end when any
     dataset failed. One dataset reports its own progress lines; several report one line for all."""
@@ -146,7 +146,7 @@ def run_fleet(exchange: ExchangeResource, chunks: ChunkIOManager, work: list[Wor
             streams.append(stream)
             if stop.is_set():
                 stream.stop()
-            batches = chunks.write_days(stream, report=report if single else _log_line)
+            batches = write_days(stream, report=report if single else _log_line)
             for batch in batches:
                 out.put((item.store, batch))
                 if stop.is_set():

@@ -14,11 +14,9 @@ from pydantic import Field
 from kline_assets.binance.listing import listings
 from kline_assets.defs.assets import batch_events, batch_outcomes, coverage_fields, load_days, passed
 from kline_assets.defs.fleet import recording, run_fleet, work_for
-from kline_assets.defs.io_manager import ChunkIOManager
 from kline_assets.defs.live import live_days, record_period, recording_turn, wait_for_boundary
 from kline_assets.defs.names import (
     BACKFILL_JOB,
-    CHUNK_IO_MANAGER,
     COMBINE_JOB,
     EXCHANGE,
     HOURLY_JOB,
@@ -67,13 +65,12 @@ def build_live_job(settings: Settings) -> dg.JobDefinition:
     prefix = settings.key_prefix
     keys = resource_keys(prefix)
 
-    @dg.op(name=prefixed(prefix, LIVE_OP), out={}, required_resource_keys=set(keys.values()),
+    @dg.op(name=prefixed(prefix, LIVE_OP), out={}, required_resource_keys={keys[STORE], keys[EXCHANGE]},
            description="Brings today's klines_1m partition of each dataset up to the last closed minute "
                        "(completing or catching up earlier days), and records the days in Dagster.")
     def _live(context: dg.OpExecutionContext, config: LiveConfig):
         stores: StoreResource = run_resource(context, settings, STORE)
         exchange: ExchangeResource = run_resource(context, settings, EXCHANGE)
-        chunks: ChunkIOManager = getattr(context.resources, keys[CHUNK_IO_MANAGER])
         progress = logging.getLogger(PROGRESS)
 
         def report(line: str) -> None:  # the run's log in Dagster, and loader.log (and the CLI's stderr)
@@ -121,7 +118,7 @@ def build_live_job(settings: Settings) -> dg.JobDefinition:
             recorded.extend(due)
             yield from batch_events(store, klines_key(store.spec, prefix), due, outcomes, list(CHECK_NAMES), now_ms)
 
-        yield from recording(run_fleet(exchange, chunks, work, report), record)
+        yield from recording(run_fleet(exchange, work, report), record)
         report(f"live: {len(recorded)} day(s) recorded in Dagster")
         if failed:
             raise dg.Failure(f"{len(failed)} check(s) failed: {', '.join(failed[:10])}"
@@ -161,7 +158,7 @@ def build_backfill_job(settings: Settings, executor_def: dg.ExecutorDefinition =
         specs = {spec.name: spec for spec in settings.pairs if spec.market == market}
 
         # the step's name is the assets' node name, so a run's steps read alike however it was started
-        @dg.op(name=node_name(market, prefix), out={}, required_resource_keys=set(keys.values()),
+        @dg.op(name=node_name(market, prefix), out={}, required_resource_keys={keys[STORE], keys[EXCHANGE]},
                description=f"Loads the days of the {market} datasets named in its config, side by side.")
         def _backfill(context: dg.OpExecutionContext, config: BackfillConfig):
             chosen = [specs[name] for name in config.datasets if name in specs] if config.datasets else \

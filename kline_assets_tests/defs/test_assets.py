@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from kline_assets.binance.days import DayStream
-from kline_assets.defs import io_manager
+from kline_assets.defs import writer
 from kline_assets.defs.component import build_definitions
 from kline_assets.defs.definitions import build_resources
 from kline_assets.defs.names import EXCHANGE, klines_key, node_name
@@ -185,7 +185,7 @@ def test_days_are_recorded_while_the_run_goes_on(sim, make_settings, any_instanc
     """A batch commits on time even while the next day is still being fetched: the first days are
     recorded in the instance before the range's last day is even asked for."""
     instance = any_instance
-    monkeypatch.setattr(io_manager, "COMMIT_EVERY_S", 0.2)
+    monkeypatch.setattr(writer, "COMMIT_EVERY_S", 0.2)
     settings = make_settings(start="2021-01-01")
     sim.state.config.latency_ms = 150
     seen_while_running: list[int] = []
