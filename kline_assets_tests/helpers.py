@@ -125,6 +125,11 @@ def cli_here(monkeypatch, capsys, env, *args) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(args, code, out, err)
 
 
+def days_ago(n: int) -> str:
+    """The UTC day `n` days before today, as the command line takes it."""
+    return (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=n)).isoformat()
+
+
 def check_days(sim, root, first, days):
     store = DatasetStore(root, FUT, parse_zone("UTC"), dt.date(2021, 1, 1))
     chunks = store.manifest().chunks

@@ -2,7 +2,7 @@
 
 Binance counts weight per IP in fixed windows of one server-clock minute and reports the count in
 `X-MBX-USED-WEIGHT-1M`. We reserve weight before each request, in this process and in a count shared
-with the other processes (a `Window`: a file under flock for the processes of one machine, or a row in
+with the other processes (a `Window`: a file under a lock for the processes of one machine, or a row in
 the Dagster instance's Postgres for run workers on any number of machines behind one IP, see
 `binance.pgwindow`), take the header as a floor after it (traffic we do not count shows there), and stop
 everyone when a 429/418 says `Retry-After`.
@@ -12,7 +12,6 @@ ccxt's own limiter is not used: its sync variant has no lock and assumes half th
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -27,6 +26,7 @@ from typing import Protocol
 from kline_assets.binance.http import Stopped, stopping
 from kline_assets.binance.pgwindow import PostgresWindow
 from kline_assets.errors import Banned
+from kline_assets.store.atomic import locked
 
 log = logging.getLogger("kline_assets")
 
@@ -51,9 +51,9 @@ class Window(Protocol):
 
 class FileWindow:
     """The weight every process of this machine has reserved with one origin in the current minute,
-    kept in a tiny file under flock, so a UI backfill, the live sensor's runs and a CLI command plan
-    from one count instead of meeting only in the exchange's header (which arrives after the fact).
-    Bans are kept in a JSON file beside it (`remember_block`)."""
+    kept in a tiny file under a lock (`store.atomic.locked`), so a UI backfill, the live sensor's runs and
+    a CLI command plan from one count instead of meeting only in the exchange's header (which arrives
+    after the fact). Bans are kept in a JSON file beside it (`remember_block`)."""
 
     def __init__(self, origin: str) -> None:
         digest = hashlib.sha1(origin.encode()).hexdigest()[:16]
@@ -63,27 +63,28 @@ class FileWindow:
 
     def reserve(self, minute: int, weight: int, cap: int, floor: int = 0) -> tuple[bool, float]:
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            with locked(self.path.with_name(self.path.name + ".lock")):
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o666)
+                try:
+                    stored, used = _parse(os.read(fd, RECORD))
+                    if stored > minute:  # another process is already in the next minute (clock skew of ms)
+                        minute = stored
+                    used = used if stored == minute else 0
+                    used = max(used, floor)
+                    ok = used + weight <= cap or weight == 0
+                    if ok:
+                        used += weight
+                    os.lseek(fd, 0, os.SEEK_SET)
+                    os.write(fd, f"{minute} {used}".ljust(RECORD).encode())  # fixed width: no truncation
+                finally:
+                    os.close(fd)
         except OSError as exc:
             if not self.warned:  # the process's own count still applies; say once that it is alone
                 self.warned = True
                 log.warning("no weight count shared with other processes (%s): set KLINE_STATE_DIR to a "
                             "writable folder", exc)
             return True, 0.0
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            stored, used = _parse(os.pread(fd, RECORD, 0))
-            if stored > minute:  # another process is already in the next minute (clock skew of ms)
-                minute = stored
-            used = used if stored == minute else 0
-            used = max(used, floor)
-            ok = used + weight <= cap or weight == 0
-            if ok:
-                used += weight
-            os.pwrite(fd, f"{minute} {used}".ljust(RECORD).encode(), 0)  # fixed width: no truncation
-            return ok, 0.0  # a ban is read once, when the limiter starts (`remembered_block`)
-        finally:
-            os.close(fd)  # releases the lock
+        return ok, 0.0  # a ban is read once, when the limiter starts (`remembered_block`)
 
     def remember_block(self, until: float) -> None:
         remember_block(self.origin, until)

@@ -170,7 +170,8 @@ class SignalRecord:
             seen = os.read(self._read, 1024)
         if signal.SIGTERM in seen:
             return 143
-        return 130 if signal.SIGINT in seen or RELAY in seen or code == 130 else code
+        relayed = RELAY is not None and RELAY in seen
+        return 130 if signal.SIGINT in seen or relayed or code == 130 else code
 
 
 def _terminate(signum: int, frame: object) -> None:

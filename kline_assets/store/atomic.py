@@ -1,22 +1,28 @@
 """Durable local file replacement (a folder data root, dagster.yaml): temp file in the same folder, fsync,
-rename, fsync of the folder.
+rename, fsync of the folder; and the one lock between processes of a machine (`locked`).
 
 A reader therefore sees the old bytes or the new ones, never a torn file, and after a power cut the
-rename itself is on disk.
+rename itself is on disk (where the system can sync a folder: not on Windows, whose rename is
+journaled by NTFS).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+import filelock
+
+LOCK_POLL_S = 0.002  # how often a waiting `locked` tries again (filelock's default, 50 ms, is a page's time)
+
 
 def fsync_dir(path: Path) -> None:
+    if not hasattr(os, "O_DIRECTORY"):  # Windows opens no folder as a file
+        return
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -49,12 +55,8 @@ def replace_atomic(path: Path, data: bytes) -> None:
 
 @contextlib.contextmanager
 def locked(lock_path: Path) -> Iterator[None]:
-    """An exclusive advisory lock across processes of this machine."""
+    """An exclusive lock across the processes (and threads) of this machine, on a file beside what it
+    guards: `filelock` (flock on POSIX, msvcrt on Windows; released by the system when a process dies)."""
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with filelock.FileLock(lock_path, thread_local=False).acquire(poll_interval=LOCK_POLL_S):
         yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)

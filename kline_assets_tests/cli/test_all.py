@@ -14,7 +14,7 @@ from kline_assets.settings import DatasetSpec
 from kline_assets.sim.server import RunningSimulator, SimConfig
 from kline_assets.store.dataset import DatasetStore
 from kline_assets.timezones import parse_zone
-from kline_assets_tests.helpers import BIN, cli, cli_here, env_for, expected_rows, stored_rows
+from kline_assets_tests.helpers import BIN, cli, cli_here, days_ago, env_for, expected_rows, stored_rows
 
 UTC = parse_zone("UTC")
 
@@ -23,10 +23,6 @@ UTC = parse_zone("UTC")
 def market_sim():
     with RunningSimulator(SimConfig(many_symbols=3, unserved=[["futures", "C001USDT"]])) as running:
         yield running
-
-
-def days_ago(n: int) -> str:
-    return (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=n)).isoformat()
 
 
 def test_each_verb_over_every_dataset(market_sim, tmp_path, monkeypatch, capsys):
