@@ -18,15 +18,14 @@ from kline_assets.timezones import AlignZone, parse_zone
 class Market:
     name: str  # "spot" | "futures"
     exchange_id: str  # ccxt id
-    url_env: str
     default_origin: str
     max_limit: int  # rows a klines request may ask for
     default_budget: int  # REQUEST_WEIGHT per minute
 
 
 MARKETS: dict[str, Market] = {
-    "spot": Market("spot", "binance", "KLINE_SPOT_URL", "https://api.binance.com", 1000, 6000),
-    "futures": Market("futures", "binanceusdm", "KLINE_FUTURES_URL", "https://fapi.binance.com", 1500, 2400),
+    "spot": Market("spot", "binance", "https://api.binance.com", 1000, 6000),
+    "futures": Market("futures", "binanceusdm", "https://fapi.binance.com", 1500, 2400),
 }
 
 DEFAULT_PAIR = "BTC/USDT"
@@ -168,9 +167,6 @@ class Settings:
     # read from the process's environment (`load_settings()`): the code location's resources then name the
     # variables their values come from (`defs.resources.settings_fields`)
     from_environment: bool = False
-
-    def origin(self, market: str) -> str:
-        return (self.spot_url if market == "spot" else self.futures_url).rstrip("/")
 
     @property
     def live_pairs(self) -> tuple[DatasetSpec, ...]:

@@ -91,7 +91,7 @@ class DayStream:
         todo = iter(self.days)
         try:
             for day in todo:
-                queue.append(pool.submit(self.prepare, day))
+                queue.append(pool.submit(self.ready_day, day))
                 if len(queue) >= 2 * self.workers:
                     break
             while queue:
@@ -105,7 +105,7 @@ class DayStream:
                 queue.popleft()
                 nxt = next(todo, None)
                 if nxt is not None and not self.stopping.is_set():
-                    queue.append(pool.submit(self.prepare, nxt))
+                    queue.append(pool.submit(self.ready_day, nxt))
                 yield result
         finally:
             self.stopping.set()  # whatever ended the stream, its workers' requests end now
@@ -113,9 +113,10 @@ class DayStream:
             # after the grace period (another writer may be committing the very same bytes meanwhile)
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def prepare(self, day: dt.date) -> DayData:
+    def ready_day(self, day: dt.date) -> DayData:
+        """The day fetched (`fetch_day`), its new chunk made, checked and put."""
         with stoppable(self.stopping):
-            data = self.collect(day)
+            data = self.fetch_day(day)
         if self.stopping.is_set():
             return DayData(day, None)  # never handed out
         if data.table is not None:  # a REST day: made here (`binance.encoding` says why)
@@ -178,7 +179,7 @@ class DayStream:
         raise ExchangeTransient(f"{self.store.spec.name} {day}: the exchange sent {problem} ({attempts} times): "
                                 "not stored")
 
-    def collect(self, day: dt.date) -> DayData:
+    def fetch_day(self, day: dt.date) -> DayData:
         """The day's closed rows: the stored chunk extended from its last covered minute, or fetched whole."""
         entry = self.snapshot.chunks.get(self.store.index_of(day))
         raw = self.store.chunk_bytes(entry) if entry is not None else None  # read once: checked, then extended

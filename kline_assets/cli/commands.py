@@ -74,8 +74,8 @@ def plan_window(args: argparse.Namespace, settings: Settings,
     return start, end
 
 
-def prepare(args: argparse.Namespace, settings: Settings,
-            spec: DatasetSpec) -> tuple[Settings, DatasetSpec, DatasetStore]:
+def checked_dataset(args: argparse.Namespace, settings: Settings,
+                    spec: DatasetSpec) -> tuple[Settings, DatasetSpec, DatasetStore]:
     """Validate everything local first (nothing written), then ask the exchange about the pair."""
     store = open_store(settings, spec)
     existing = store.read_manifest()
@@ -136,7 +136,7 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings, spec: DatasetSpec
         return backfill_all(args, settings)
     manifest = open_store(settings, spec).read_manifest()
     first, end = plan_window(args, settings, manifest.start_date if manifest else None)  # input checks first
-    settings, resolved, store = prepare(args, settings, spec)
+    settings, resolved, store = checked_dataset(args, settings, spec)
     existing = store.read_manifest()
     if resolved != spec:  # the fallback dataset may already exist with its own first day
         first, end = plan_window(args, settings, existing.start_date if existing else None)
@@ -278,7 +278,7 @@ def verify_one(args: argparse.Namespace, settings: Settings, spec: DatasetSpec, 
         return 0 if report.ok else 1
     if any(p.kind == "differs_from_rest" for p in report.problems):
         settings = replace(settings, source="rest")  # the archive would serve the same rows again
-    settings, spec, store = prepare(args, settings, spec)
+    settings, spec, store = checked_dataset(args, settings, spec)
     days = [d for d in report.bad_days() if store.start <= d <= today]
     quarantine(store, report)
     if days:
@@ -367,7 +367,7 @@ def cmd_live(args: argparse.Namespace, settings: Settings, spec: DatasetSpec) ->
         for gone in sorted(settings.retired, key=lambda s: s.name):
             print(f"{gone.name} no longer trades: its data stays, live leaves it alone", file=sys.stderr)
     else:
-        settings, spec, _ = prepare(args, settings, spec)
+        settings, spec, _ = checked_dataset(args, settings, spec)
     specs = list(settings.live_pairs)
     if not specs:
         raise BadInput("live --all: none of the configured datasets trades")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import os
 import uuid
 from dataclasses import dataclass
@@ -72,13 +73,19 @@ class Backend(Protocol):
         """BadInput, in one line, when nothing can be written under `key`."""
 
 
+# A data root's scheme -> the backend class that opens it, as "module:Class": imported on first use, so
+# boto3 is imported only by those who use S3, and no backend module imports another. A root without a
+# scheme is a folder (`LocalBackend`).
+BACKENDS = {S3_SCHEME: "kline_assets.store.s3:S3Backend"}
+
+
 def open_root(data_root: str | os.PathLike) -> Backend:
     """The one way to open a data root: `s3://bucket/prefix` or a folder."""
     text = os.fspath(data_root)
-    if text.startswith(S3_SCHEME):
-        from kline_assets.store.s3 import S3Backend  # boto3 is imported only by those who use S3
-
-        return S3Backend(text)
+    for scheme, target in BACKENDS.items():
+        if text.startswith(scheme):
+            module, _, name = target.partition(":")
+            return getattr(importlib.import_module(module), name)(text)
     return LocalBackend(text)
 
 

@@ -16,18 +16,18 @@ def minutes(*ranges):
     return [START + m * M for a, b in ranges for m in range(a, b)]
 
 
-def collect(store, source):
-    return DayStream(store, source, [DAY], page=1000, workers=1).collect(DAY)
+def fetch_day(store, source):
+    return DayStream(store, source, [DAY], page=1000, workers=1).fetch_day(DAY)
 
 
 def test_extending_a_day_keeps_its_confirmed_gaps(tmp_path):
     """The exchange has no klines 02:00-03:00: the morning run confirms it, the evening run must keep it."""
     store = DatasetStore(tmp_path, FUT, UTC, DAY)
     opens = minutes((0, 120), (180, 1440))
-    morning = collect(store, FakeSource(opens, now=START + 600 * M + 1))
+    morning = fetch_day(store, FakeSource(opens, now=START + 600 * M + 1))
     store.commit([store.stage(DAY, morning.table, morning.gaps, morning.covered_until_ms)])
     assert morning.gaps == [[START + 120 * M, START + 180 * M]]
-    later = collect(store, FakeSource(opens, now=END + 2 * M))
+    later = fetch_day(store, FakeSource(opens, now=END + 2 * M))
     assert later.gaps == [[START + 120 * M, START + 180 * M]] and later.covered_until_ms == END
     assert later.table["open_time"].to_pylist() == opens
 
@@ -37,8 +37,8 @@ def test_rows_at_or_before_the_stored_end_are_not_stored_twice(tmp_path):
     extended without repeating the rows it already holds."""
     store = DatasetStore(tmp_path, FUT, UTC, DAY)
     opens = minutes((0, 1440))
-    first = collect(store, FakeSource(opens, now=START + 10 * M + 1))
+    first = fetch_day(store, FakeSource(opens, now=START + 10 * M + 1))
     assert first.table.num_rows == 10
     store.commit([store.stage(DAY, first.table, [], START + 5 * M)])  # coverage says 00:05, rows reach 00:09
-    later = collect(store, FakeSource(opens, now=END + 2 * M))
+    later = fetch_day(store, FakeSource(opens, now=END + 2 * M))
     assert later.table["open_time"].to_pylist() == opens

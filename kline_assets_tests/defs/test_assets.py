@@ -189,15 +189,15 @@ def test_days_are_recorded_while_the_run_goes_on(sim, make_settings, any_instanc
     settings = make_settings(start="2021-01-01")
     sim.state.config.latency_ms = 150
     seen_while_running: list[int] = []
-    real_collect = DayStream.collect
+    real_fetch = DayStream.fetch_day
 
-    def collect(self, day):
+    def fetch_day(self, day):
         if day == dt.date(2021, 1, 30):  # the last day: by now earlier batches must be in Dagster
             time.sleep(1.0)
             seen_while_running.append(len(instance.get_materialized_partitions(klines_key(FUT))))
-        return real_collect(self, day)
+        return real_fetch(self, day)
 
-    monkeypatch.setattr(DayStream, "collect", collect)
+    monkeypatch.setattr(DayStream, "fetch_day", fetch_day)
     assert run(settings, instance, FUT, "2021-01-01", "2021-01-30").success
     assert seen_while_running and seen_while_running[0] >= 5
     assert len(instance.get_materialized_partitions(klines_key(FUT))) == 30
