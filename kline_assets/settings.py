@@ -168,6 +168,10 @@ class Settings:
     # variables their values come from (`defs.resources.settings_fields`)
     from_environment: bool = False
 
+    def origin(self, market: str) -> str:
+        """The REST origin of `market` (the runs read theirs from the exchange resource)."""
+        return (self.spot_url if market == "spot" else self.futures_url).rstrip("/")
+
     @property
     def live_pairs(self) -> tuple[DatasetSpec, ...]:
         """The datasets live keeps current: all but those whose symbol stopped trading or that only the data

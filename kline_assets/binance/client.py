@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import ccxt
 
 from kline_assets.binance.http import CappedSession, HttpFailure, Limits, Stopped, Transport, pause
-from kline_assets.binance.limiter import MAX_RETRY_AFTER_S, WeightLimiter, limiter_for
+from kline_assets.binance.limiter import MAX_RETRY_AFTER_S, WeightLimiter
 from kline_assets.errors import Banned, ExchangeFinal, ExchangeTransient, UnknownSymbol
 from kline_assets.settings import Market
 
@@ -77,11 +77,19 @@ class RequestStats:
                 setattr(self, k, getattr(self, k) + v)
 
 
-class BinanceClient:
-    """Thread-safe: one ccxt instance per thread, one weight limiter per origin and market."""
+def budget_key(origin: str, market: Market) -> str:
+    """Binance counts weight (and bans) per API: /api (spot) and /fapi (USD-M) have budgets of their own,
+    also where one origin serves both (a mirror, the simulator)."""
+    return f"{origin.rstrip('/')} {market.name}"
 
-    def __init__(self, market: Market, origin: str, *, timeout_ms: int = int(REQUEST_DEADLINE_S * 1000),
-                 max_attempts: int = 8, backoff_s: float = 0.25, limiter: WeightLimiter | None = None) -> None:
+
+class BinanceClient:
+    """Thread-safe: one ccxt instance per thread. `limiter` counts the weight of `budget_key` (the process's
+    one: `binance.shared`)."""
+
+    def __init__(self, market: Market, origin: str, limiter: WeightLimiter, *,
+                 timeout_ms: int = int(REQUEST_DEADLINE_S * 1000), max_attempts: int = 8,
+                 backoff_s: float = 0.25) -> None:
         """`timeout_ms`: the deadline of the whole of each request (connect, headers, body)."""
         self.market = market
         deadline_s = timeout_ms / 1000
@@ -91,10 +99,8 @@ class BinanceClient:
         self.timeout_ms = timeout_ms
         self.max_attempts = max_attempts
         self.backoff_s = backoff_s
-        # Binance counts weight (and bans) per API: /api (spot) and /fapi (USD-M) have budgets of their own,
-        # also where one origin serves both (a mirror, the simulator)
-        self.budget_key = f"{self.origin} {market.name}"
-        self.limiter = limiter or limiter_for(self.budget_key, market.default_budget)
+        self.budget_key = budget_key(origin, market)
+        self.limiter = limiter
         self.stats = RequestStats()
         self._idle: list[Any] = []  # ccxt instances not in a request now (`_instance`)
         self._idle_lock = threading.Lock()

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Protocol
 
 from kline_assets.binance.http import Stopped, stopping
-from kline_assets.binance.pgwindow import PostgresWindow
 from kline_assets.errors import Banned
 from kline_assets.store.atomic import locked
 
@@ -101,7 +100,7 @@ def _parse(raw: bytes) -> tuple[int, int]:
 class WeightLimiter:
     def __init__(self, budget: int, clock: Callable[[], float] = time.time,
                  shared: Window | None = None) -> None:
-        self._shared = shared
+        self.shared = shared  # the count other processes see (`count_in` moves it)
         self._cond = threading.Condition()
         self._clock = clock
         self.offset_s = 0.0  # server clock minus ours, so windows follow the server's minute
@@ -134,8 +133,8 @@ class WeightLimiter:
                 if minute != self._minute:
                     self._minute, self._used = minute, 0
                 if self._used + weight <= self.cap:
-                    granted, banned = (True, 0.0) if self._shared is None else \
-                        self._shared.reserve(minute, weight, self.cap)
+                    granted, banned = (True, 0.0) if self.shared is None else \
+                        self.shared.reserve(minute, weight, self.cap)
                     if banned > self.blocked_until:  # another worker (machine) received a Retry-After
                         self.blocked_until = banned
                         if not granted:
@@ -162,8 +161,13 @@ class WeightLimiter:
         with self._cond:
             if sent_in == self._minute == int(self._now() // 60) and used_weight > self._used:
                 self._used = used_weight
-                if self._shared is not None:  # the shared count holds ours, so only a higher header moves it
-                    self._shared.reserve(self._minute, 0, self.cap, floor=used_weight)
+                if self.shared is not None:  # the shared count holds ours, so only a higher header moves it
+                    self.shared.reserve(self._minute, 0, self.cap, floor=used_weight)
+
+    def count_in(self, shared: Window) -> None:
+        """From now on the minute's count is kept in `shared` (`binance.shared.limiter`)."""
+        with self._cond:
+            self.shared = shared
 
     def block(self, seconds: float) -> None:
         """Nothing goes to the origin until `seconds` from now have passed, in this process and in every
@@ -171,12 +175,8 @@ class WeightLimiter:
         with self._cond:
             self.blocked_until = max(self.blocked_until, self._clock() + seconds)
             self._cond.notify_all()
-        if self._shared is not None:
-            self._shared.remember_block(time.time() + seconds)
-
-
-_LIMITERS: dict[str, WeightLimiter] = {}
-_LOCK = threading.Lock()
+        if self.shared is not None:
+            self.shared.remember_block(time.time() + seconds)
 
 
 def _state_dir() -> Path:
@@ -214,19 +214,3 @@ def remembered_block(origin: str) -> float:
         return float(json.loads(_blocks_file().read_text()).get(origin, 0))
     except (OSError, ValueError, TypeError, AttributeError):
         return 0.0
-
-
-def limiter_for(origin: str, budget: int, shared_url: str | None = None) -> WeightLimiter:
-    """One limiter per origin and process, whatever the number of clients, sharing its minute's count
-    with the other processes of the machine, or, given the Postgres URL of the Dagster instance, with
-    every worker of that instance (the first run that brings one moves the process's limiter to it); it
-    starts blocked while another process's Retry-After still runs."""
-    with _LOCK:
-        limiter = _LIMITERS.get(origin)
-        if limiter is None:
-            limiter = WeightLimiter(budget, shared=FileWindow(origin))
-            limiter.blocked_until = max(0.0, remembered_block(origin))
-            _LIMITERS[origin] = limiter
-        if shared_url and not isinstance(limiter._shared, PostgresWindow):
-            limiter._shared = PostgresWindow(shared_url, origin, fallback=limiter._shared)
-        return limiter

@@ -13,15 +13,17 @@ from pathlib import Path
 
 import dagster as dg
 
+from kline_assets.binance import shared
 from kline_assets.binance.crosscheck import archived_days, cross_check, sample
 from kline_assets.binance.listing import Listing, fetch_listing
+from kline_assets.binance.paging import DEFAULT_PAGE
 from kline_assets.binance.symbols import fallback_message, resolve_pair
 from kline_assets.cli.live import StopFlag, run_loop
 from kline_assets.defs.datasets import resolve_datasets
 from kline_assets.defs.instance import dagster_instance
 from kline_assets.defs.live import live_groups
 from kline_assets.defs.names import COMBINE_JOB, combined_key
-from kline_assets.defs.resources import ExchangeResource, StoreResource
+from kline_assets.defs.resources import StoreResource
 from kline_assets.defs.runs import (
     RunOutcome,
     asset_run,
@@ -79,7 +81,7 @@ def checked_dataset(args: argparse.Namespace, settings: Settings,
     """Validate everything local first (nothing written), then ask the exchange about the pair."""
     store = open_store(settings, spec)
     existing = store.read_manifest()
-    resolved = resolve_pair(store.backend, spec, ExchangeResource.from_settings(settings).client(spec.market),
+    resolved = resolve_pair(store.backend, spec, shared.client(spec.market, settings.origin(spec.market)),
                             strict=getattr(args, "strict", False), warn=lambda m: print(m, file=sys.stderr))
     if resolved != spec:
         store = open_store(settings, resolved)
@@ -113,7 +115,7 @@ def unlisted(settings: Settings, selectors: list) -> None:
     for selector in selectors:
         if Listing.load(open_root(settings.data_root), selector.market) is not None:
             continue
-        client = ExchangeResource.from_settings(settings, max_attempts=2).client(selector.market)
+        client = shared.client(selector.market, settings.origin(selector.market), max_attempts=2)
         try:
             listing = fetch_listing(client)
         except (ExchangeFinal, ExchangeTransient) as exc:
@@ -308,8 +310,8 @@ def check_against_rest(settings: Settings, store: DatasetStore, first: dt.date |
     days = sample(archived_days(store, first, last), n)
     print(f"cross-checking {len(days)} archive day(s) against REST" + (f": {days[0]} .. {days[-1]}" if days else ""),
           file=sys.stderr)
-    exchange = ExchangeResource.from_settings(settings)
-    return cross_check(store, exchange.client(store.spec.market), days, exchange.page(store.spec.market))
+    market = store.spec.market
+    return cross_check(store, shared.client(market, settings.origin(market)), days, DEFAULT_PAGE[market])
 
 
 def run_combine(settings: Settings, spec: DatasetSpec, from_index: int | None = None, to_index: int | None = None,
@@ -374,7 +376,7 @@ def cmd_live(args: argparse.Namespace, settings: Settings, spec: DatasetSpec) ->
     setup_logging(settings.log_dir)
     instance, job = dagster_instance(), live_job_def(settings)
     stores = [open_store(settings, s) for s in specs]
-    client = ExchangeResource.from_settings(settings).client(specs[0].market)
+    client = shared.client(specs[0].market, settings.origin(specs[0].market))
     stop = StopFlag()
     stop.install()
     name = specs[0].name if len(specs) == 1 else describe(specs)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from kline_assets.binance import shared
 from kline_assets.binance.listing import Listing, resolve_selectors, with_stored
 from kline_assets.binance.symbols import resolve_for_definitions
-from kline_assets.defs.resources import ExchangeResource
 from kline_assets.settings import MARKETS, Settings
 from kline_assets.store.backend import open_root
 
@@ -22,8 +22,7 @@ def resolve_datasets(settings: Settings, ask: bool = True, known: dict[str, List
     stored is stale or missing (the command line, refreshing a component's state); otherwise only the data root's stored
     answers and `known` (a component's state) decide, and nothing is written. `stored`: also every other
     dataset under the data root (the code location's, `with_stored`)."""
-    probe = ExchangeResource.from_settings(settings, **PROBE)
-    clients = {m: probe.client(m) for m in MARKETS} if ask else None
+    clients = {m: shared.client(m, settings.origin(m), **PROBE) for m in MARKETS} if ask else None
     root = open_root(settings.data_root)
     settings = replace(settings, pairs=resolve_for_definitions(root, settings.pairs, clients))
     settings = resolve_selectors(settings, clients, root, known)

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import threading
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
+from kline_assets.binance import shared
 from kline_assets.binance.archive import ArchiveClient
 from kline_assets.binance.client import BinanceClient
 from kline_assets.binance.days import DayStream
 from kline_assets.binance.encoding import Encoder
-from kline_assets.binance.limiter import limiter_for
+from kline_assets.binance.paging import DEFAULT_PAGE
 from kline_assets.defs.names import prefixed
 from kline_assets.errors import ChunkUnavailable
 from kline_assets.logs import setup_logging
@@ -22,13 +22,6 @@ from kline_assets.store.backend import Backend, open_root
 from kline_assets.store.dataset import DatasetStore, manifest_at
 from kline_assets.store.paths import MANIFEST, dataset_dir
 from kline_assets.timezones import AlignZone, parse_zone
-
-_CLIENTS: dict[tuple, BinanceClient] = {}
-_CLIENTS_LOCK = threading.Lock()
-
-# Pages that minimise weight per day (issue #7): futures 499 rows cost 2 (6 per day) against 10 for
-# 1500; spot costs 2 whatever the size, so the largest page wins.
-DEFAULT_PAGE = {"spot": 1000, "futures": 499}
 
 
 def settings_fields(resource: type[dg.ConfigurableResource], settings: Settings, env_vars: bool = False) -> dict:
@@ -83,8 +76,9 @@ class ExchangeResource(dg.ConfigurableResource):
     source: str = described("auto", "Where closed days come from: auto (the public archive, REST for the rest), "
                                     "rest or archive", "source")
     archive_url: str = described("https://data.binance.vision", "Binance's public archive", "archive_url")
-    timeout_ms: int = Field(default=30_000, description="The whole of one request: connect, headers and body")
-    max_attempts: int = Field(default=8, description="Tries of one request before the day fails")
+    timeout_ms: int = Field(default=shared.DEFAULT_TIMEOUT_MS,
+                            description="The whole of one request: connect, headers and body")
+    max_attempts: int = Field(default=shared.DEFAULT_ATTEMPTS, description="Tries of one request before the day fails")
     # spot's budget needs ~5 requests in flight at 100 ms latency; the archive has no budget (latency is the limit)
     workers: int = Field(default=8, description="Days fetched at once from REST")
     # 16, not 32: at 50 ms from the archive 16 keep ~290 days/s in flight, far above what Dagster records a
@@ -125,15 +119,8 @@ class ExchangeResource(dg.ConfigurableResource):
         return self.spot_page if market == "spot" else self.futures_page
 
     def client(self, market: str) -> BinanceClient:
-        key = (market, self.origin(market), self.timeout_ms, self.max_attempts)
-        with _CLIENTS_LOCK:
-            if key not in _CLIENTS:
-                _CLIENTS[key] = BinanceClient(MARKETS[market], self.origin(market), timeout_ms=self.timeout_ms,
-                                              max_attempts=self.max_attempts)
-            client = _CLIENTS[key]
-        if self._shared_url:  # the process's limiter of this origin now counts in the instance's Postgres
-            limiter_for(client.budget_key, MARKETS[market].default_budget, self._shared_url)
-        return client
+        """The process's client (`binance.shared`); on a Postgres instance its count is the instance's."""
+        return shared.client(market, self.origin(market), self.timeout_ms, self.max_attempts, self._shared_url)
 
 
 def shared_budget_url(instance: dg.DagsterInstance | None) -> str | None:

@@ -85,17 +85,18 @@ def test_gap_day_is_recorded_and_ends():
 
 
 def test_a_ban_is_remembered_for_the_next_process_on_this_machine():
-    from kline_assets.binance.limiter import FileWindow, limiter_for, remembered_block
+    from kline_assets.binance import shared as process
+    from kline_assets.binance.limiter import FileWindow, remembered_block
 
     with RunningSimulator(SimConfig()) as sim:
         sim.state.banned_until["futures"] = 10**12
-        shared = WeightLimiter(2400, shared=FileWindow(f"{sim.url} futures"))  # as limiter_for makes them
+        shared = WeightLimiter(2400, shared=FileWindow(f"{sim.url} futures"))  # as binance.shared makes them
         with pytest.raises(ExchangeFinal, match="418"):
-            BinanceClient(MARKETS["futures"], sim.url, backoff_s=0.01, limiter=shared).klines("BTCUSDT", 0, 10**12, 10)
+            BinanceClient(MARKETS["futures"], sim.url, shared, backoff_s=0.01).klines("BTCUSDT", 0, 10**12, 10)
         assert remembered_block(f"{sim.url} futures") > 10**9
         assert remembered_block(f"{sim.url} spot") == 0  # a ban on /fapi is not one on /api
-        fresh = BinanceClient(MARKETS["futures"], sim.url, limiter=None)  # as a new process would start
-        assert fresh.limiter is limiter_for(f"{sim.url} futures", 2400)
+        fresh = process.client("futures", sim.url)  # as a new process would start
+        assert fresh.limiter is process.limiter(f"{sim.url} futures", 2400)
         before = len(sim_requests(sim.state))
         with pytest.raises(ExchangeFinal, match="wait"):
             fresh.klines("BTCUSDT", 0, 10**12, 10)
