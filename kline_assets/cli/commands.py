@@ -23,7 +23,6 @@ from kline_assets.defs.datasets import resolve_datasets
 from kline_assets.defs.instance import dagster_instance
 from kline_assets.defs.live import live_groups
 from kline_assets.defs.names import COMBINE_JOB, combined_key
-from kline_assets.defs.resources import StoreResource
 from kline_assets.defs.runs import (
     RunOutcome,
     asset_run,
@@ -54,7 +53,8 @@ def now_utc() -> dt.datetime:
 
 
 def open_store(settings: Settings, spec: DatasetSpec) -> DatasetStore:
-    return StoreResource.from_settings(settings).store(spec)
+    """The dataset as the runs' store resource opens it (`StoreResource.store`), without building one."""
+    return DatasetStore(settings.data_root, spec, settings.align_tz, settings.start)
 
 
 def plan_window(args: argparse.Namespace, settings: Settings,
