@@ -168,29 +168,25 @@ def materialize_per_market(settings: Settings, specs: list[DatasetSpec], first_k
     if len({s.market for s in specs}) < 2:
         return [materialize_range(settings, specs, first_key, last_key, instance)]
     resolved = replace(settings, pairs=tuple(specs), selectors=())
-    saved = {name: os.environ.get(name) for name in settings_env(resolved)}
-    os.environ.update(settings_env(resolved))
-    try:
-        with dg.execute_job(dg.reconstructable(backfill_job), instance, raise_on_error=False,
-                            run_config={**_QUIET, **backfill_run_config(settings, specs, first_key, last_key)},
-                            tags={TAG_SOURCE: SOURCE_CLI, **backfill_tags(specs, first_key, last_key)}) as result:
-            outcome = RunOutcome(result.success, result.run_id, *first_error(result))
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    job = dg.build_reconstructable_job(__name__, backfill_job.__name__,
+                                       reconstructable_kwargs={"env": settings_env(resolved)})
+    with dg.execute_job(job, instance, raise_on_error=False,
+                        run_config={**_QUIET, **backfill_run_config(settings, specs, first_key, last_key)},
+                        tags={TAG_SOURCE: SOURCE_CLI, **backfill_tags(specs, first_key, last_key)}) as result:
+        outcome = RunOutcome(result.success, result.run_id, *first_error(result))
     return [_then_hourly(outcome, settings, specs, first_key, last_key, instance, None)]
 
 
-def backfill_job() -> dg.JobDefinition:
-    """The job of `materialize_per_market`, rebuilt by each step process (`dg.reconstructable`) from the
-    variables its parent set: the `klines_1m` assets of the datasets given, a step per market."""
+def backfill_job(env: dict[str, str]) -> dg.JobDefinition:
+    """The job of `materialize_per_market`, rebuilt by each step process (`dg.build_reconstructable_job`) from
+    the settings the command resolved, as variables (`env`, passed with the job, never through this process's
+    environment): the `klines_1m` assets of the datasets given, a step per market. It also readies the step
+    process as the command readied itself (log, progress on stderr, Ctrl-C, ending with the command): this is
+    the one code of ours a step process runs before its step."""
     from kline_assets.interrupts import relay_interrupts
     from kline_assets.logs import setup_logging, show_progress
 
-    settings = load_settings()
+    settings = load_settings(env)
     setup_logging(settings.log_dir)
     show_progress(sys.stderr)  # the step's progress lines on the command's stderr, as in one process
     relay_interrupts()  # SIGINT came blocked from the command (`interrupts`): this process takes it too
