@@ -59,10 +59,11 @@ class FileWindow:
         self.origin = origin
         self.warned = False
         self.path = _state_dir() / f"kline_assets_weight_{digest}"
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
 
     def reserve(self, minute: int, weight: int, cap: int, floor: int = 0) -> tuple[bool, float]:
         try:
-            with locked(self.path.with_name(self.path.name + ".lock")):
+            with locked(self.lock_path):
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o666)
                 try:
                     stored, used = _parse(os.read(fd, RECORD))

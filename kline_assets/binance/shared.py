@@ -18,7 +18,7 @@ import threading
 from kline_assets.binance.client import BinanceClient, budget_key
 from kline_assets.binance.limiter import FileWindow, WeightLimiter, remembered_block
 from kline_assets.binance.pgwindow import PostgresWindow
-from kline_assets.settings import MARKETS
+from kline_assets.settings import MARKETS, Settings
 
 DEFAULT_TIMEOUT_MS = 30_000
 DEFAULT_ATTEMPTS = 8
@@ -53,3 +53,9 @@ def client(market: str, origin: str, timeout_ms: int = DEFAULT_TIMEOUT_MS, max_a
         if key not in _CLIENTS:
             _CLIENTS[key] = BinanceClient(info, origin, count, timeout_ms=timeout_ms, max_attempts=max_attempts)
         return _CLIENTS[key]
+
+
+def client_of(settings: Settings, market: str, **retries: int) -> BinanceClient:
+    """`client` at the origin `settings` give `market` (the command line's; a run's comes from its exchange
+    resource); `retries`: `timeout_ms`, `max_attempts`."""
+    return client(market, settings.origin(market), **retries)

@@ -81,7 +81,7 @@ def checked_dataset(args: argparse.Namespace, settings: Settings,
     """Validate everything local first (nothing written), then ask the exchange about the pair."""
     store = open_store(settings, spec)
     existing = store.read_manifest()
-    resolved = resolve_pair(store.backend, spec, shared.client(spec.market, settings.origin(spec.market)),
+    resolved = resolve_pair(store.backend, spec, shared.client_of(settings, spec.market),
                             strict=getattr(args, "strict", False), warn=lambda m: print(m, file=sys.stderr))
     if resolved != spec:
         store = open_store(settings, resolved)
@@ -115,7 +115,7 @@ def unlisted(settings: Settings, selectors: list) -> None:
     for selector in selectors:
         if Listing.load(open_root(settings.data_root), selector.market) is not None:
             continue
-        client = shared.client(selector.market, settings.origin(selector.market), max_attempts=2)
+        client = shared.client_of(settings, selector.market, max_attempts=2)
         try:
             listing = fetch_listing(client)
         except (ExchangeFinal, ExchangeTransient) as exc:
@@ -311,7 +311,7 @@ def check_against_rest(settings: Settings, store: DatasetStore, first: dt.date |
     print(f"cross-checking {len(days)} archive day(s) against REST" + (f": {days[0]} .. {days[-1]}" if days else ""),
           file=sys.stderr)
     market = store.spec.market
-    return cross_check(store, shared.client(market, settings.origin(market)), days, DEFAULT_PAGE[market])
+    return cross_check(store, shared.client_of(settings, market), days, DEFAULT_PAGE[market])
 
 
 def run_combine(settings: Settings, spec: DatasetSpec, from_index: int | None = None, to_index: int | None = None,
@@ -376,7 +376,7 @@ def cmd_live(args: argparse.Namespace, settings: Settings, spec: DatasetSpec) ->
     setup_logging(settings.log_dir)
     instance, job = dagster_instance(), live_job_def(settings)
     stores = [open_store(settings, s) for s in specs]
-    client = shared.client(specs[0].market, settings.origin(specs[0].market))
+    client = shared.client_of(settings, specs[0].market)
     stop = StopFlag()
     stop.install()
     name = specs[0].name if len(specs) == 1 else describe(specs)

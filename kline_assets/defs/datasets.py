@@ -22,7 +22,7 @@ def resolve_datasets(settings: Settings, ask: bool = True, known: dict[str, List
     stored is stale or missing (the command line, refreshing a component's state); otherwise only the data root's stored
     answers and `known` (a component's state) decide, and nothing is written. `stored`: also every other
     dataset under the data root (the code location's, `with_stored`)."""
-    clients = {m: shared.client(m, settings.origin(m), **PROBE) for m in MARKETS} if ask else None
+    clients = {m: shared.client_of(settings, m, **PROBE) for m in MARKETS} if ask else None
     root = open_root(settings.data_root)
     settings = replace(settings, pairs=resolve_for_definitions(root, settings.pairs, clients))
     settings = resolve_selectors(settings, clients, root, known)
