@@ -208,6 +208,14 @@ def day_table(day: dt.date, minutes: int = 1440):
     return rows_to_table([kline_row("futures", "BTCUSDT", start + i * 60_000) for i in range(minutes)])
 
 
+def with_value(table, column: str, index: int, value):
+    """`table` with one cell of `column` replaced: a row the exchange would never send."""
+    values = table.column(column).to_pylist()
+    values[index] = value
+    return table.set_column(table.schema.get_field_index(column), column,
+                            pa.array(values, table.schema.field(column).type))
+
+
 class S3Server:
     """moto's S3 server in its own process on a free loopback port (what CI runs: no mocks in-process, the
     same HTTP a real S3 answers), its files in a temp folder; `bucket()` makes a fresh bucket per test."""

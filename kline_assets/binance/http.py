@@ -227,6 +227,9 @@ class Transport:
             return Stopped(f"{url}: stopped")
         if time.monotonic() >= deadline - 0.01:
             return HttpFailure(f"no complete answer within {limits.deadline_s:g}s ({url})")
+        if isinstance(exc, http.client.IncompleteRead) and exc.expected:
+            got = len(exc.partial)
+            return HttpFailure(f"the body ended after {got:,} of its {got + exc.expected:,} bytes ({url})")
         return HttpFailure(f"{type(exc).__name__} {exc} ({url})")
 
     def _read(self, response: http.client.HTTPResponse, limits: Limits, url: str) -> bytes:

@@ -5,7 +5,8 @@ As Binance writes them: futures files carry a header line from 2022 on (none bef
 2025-01-01 carry open and close times in microseconds, and numbers are formatted differently across
 years (trailing zeros dropped before 2021). A day is published once it is over (the real archive takes
 some hours more). Switchable faults, by UTC date (`YYYY-MM-DD`) in `SimConfig`: `archive_missing`
-(404), `archive_bad_checksum` (the CHECKSUM names other bytes), `archive_truncated` (half a zip).
+(404), `archive_bad_checksum` (the CHECKSUM names other bytes), `archive_truncated` (half a zip),
+`archive_throttled` (the zip answers 429 the first time it is asked for, as a CDN under load does).
 """
 
 from __future__ import annotations
@@ -72,6 +73,12 @@ def answer(state: SimState, path: str) -> tuple[int, bytes]:
     cfg = state.config
     if symbol not in listed or date in cfg.archive_missing or day >= state.today_utc():
         return 404, b"<Error><Code>NoSuchKey</Code></Error>"
+    if not checksum and date in cfg.archive_throttled:
+        with state.lock:
+            first = path not in state.archive_throttled
+            state.archive_throttled.add(path)
+        if first:
+            return 429, b"<Error><Code>SlowDown</Code></Error>"
     name = f"{symbol}-1m-{date}"
     data = zipped_day(state, market, symbol, day)
     if checksum:

@@ -1,8 +1,8 @@
 """A hostile Binance-compatible origin for tests and benchmarks: the simulator's genuine answers (REST
 and archive), spoilt one way each, as broken or malicious servers do: dripping bodies or headers, endless
-bodies, rows beyond the window, pages in reverse or with duplicates, NaN, infinity or negative values, an
-error object with HTTP 200, an exchangeInfo listing nothing, zip bombs, archive files with duplicates,
-empty or with an empty CHECKSUM.
+bodies, bodies cut short of their Content-Length, rows beyond the window, pages in reverse or with
+duplicates, NaN, infinity or negative values, an error object with HTTP 200, an exchangeInfo listing
+nothing, zip bombs, archive files with duplicates, empty or with an empty CHECKSUM.
 
     with RunningSimulator() as sim, Hostile(sim.url, "drip") as bad:
         ...  # point KLINE_FUTURES_URL (or KLINE_ARCHIVE_URL) at bad.url
@@ -22,7 +22,7 @@ import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlparse
 
-MODES = ("drip", "drip_headers", "huge", "beyond", "descending", "duplicates", "nan", "inf", "negative",
+MODES = ("drip", "drip_headers", "huge", "short", "beyond", "descending", "duplicates", "nan", "inf", "negative",
          "error200", "no_symbols", "bomb", "dupes", "empty", "empty_checksum")
 
 
@@ -108,6 +108,11 @@ class Hostile:
         handler.send_response(status)
         handler.send_header("Content-Length", str(len(body)))
         handler.end_headers()
+        if hit and self.mode == "short":  # the length of the whole body, then half of it and the end
+            handler.wfile.write(body[: len(body) // 2])
+            handler.wfile.flush()
+            handler.close_connection = True
+            return
         if hit and self.mode == "drip":
             for byte in body:
                 handler.wfile.write(bytes([byte]))

@@ -90,6 +90,7 @@ class SimConfig:
     archive_missing: list = field(default_factory=list)  # UTC dates the archive answers 404 for
     archive_bad_checksum: list = field(default_factory=list)  # UTC dates whose CHECKSUM does not match
     archive_truncated: list = field(default_factory=list)  # UTC dates whose zip is cut in half
+    archive_throttled: list = field(default_factory=list)  # UTC dates whose zip answers 429 the first time
     missing_endpoints: list = field(default_factory=list)  # e.g. ["time", "exchangeInfo"]: answered 404
     many_symbols: int = 0  # N more USDT symbols per market (C000USDT ...), for archives of the whole market
     delisted: list = field(default_factory=list)  # [[market, symbol], ...]: exchangeInfo says BREAK (spot) or
@@ -111,6 +112,7 @@ class SimState:
         self.retry_until: dict[str, float] = {}
         self.log: list[dict] = []
         self.archive_cache: dict[tuple, bytes] = {}  # recent archive zips (kline_assets.sim.archive)
+        self.archive_throttled: set[str] = set()  # paths that answered 429 once (`SimConfig.archive_throttled`)
         self._listings = {market: {**LISTINGS[market], **OTHER_LISTINGS[market],
                                    **{f"C{i:03d}USDT": MANY_LISTED_AT for i in range(config.many_symbols)}}
                           for market in LISTINGS}

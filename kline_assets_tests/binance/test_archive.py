@@ -1,6 +1,7 @@
 """Closed days from the public archive: verified against the CHECKSUM, the same rows as REST, and REST
 for any day the archive cannot give (404, mismatch, damaged zip), never half a day from each source."""
 
+import contextlib
 import datetime as dt
 import hashlib
 import logging
@@ -8,6 +9,7 @@ import logging
 import pytest
 
 from kline_assets.binance.archive import ArchiveClient, ArchiveUnusable, parse_zip
+from kline_assets.errors import ExchangeTransient
 from kline_assets.sim.archive import answer
 from kline_assets_tests.helpers import (
     FUT,
@@ -102,3 +104,39 @@ def test_parse_zip_refuses_rows_outside_the_day_and_lines_that_do_not_parse(sim)
     with pytest.raises(ArchiveUnusable, match="damaged"):
         parse_zip(zipped[:100], dt.date(2021, 6, 1), "x.zip")
     assert len(parse_zip(zipped, dt.date(2021, 6, 1), "x.zip")) == 1440
+
+
+def test_an_archive_429_is_waited_out_and_the_day_still_comes_from_the_archive(sim, make_settings, instance,
+                                                                                caplog):
+    """A CDN under load answers 429 (or 503 SlowDown) for a while: asked again, never taken for "not in
+    the archive"."""
+    caplog.set_level(logging.WARNING, logger="kline_assets")
+    settings = make_settings(start="2021-01-01", source="auto")
+    sim.state.config.archive_throttled = ["2021-06-02"]
+    assert run(settings, instance, FUT, "2021-06-01", "2021-06-03").success
+    assert {c["source"] for c in manifest(settings, FUT)["chunks"]} == {"archive"}
+    assert "archive: HTTP 429 on " in caplog.text
+    assert [r["status"] for r in archive_requests(sim) if r["endpoint"].endswith("2021-06-02.zip")] == [429, 200]
+    assert stored(settings, FUT, "2021-06-02")[1] == expected_rows(sim.state, FUT, "UTC", dt.date(2021, 6, 2))
+
+
+def test_only_failures_in_a_row_give_the_archive_up(sim):
+    """The archive is given up for the run after `UNREACHABLE_AFTER` refused connections in a row, not
+    after as many spread over a run that is otherwise served: each served answer starts the count again."""
+    client = ArchiveClient("futures", sim.url, max_attempts=1)
+    served, refused = sim.url, "http://127.0.0.1:9"  # nothing listens on port 9: connection refused
+    for n in range(6):
+        client.origin = refused if n % 2 == 0 else served
+        day = dt.date(2021, 6, 1) + dt.timedelta(n)
+        if client.origin == refused:  # the zip and its CHECKSUM: two refusals, one short of giving up
+            with pytest.raises(ExchangeTransient):
+                client.day("BTCUSDT", day)
+        else:
+            assert client.day("BTCUSDT", day).sha256
+        assert not client.given_up, n
+    client.origin = refused
+    with pytest.raises(ArchiveUnusable, match="unreachable in this run"):
+        for _ in range(2):
+            with contextlib.suppress(ExchangeTransient):
+                client.day("BTCUSDT", dt.date(2021, 6, 1))
+    assert client.given_up

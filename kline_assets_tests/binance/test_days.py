@@ -1,8 +1,13 @@
-"""Extending a partly stored day: old rows, old confirmed gaps and new rows meet without loss or repeat."""
+"""Extending a partly stored day: old rows, old confirmed gaps and new rows meet without loss or repeat;
+a day failing its own checks is never put."""
 
 import datetime as dt
+import time
+
+import pytest
 
 from kline_assets.binance.days import DayStream
+from kline_assets.errors import ExchangeTransient
 from kline_assets.store.dataset import DatasetStore
 from kline_assets.timezones import parse_zone
 from kline_assets_tests.helpers import FUT, FakeSource, M
@@ -42,3 +47,17 @@ def test_rows_at_or_before_the_stored_end_are_not_stored_twice(tmp_path):
     store.commit([store.stage(DAY, first.table, [], START + 5 * M)])  # coverage says 00:05, rows reach 00:09
     later = fetch_day(store, FakeSource(opens, now=END + 2 * M))
     assert later.table["open_time"].to_pylist() == opens
+
+
+def test_a_day_failing_one_error_check_is_never_put(tmp_path):
+    """The last line of defence before a chunk is put: its own checks, on its very bytes. Here an exchange
+    whose clock runs 5 minutes ahead of this machine's serves minutes that, by the time the chunk is
+    written, have not closed yet (sanity's `unclosed_rows`, the one check failing)."""
+    now = int(time.time() * 1000)
+    today = UTC.local_date(now)
+    store = DatasetStore(tmp_path, FUT, UTC, today)
+    start, _ = UTC.day_window_ms(today)
+    source = FakeSource(range(start, now + 5 * M, M), now=now + 5 * M)
+    with pytest.raises(ExchangeTransient, match=r"fails its checks \(sanity: \d+ unclosed_rows [^;]*\): not stored"):
+        DayStream(store, source, [today], page=1000, workers=1).ready_day(today)
+    assert store.backend.list("") == []

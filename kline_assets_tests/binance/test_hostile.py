@@ -78,6 +78,7 @@ def test_rows_beyond_the_window_are_dropped(sim, make_settings, instance):
     ("inf", "open inf at 2021-03-01T"),
     ("negative", "volume -5.0 at 2021-03-01T"),
     ("error200", "Internal error; unable to process your request"),
+    ("short", "the body ended after "),  # a Content-Length the body never reaches
 ])
 def test_impossible_pages_are_never_stored(sim, make_settings, instance, mode, cause):
     with Hostile(sim.url, mode) as bad:

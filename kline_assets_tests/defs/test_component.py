@@ -1,6 +1,7 @@
 """`KlineArchive` in a throw-away `dg` project, as a Dagster user adds it: scaffolded, edited, its state
 refreshed, listed and materialized with `dg`, two of them side by side under their key prefixes."""
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -13,6 +14,7 @@ import pytest
 import yaml
 
 from kline_assets.defs.component import KlineArchive
+from kline_assets.defs.names import COMBINE_SENSOR, HOURLY_SENSOR, LIVE_SENSOR
 from kline_assets.settings import DatasetSpec
 from kline_assets_tests.helpers import BIN, expected_rows, store_of, stored_rows
 
@@ -144,3 +146,34 @@ def test_loading_the_component_writes_nothing_and_takes_under_a_second(tmp_path)
     assert set(defs.resources) == {
         "team_store", "team_exchange", "team_chunk_io_manager"}
     assert not (tmp_path / "data").exists() and not (tmp_path / "logs").exists()
+
+
+ATTRIBUTE_VALUES = {  # each attribute, a value other than its default, and the setting it must give
+    "data_root": "elsewhere", "log_dir": "elsewhere_logs", "align_tz": "Asia/Tokyo", "start": "2021-02-03",
+    "source": "rest", "spot_url": "http://127.0.0.1:1", "futures_url": "http://127.0.0.1:2",
+    "archive_url": "http://127.0.0.1:3", "hourly": True, "live_sensor": False, "combine_after_backfill": True,
+    "key_prefix": "team",
+}
+
+
+@pytest.mark.parametrize("attribute", sorted(ATTRIBUTE_VALUES))
+def test_each_attribute_gives_its_own_setting_and_nothing_else(attribute):
+    defaults = KlineArchive().settings()
+    given = KlineArchive(**{attribute: ATTRIBUTE_VALUES[attribute]}).settings()
+    changed = {f.name: getattr(given, f.name) for f in dataclasses.fields(given)
+               if getattr(given, f.name) != getattr(defaults, f.name)}
+    assert len(changed) == 1, changed
+    (value,) = changed.values()
+    assert str(getattr(value, "name", value)) == str(ATTRIBUTE_VALUES[attribute])
+
+
+def test_hourly_and_combine_after_backfill_each_give_exactly_their_own_definitions():
+    def made(**attributes):
+        defs = KlineArchive(pairs=["futures:BTC/USDT"], **attributes).build_defs_from_state(None, None)
+        hourly = dg.AssetKey(["binanceusdm", "BTCUSDT", "klines_1h"]) in defs.resolve_all_asset_keys()
+        return hourly, sorted(s.name for s in defs.sensors or [])
+
+    assert made() == (False, [LIVE_SENSOR])
+    assert made(hourly=True) == (True, sorted([HOURLY_SENSOR, LIVE_SENSOR]))
+    assert made(combine_after_backfill=True) == (False, sorted([COMBINE_SENSOR, LIVE_SENSOR]))
+    assert made(live_sensor=False) == (False, [])

@@ -12,7 +12,7 @@ import pytest
 from kline_assets.defs.component import KlineArchive, build_definitions
 from kline_assets.defs.definitions import build_assets, build_resources
 from kline_assets.defs.names import CHUNK_IO_MANAGER, EXCHANGE, STORE
-from kline_assets.defs.resources import ExchangeResource
+from kline_assets.defs.resources import ExchangeResource, StoreResource
 from kline_assets.settings import MARKETS, load_settings, resource_values
 from kline_assets_tests.helpers import FUT, expected_rows, manifest, run, step_failure, store_of, stored_rows
 
@@ -89,8 +89,16 @@ def test_a_run_config_that_would_write_elsewhere_or_cut_other_days_fails_and_wri
         f"exchange resource's spot_url {binance!r} (the code location's: '{sim.url}')" in message, message
     assert not (tmp_path / "data").exists() and not sim.state.log
 
-    # the whole config restated, a run may tune what has no variable
     whole = {**resource_values(settings), "workers": 2}
+    stored_whole = {k: v for k, v in whole.items() if k in StoreResource.model_fields}
+    for field, value in (("align_tz", "Asia/Tokyo"), ("data_root", str(tmp_path / "elsewhere"))):
+        result = materialize_with(settings, instance, {STORE: {"config": {**stored_whole, field: value}}})
+        message = step_failure(result).error.message
+        assert not result.success and f"store resource's {field} {value!r} (the code location's: " in message
+        assert message.count("(the code location's: ") == 1, message  # that field alone
+    assert not (tmp_path / "data").exists() and not (tmp_path / "elsewhere").exists() and not sim.state.log
+
+    # the whole config restated, a run may tune what has no variable
     result = materialize_with(settings, instance, {EXCHANGE: {"config": {
         k: v for k, v in whole.items() if k in ExchangeResource.model_fields}}})
     assert result.success and manifest(settings, FUT)["chunks"][0]["rows"] == 1440

@@ -2,7 +2,6 @@
 
 import datetime as dt
 
-import pyarrow as pa
 import pytest
 
 from kline_assets.sim.server import kline_row
@@ -10,7 +9,7 @@ from kline_assets.store.checks import continuity, coverage, sanity
 from kline_assets.store.manifest import ChunkEntry, Manifest
 from kline_assets.store.schema import rows_to_table
 from kline_assets.timezones import ms_to_iso
-from kline_assets_tests.helpers import FUT, chunk_entry
+from kline_assets_tests.helpers import FUT, chunk_entry, with_value
 
 M = 60_000
 DAY = 1440 * M
@@ -66,45 +65,49 @@ def test_boundary_with_previous_day():
     assert continuity(table(FULL), entry(1440), prev).passed
 
 
-def _with(tbl, name, index, value):
-    col = tbl.column(name).to_pylist()
-    col[index] = value
-    return tbl.set_column(tbl.schema.get_field_index(name), name, pa.array(col, tbl.schema.field(name).type))
-
-
 def test_sanity_flags_each_kind_of_bad_row():
     base = table(FULL[:60])
     ok = sanity(base, entry(60), fetched_before_ms=START + DAY)
     assert ok.passed
     cases = {
         "unclosed_rows": (base, START + 30 * M),
-        "bad_close_time": (_with(base, "close_time", 3, FULL[3] + 1), START + DAY),
-        "ohlc_violations": (_with(base, "high", 4, 0.5), START + DAY),
-        "impossible_values": (_with(base, "volume", 5, -1.0), START + DAY),
-        "out_of_window_rows": (_with(base, "open_time", 0, START - M), START + DAY),
-        "off_minute_rows": (_with(base, "open_time", 7, FULL[7] + 1234), START + DAY),
+        "bad_close_time": (with_value(base, "close_time", 3, FULL[3] + 1), START + DAY),
+        "ohlc_violations": (with_value(base, "high", 4, 0.5), START + DAY),
+        "impossible_values": (with_value(base, "volume", 5, -1.0), START + DAY),
+        "out_of_window_rows": (with_value(base, "open_time", 0, START - M), START + DAY),
+        "off_minute_rows": (with_value(base, "open_time", 7, FULL[7] + 1234), START + DAY),
     }
     for kind, (tbl, fetched) in cases.items():
         got = sanity(tbl, entry(60), fetched_before_ms=fetched)
         assert not got.passed and got.metadata[kind] >= 1, kind
 
 
+def test_a_row_closing_at_the_fetch_time_is_unclosed():
+    """A row is closed once its close_time is before the moment it was fetched: at that very millisecond
+    the exchange may still change it."""
+    base = table(FULL[:60])
+    last_close = base.column("close_time")[-1].as_py()
+    assert sanity(base, entry(60), fetched_before_ms=last_close + 1).passed
+    got = sanity(base, entry(60), fetched_before_ms=last_close)
+    assert not got.passed and got.severity == "ERROR" and got.metadata["unclosed_rows"] == 1
+
+
 @pytest.mark.parametrize("name,value", [("open", float("nan")), ("close", float("inf")), ("low", -2.0),
                                         ("quote_volume", float("-inf")), ("volume", -0.5)])
 def test_impossible_values_fail_sanity_and_name_the_minute(name, value):
-    got = sanity(_with(table(FULL[:60]), name, 9, value), entry(60), fetched_before_ms=START + DAY)
+    got = sanity(with_value(table(FULL[:60]), name, 9, value), entry(60), fetched_before_ms=START + DAY)
     assert not got.passed and got.severity == "ERROR"
     assert got.metadata["impossible_values"] == 1 and ms_to_iso(FULL[9]) in got.problem
 
 
 def test_off_minute_rows_are_a_warning_naming_the_minute():
-    got = sanity(_with(table(FULL[:60]), "open_time", 7, FULL[7] + 1234), entry(60), fetched_before_ms=START + DAY)
+    got = sanity(with_value(table(FULL[:60]), "open_time", 7, FULL[7] + 1234), entry(60), fetched_before_ms=START + DAY)
     assert not got.passed and got.severity == "WARN" and ms_to_iso(FULL[7] + 1234) in got.problem
 
 
 def test_odd_exchange_values_warn_and_our_faults_error():
     base = table(FULL[:60])
-    odd = sanity(_with(base, "high", 4, 0.5), entry(60), fetched_before_ms=START + DAY)
+    odd = sanity(with_value(base, "high", 4, 0.5), entry(60), fetched_before_ms=START + DAY)
     assert not odd.passed and odd.severity == "WARN"
     ours = sanity(base, entry(60), fetched_before_ms=START + 30 * M)
     assert not ours.passed and ours.severity == "ERROR"

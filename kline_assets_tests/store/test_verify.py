@@ -5,7 +5,7 @@ import datetime as dt
 from kline_assets.store.dataset import DatasetStore
 from kline_assets.store.verify import verify
 from kline_assets.timezones import parse_zone
-from kline_assets_tests.helpers import FUT, day_table
+from kline_assets_tests.helpers import FUT, day_table, with_value
 
 UTC = parse_zone("UTC")
 START = dt.date(2021, 1, 1)
@@ -90,3 +90,20 @@ def test_unlisted_objects_are_problems_only_after_the_grace_period(data_root, mo
     quarantine(store, report)
     assert [o.key for o in store.backend.list(f"{store.paths.chunks_dir}/")] == [
         store.key(store.manifest().chunks[1])]
+
+
+def test_a_stored_day_with_impossible_or_unclosed_rows_is_insane(data_root):
+    """Rows the exchange cannot have sent, in a file that matches its manifest entry (written by an older
+    version, or by hand): verify names the day and the minute."""
+    store = DatasetStore(data_root, FUT, UTC, START)
+    nan_day, unclosed_day = START, START + dt.timedelta(1)
+    table = with_value(day_table(nan_day), "open", 100, float("nan"))
+    end = UTC.day_window_ms(unclosed_day)[1]
+    unclosed = with_value(day_table(unclosed_day), "close_time", 1439, 2 ** 62)  # closes long after it was written
+    store.commit([store.stage(nan_day, table, [], UTC.day_window_ms(nan_day)[1]),
+                  store.stage(unclosed_day, unclosed, [], end)])
+    report = verify(store, None, None, dt.date(2021, 2, 1))
+    insane = {p.day: p.detail for p in report.problems if p.kind == "insane"}
+    assert set(insane) == {"2021-01-01", "2021-01-02"}, report.problems
+    assert "impossible_values (first at 2021-01-01T01:40" in insane["2021-01-01"]
+    assert "unclosed_rows (first at 2021-01-02T23:59" in insane["2021-01-02"]
