@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import pyarrow.dataset as pads
 
 from kline_assets.errors import BadInput, ChunkUnavailable
-from kline_assets.settings import DEFAULT_PAIR, DatasetSpec, Settings, get_market, normalise_pair
+from kline_assets.settings import DEFAULT_PAIR, DatasetSpec, env_setting, get_market, normalise_pair
 from kline_assets.store.backend import open_root
 from kline_assets.store.combine import Combined, combine
 from kline_assets.store.dataset import DatasetStore, manifest_at
@@ -43,7 +43,7 @@ def _spec(market: str, pair: str) -> DatasetSpec:
 
 
 def _store(market: str, pair: str, data_root: str | os.PathLike | None) -> DatasetStore:
-    root = data_root or os.environ.get("KLINE_DATA_ROOT", "").strip() or Settings.data_root
+    root = data_root or env_setting("data_root")
     spec = _spec(market, pair)
     backend = open_root(root)
     key = DatasetPaths(spec).manifest

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from kline_assets.errors import BadInput
 from kline_assets.timezones import AlignZone, parse_zone
@@ -138,22 +139,96 @@ def parse_start_date(text: str) -> dt.date:
         raise BadInput(f"bad start date {text!r}: use YYYY-MM-DD") from None
 
 
+def parse_flag(value: str | bool) -> bool:
+    """`1` (a variable) or true (an attribute): on; unset, empty or anything else: off."""
+    return value is True or (isinstance(value, str) and value.strip() == "1")
+
+
+def parse_key_prefix(text: str | None) -> str:
+    prefix = (text or "").strip()
+    if prefix and not prefix.replace("_", "").isalnum():
+        raise BadInput(f"bad key_prefix {prefix!r}: use letters, digits and underscores")
+    return prefix
+
+
+def _pairs(value: str | list[str]) -> tuple[list[DatasetSpec], list[Selector]]:
+    return parse_pairs(value if isinstance(value, str) else ",".join(value))
+
+
+def _text(value: str) -> str:
+    return value.strip()
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting, declared once. Everything else is derived from `SETTINGS`: the variables
+    `load_settings` reads and `settings_env` writes, the `KlineArchive` attributes and its scaffolded
+    `defs.yaml`, the resources' fields and their descriptions, and `run_resource`'s check.
+
+    `home` says who reads it: "definitions" when it only shapes what the code location defines (datasets,
+    downstream assets, sensors, key prefix), "store" or "exchange" when runs read it from that resource
+    (the definitions also close over the store's: where datasets are and how days are cut)."""
+
+    name: str  # the `Settings` field, the `KlineArchive` attribute, the resource field
+    variable: str | None  # the environment variable (None: a `KlineArchive` attribute only)
+    default: str  # as the variable (or the attribute) spells it
+    description: str
+    parse: Callable
+    home: str = "definitions"
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("pairs", "KLINE_PAIRS", f"futures:{DEFAULT_PAIR},spot:{DEFAULT_PAIR}",
+            "market:BASE/QUOTE, or market:*/QUOTE for every TRADING symbol of a quote (futures: perpetuals)", _pairs),
+    Setting("data_root", "KLINE_DATA_ROOT", "data", "A folder, or s3://bucket/prefix", _text, "store"),
+    Setting("log_dir", "KLINE_LOG_DIR", "logs", "Folder of loader.log", _text, "store"),
+    Setting("align_tz", "KLINE_ALIGN_TZ", "UTC", "The IANA zone (or fixed offset, +02:00) whose local days are the "
+            "partitions", parse_zone, "store"),
+    Setting("start", "KLINE_START", "2020-01-01", "First local day of a new dataset", parse_start_date, "store"),
+    Setting("source", "KLINE_SOURCE", "auto", "Where closed days come from: auto (the public archive, REST for the "
+            "rest), rest or archive", parse_source, "exchange"),
+    Setting("spot_url", "KLINE_SPOT_URL", MARKETS["spot"].default_origin, "Spot REST origin", _text, "exchange"),
+    Setting("futures_url", "KLINE_FUTURES_URL", MARKETS["futures"].default_origin, "USD-M futures REST origin", _text,
+            "exchange"),
+    Setting("archive_url", "KLINE_ARCHIVE_URL", "https://data.binance.vision", "Binance's public archive", _text,
+            "exchange"),
+    Setting("hourly", "KLINE_HOURLY", "", "The example downstream asset klines_1h", parse_flag),
+    Setting("combine_after_backfill", "BUILD_COMBINED_ON_BACKFILL", "", "Rebuild the combined file after a "
+            "backfill", parse_flag),
+    Setting("live_sensor", None, "1", "Keep today's partition current every minute", parse_flag),
+    Setting("key_prefix", None, "", "First part of every asset key, job, sensor and resource name (two "
+            "components in one project need different ones)", parse_key_prefix),
+)
+BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def default_value(name: str) -> str | bool | list[str]:
+    """A setting's default as a `KlineArchive` attribute holds it: text, a flag, or a list of pairs."""
+    setting = BY_NAME[name]
+    if setting.parse is parse_flag:
+        return parse_flag(setting.default)
+    return setting.default.split(",") if name == "pairs" else setting.default
+
+
 @dataclass(frozen=True)
 class Settings:
-    data_root: str = "data"
-    log_dir: str = "logs"
-    pairs: tuple[DatasetSpec, ...] = field(
-        default=(DatasetSpec("futures", DEFAULT_PAIR), DatasetSpec("spot", DEFAULT_PAIR))
-    )
-    align_tz: AlignZone = field(default_factory=lambda: parse_zone("UTC"))
-    start: dt.date = dt.date(2020, 1, 1)
-    spot_url: str = "https://api.binance.com"
-    futures_url: str = "https://fapi.binance.com"
-    build_combined_on_backfill: bool = False
-    hourly: bool = False  # the example downstream asset klines_1h
-    live_sensor: bool = True  # the sensor keeping today current (a `KlineArchive` may leave it out)
-    source: str = "auto"  # auto | rest | archive: where closed days come from
-    archive_url: str = "https://data.binance.vision"
+    """What a code location is built from and its runs read, checked (`SETTINGS` declares each setting;
+    `settings_from` is the one way to make them). The fields after `key_prefix` are not settings: what
+    resolving the datasets found, and where the settings came from."""
+
+    pairs: tuple[DatasetSpec, ...]
+    data_root: str
+    log_dir: str
+    align_tz: AlignZone
+    start: dt.date
+    source: str
+    spot_url: str
+    futures_url: str
+    archive_url: str
+    hourly: bool
+    combine_after_backfill: bool
+    live_sensor: bool
+    key_prefix: str
     # `market:*/QUOTE` entries of KLINE_PAIRS; `binance.listing.resolve_settings` turns them into `pairs`
     selectors: tuple[Selector, ...] = ()
     # datasets kept for their history whose symbol no longer trades: live leaves them alone
@@ -161,9 +236,6 @@ class Settings:
     # datasets under the data root that KLINE_PAIRS does not name (made by `--pair`): the code location
     # defines them for their history and checks; live leaves them alone
     stored_only: frozenset[DatasetSpec] = frozenset()
-    # a `KlineArchive` component's: the first part of its asset keys and of its job, sensor and resource
-    # names (`defs.names.prefixed`); never set from the environment
-    key_prefix: str = ""
     # read from the process's environment (`load_settings()`): the code location's resources then name the
     # variables their values come from (`defs.resources.settings_fields`)
     from_environment: bool = False
@@ -179,56 +251,50 @@ class Settings:
         return tuple(spec for spec in self.pairs if spec not in self.retired and spec not in self.stored_only)
 
 
-# The settings a run reads from its resources (`defs.resources`), by field, and the variable each comes from.
-RESOURCE_VARIABLES = {
-    "data_root": "KLINE_DATA_ROOT", "log_dir": "KLINE_LOG_DIR", "align_tz": "KLINE_ALIGN_TZ", "start": "KLINE_START",
-    "spot_url": "KLINE_SPOT_URL", "futures_url": "KLINE_FUTURES_URL", "source": "KLINE_SOURCE",
-    "archive_url": "KLINE_ARCHIVE_URL",
-}
+def settings_from(values: Mapping[str, object], from_environment: bool = False) -> Settings:
+    """The settings of `values` (by setting name; a setting absent, None or blank takes its default), each
+    checked by its parser: a bad one is one `BadInput` line."""
+    parsed = {}
+    for setting in SETTINGS:
+        value = values.get(setting.name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            value = setting.default
+        parsed[setting.name] = setting.parse(value)
+    specs, selectors = parsed.pop("pairs")
+    return Settings(pairs=tuple(specs), selectors=tuple(selectors), from_environment=from_environment, **parsed)
 
 
-def load_settings(env: dict[str, str] | None = None) -> Settings:
-    """The settings of `env`, by default the process's environment (then `from_environment`)."""
-    from_environment, env = env is None, dict(os.environ if env is None else env)
-
-    def get(name: str, default: str) -> str:
-        value = env.get(name, "").strip()
-        return value or default
-
-    pairs, selectors = parse_pairs(get("KLINE_PAIRS", "futures:BTC/USDT,spot:BTC/USDT"))
-    return Settings(
-        data_root=get("KLINE_DATA_ROOT", "data"),
-        log_dir=get("KLINE_LOG_DIR", "logs"),
-        pairs=tuple(pairs),
-        selectors=tuple(selectors),
-        align_tz=parse_zone(get("KLINE_ALIGN_TZ", "UTC")),
-        start=parse_start_date(get("KLINE_START", "2020-01-01")),
-        spot_url=get("KLINE_SPOT_URL", MARKETS["spot"].default_origin),
-        futures_url=get("KLINE_FUTURES_URL", MARKETS["futures"].default_origin),
-        build_combined_on_backfill=get("BUILD_COMBINED_ON_BACKFILL", "") == "1",
-        hourly=get("KLINE_HOURLY", "") == "1",
-        source=parse_source(get("KLINE_SOURCE", "auto")),
-        archive_url=get("KLINE_ARCHIVE_URL", "https://data.binance.vision"),
-        from_environment=from_environment,
-    )
+def load_settings(env: Mapping[str, str] | None = None, **overrides: str | None) -> Settings:
+    """The settings of `env`, by default the process's environment (then `from_environment`); `overrides`
+    (a command's flags, by setting name, None: not given) win over the variables."""
+    source = os.environ if env is None else env
+    values = {s.name: source.get(s.variable) for s in SETTINGS if s.variable}
+    return settings_from({**values, **{k: v for k, v in overrides.items() if v is not None}}, env is None)
 
 
-def resource_values(settings: Settings) -> dict[str, str]:
-    """The settings a run reads from its resources, as their fields hold them (by field; see
-    `RESOURCE_VARIABLES`)."""
-    return {
-        "data_root": settings.data_root, "log_dir": settings.log_dir, "align_tz": settings.align_tz.name,
-        "start": settings.start.isoformat(), "spot_url": settings.spot_url, "futures_url": settings.futures_url,
-        "source": settings.source, "archive_url": settings.archive_url,
-    }
+def env_setting(name: str):
+    """One setting from the process's environment (its default when unset), the others left alone: what the
+    Python API needs of the environment (`data_root`)."""
+    setting = BY_NAME[name]
+    return setting.parse(os.environ.get(setting.variable, "").strip() or setting.default)
+
+
+def spelled(settings: Settings, name: str) -> str:
+    """A setting's value as its variable spells it (what `load_settings` reads back as that value)."""
+    value = getattr(settings, name)
+    if name == "pairs":
+        return ",".join([f"{s.market}:{s.pair}" for s in settings.pairs] + [str(s) for s in settings.selectors])
+    if isinstance(value, bool):
+        return "1" if value else ""
+    return value.name if isinstance(value, AlignZone) else str(value.isoformat() if name == "start" else value)
+
+
+def resource_values(settings: Settings, home: str | None = None) -> dict[str, str]:
+    """The settings runs read from a resource (`home`: that resource's only), as its fields hold them."""
+    return {s.name: spelled(settings, s.name) for s in SETTINGS if s.home != "definitions" and home in (None, s.home)}
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """The variables `load_settings` reads back as `settings` (selectors as their resolved pairs): how a
     command hands what it resolved to the step processes Dagster starts for its run."""
-    return {
-        **{RESOURCE_VARIABLES[name]: value for name, value in resource_values(settings).items()},
-        "KLINE_PAIRS": ",".join(f"{s.market}:{s.pair}" for s in settings.pairs),
-        "BUILD_COMBINED_ON_BACKFILL": "1" if settings.build_combined_on_backfill else "",
-        "KLINE_HOURLY": "1" if settings.hourly else "",
-    }
+    return {s.variable: spelled(settings, s.name) for s in SETTINGS if s.variable}

@@ -145,7 +145,7 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings, spec: DatasetSpec
     spec = resolved
     if existing is None and first < settings.start:
         settings = replace(settings, start=first)
-    (outcome,), elapsed = backfill_runs(settings, [spec], first, end,
+    outcome, elapsed = backfill_runs(settings, [spec], first, end,
                                         f"{spec.name} ({spec.market} {spec.pair})", f"in {store.where}")
     if not outcome.success:
         return 130 if outcome.interrupted else 1
@@ -155,7 +155,7 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings, spec: DatasetSpec
         return 1
     status = dataset_status(store.backend, store.paths.dir) if store.read_manifest() else None
     rows = status["rows"] if status else 0
-    if settings.build_combined_on_backfill:
+    if settings.combine_after_backfill:
         run_combine(settings, spec)
     print(f"done in {elapsed:.1f}s: {(end - first).days} day(s), dataset now {status['chunks'] if status else 0} "
           f"chunks / {rows:,} rows (run {outcome.run_id})")
@@ -163,21 +163,20 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings, spec: DatasetSpec
 
 
 def backfill_runs(settings: Settings, specs: list[DatasetSpec], first: dt.date, end: dt.date, what: str,
-                  where: str) -> tuple[list[RunOutcome], float]:
-    """The window [first, end) of `specs` through Dagster (a run per market, side by side), said before on
-    stderr, each failure said after; returns the outcomes and the seconds they took."""
+                  where: str) -> tuple[RunOutcome, float]:
+    """The window [first, end) of `specs` through Dagster (one run, a step per market side by side), said
+    before on stderr, a failure said after; returns the run's outcome and the seconds it took."""
     setup_logging(settings.log_dir)
     last = end - dt.timedelta(days=1)
     print(f"backfill {what}: {first} .. {last}, {(end - first).days} day(s) in {settings.align_tz.name}, "
           f"data {where}", file=sys.stderr)
     began = time.monotonic()
-    outcomes = materialize_per_market(settings, specs, first.isoformat(), last.isoformat(), dagster_instance())
+    outcome = materialize_per_market(settings, specs, first.isoformat(), last.isoformat(), dagster_instance())
     elapsed = time.monotonic() - began
-    for outcome in outcomes:
-        if not outcome.success:
-            print(f"kline-assets: backfill failed after {elapsed:.1f}s: {outcome.error} ({outcome.next_step}; "
-                  f"run {outcome.run_id}, details in loader.log)", file=sys.stderr)
-    return outcomes, elapsed
+    if not outcome.success:
+        print(f"kline-assets: backfill failed after {elapsed:.1f}s: {outcome.error} ({outcome.next_step}; "
+              f"run {outcome.run_id}, details in loader.log)", file=sys.stderr)
+    return outcome, elapsed
 
 
 def backfill_all(args: argparse.Namespace, settings: Settings) -> int:
@@ -187,15 +186,14 @@ def backfill_all(args: argparse.Namespace, settings: Settings) -> int:
     settings = configured(args, settings)
     if first < settings.start:  # the partitions must reach the window; stored datasets keep their own start
         settings = replace(settings, start=first)
-    outcomes, elapsed = backfill_runs(settings, list(settings.pairs), first, end, describe(settings.pairs),
-                                      f"under {settings.data_root}")
-    failed = [o for o in outcomes if not o.success]
-    if failed:
-        return 130 if any(o.interrupted for o in failed) else 1
+    outcome, elapsed = backfill_runs(settings, list(settings.pairs), first, end, describe(settings.pairs),
+                                     f"under {settings.data_root}")
+    if not outcome.success:
+        return 130 if outcome.interrupted else 1
     rows = sum(e.rows for s in settings.pairs if (m := open_store(settings, s).read_manifest())
                for e in m.chunks.values())
     print(f"done in {elapsed:.1f}s: {describe(settings.pairs)}, {(end - first).days} day(s) each, {rows:,} rows "
-          f"stored in all (run {', '.join(o.run_id for o in outcomes)})")
+          f"stored in all (run {outcome.run_id})")
     return 0
 
 

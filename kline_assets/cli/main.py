@@ -21,15 +21,14 @@ from kline_assets.interrupts import RELAY, relay_interrupts
 from kline_assets.logs import show_progress
 from kline_assets.settings import (
     DEFAULT_PAIR,
+    SETTINGS,
     DatasetSpec,
     Settings,
     get_market,
     load_settings,
     normalise_pair,
-    parse_source,
 )
 from kline_assets.store.backend import open_root
-from kline_assets.timezones import parse_zone
 
 log = logging.getLogger("kline_assets")
 
@@ -57,6 +56,8 @@ def _globals(parser: argparse.ArgumentParser, default: object) -> None:
     parser.add_argument("--pair", default=default, help="BASE/QUOTE (default BTC/USDT)")
     parser.add_argument("--align-tz", default=default, help="IANA zone or offset for local days (KLINE_ALIGN_TZ)")
     parser.add_argument("--data-root", default=default, help="data root (KLINE_DATA_ROOT)")
+    parser.add_argument("--strict", action="store_true", default=False if default is None else default,
+                        help="fail instead of falling back to BTC/USDT for a pair the exchange does not list")
 
 
 def every(parser: argparse.ArgumentParser) -> None:
@@ -66,9 +67,8 @@ def every(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="kline-assets", description=__doc__.splitlines()[0].replace("`", ""),
-                           epilog="Environment: KLINE_DATA_ROOT, KLINE_LOG_DIR, KLINE_ALIGN_TZ, KLINE_START, "
-                                  "KLINE_SPOT_URL, KLINE_FUTURES_URL, KLINE_PAIRS (for --all), KLINE_SOURCE, "
-                                  "KLINE_ARCHIVE_URL, DAGSTER_HOME.")
+                           epilog=f"Environment: {', '.join(s.variable for s in SETTINGS if s.variable)} (KLINE_PAIRS: "
+                                  "for --all), KLINE_STATE_DIR, DAGSTER_HOME.")
     _globals(parser, None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
 
@@ -83,7 +83,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--end", help="end, ISO date or date-time (exclusive, rounded up to a local midnight; default now)")
     p.add_argument("--chunk-size", type=str, default="1440",
                    help="minutes per chunk; chunks are local days, so only 1440 is accepted")
-    p.add_argument("--strict", action="store_true", help="fail instead of falling back to BTC/USDT for unknown pairs")
     p.add_argument("--source", help="auto (public archive for closed days, REST for the rest), rest or archive "
                                     "(KLINE_SOURCE)")
     p = verb("live", "keep today's chunk current every minute, in the foreground")
@@ -117,13 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def resolve_settings(args: argparse.Namespace) -> tuple[Settings, DatasetSpec]:
-    settings = load_settings()
-    if args.data_root is not None:
-        settings = replace(settings, data_root=args.data_root)
-    if args.align_tz is not None:
-        settings = replace(settings, align_tz=parse_zone(args.align_tz))
-    if getattr(args, "source", None) is not None:
-        settings = replace(settings, source=parse_source(args.source))
+    settings = load_settings(data_root=args.data_root, align_tz=args.align_tz, source=getattr(args, "source", None))
     if getattr(args, "all", False) and args.pair is not None:
         raise BadInput("--all and --pair together: --all means every configured dataset (narrow it with --market)")
     market = get_market(args.market or "futures").name

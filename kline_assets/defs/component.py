@@ -31,45 +31,25 @@ from kline_assets.binance.listing import Listing, listings
 from kline_assets.defs.datasets import resolve_datasets
 from kline_assets.defs.definitions import definitions_for
 from kline_assets.errors import BadInput
-from kline_assets.settings import (
-    DEFAULT_PAIR,
-    MARKETS,
-    Settings,
-    load_settings,
-    parse_pairs,
-    parse_source,
-    parse_start_date,
-)
+from kline_assets.settings import MARKETS, SETTINGS, Settings, default_value, load_settings, settings_from, spelled
 from kline_assets.store.backend import open_root
-from kline_assets.timezones import parse_zone
 
 log = logging.getLogger("kline_assets")
 
-DEFAULT_PAIRS = [f"futures:{DEFAULT_PAIR}", f"spot:{DEFAULT_PAIR}"]
-
-
-SCAFFOLD = """\
-# Binance 1-minute klines (kline-assets). Every attribute is optional; these are the defaults.
-# The datasets a selector (market:*/QUOTE) means come from a listing refreshed by
-# `dg utils refresh-defs-state` (or any `kline-assets ... --all` command); loading never asks the exchange.
-# Two KlineArchive components in one project need different key_prefix values.
-type: {type_name}
-
-attributes:
-  pairs: [futures:BTC/USDT, spot:BTC/USDT]   # market:BASE/QUOTE, or market:*/QUOTE for every TRADING symbol
-  data_root: data                            # a folder, or s3://bucket/prefix
-  log_dir: logs
-  align_tz: UTC                              # local days of this IANA zone (or +02:00) are the partitions
-  start: "2020-01-01"
-  source: auto                               # auto (public archive for closed days, REST for the rest) | rest | archive
-  spot_url: https://api.binance.com          # REST origins and the public archive (e.g. the simulator's)
-  futures_url: https://fapi.binance.com
-  archive_url: https://data.binance.vision
-  live_sensor: true                          # keep today's partition current every minute
-  hourly: false                              # the example downstream asset klines_1h
-  combine_after_backfill: false
-  # key_prefix: eu                           # keys [eu, binanceusdm, BTCUSDT, klines_1m], jobs eu_live_klines, ...
-"""
+def scaffold_text(type_name: str) -> str:
+    """The `defs.yaml` `dg scaffold defs` writes: every attribute with its default and what it does."""
+    lines = ["# Binance 1-minute klines (kline-assets). Every attribute is optional; these are the defaults.",
+             "# The datasets a selector (market:*/QUOTE) means come from a listing refreshed by",
+             "# `dg utils refresh-defs-state` (or any `kline-assets ... --all` command);",
+             "# loading never asks the exchange.",
+             f"type: {type_name}", "", "attributes:"]
+    for setting in SETTINGS:
+        value = default_value(setting.name)
+        text = (f"[{', '.join(value)}]" if isinstance(value, list) else str(value).lower() if isinstance(value, bool)
+                else f'"{value}"' if setting.name == "start" else value)
+        line = f"  {setting.name}: {text}" if text != "" else f"  # {setting.name}: eu"
+        lines.append(f"{line:<44} # {setting.description}")
+    return "\n".join(lines) + "\n"
 
 
 class KlineArchiveScaffolder(dg.Scaffolder):
@@ -78,7 +58,7 @@ class KlineArchiveScaffolder(dg.Scaffolder):
     def scaffold(self, request: dg.ScaffoldRequest) -> None:
         if request.scaffold_format != "yaml":
             raise dg.DagsterInvariantViolationError("KlineArchive is configured in defs.yaml: scaffold it as yaml")
-        (request.target_path / "defs.yaml").write_text(SCAFFOLD.format(type_name=request.type_name))
+        (request.target_path / "defs.yaml").write_text(scaffold_text(request.type_name))
 
 
 def no_refresh_on_load() -> DefsStateConfigArgs:
@@ -97,19 +77,20 @@ class KlineArchive(dg.StateBackedComponent, dg.Resolvable):
     Attributes are those of the environment variables of the command line (README, "Configuration").
     """
 
-    pairs: list[str] = field(default_factory=lambda: list(DEFAULT_PAIRS))  # market:BASE/QUOTE or market:*/QUOTE
-    data_root: str = "data"
-    log_dir: str = "logs"
-    align_tz: str = "UTC"
-    start: str = "2020-01-01"
-    source: str = "auto"  # auto | rest | archive
-    spot_url: str = MARKETS["spot"].default_origin
-    futures_url: str = MARKETS["futures"].default_origin
-    archive_url: str = "https://data.binance.vision"
-    hourly: bool = False  # the example downstream asset klines_1h
-    live_sensor: bool = True
-    combine_after_backfill: bool = False
-    key_prefix: str | None = None  # first part of every asset key, start of every job, sensor, resource name
+    # the attributes are the settings (`kline_assets.settings.SETTINGS` describes each and holds its default)
+    pairs: list[str] = field(default_factory=lambda: default_value("pairs"))  # market:BASE/QUOTE or market:*/QUOTE
+    data_root: str = default_value("data_root")
+    log_dir: str = default_value("log_dir")
+    align_tz: str = default_value("align_tz")
+    start: str = default_value("start")
+    source: str = default_value("source")  # auto | rest | archive
+    spot_url: str = default_value("spot_url")
+    futures_url: str = default_value("futures_url")
+    archive_url: str = default_value("archive_url")
+    hourly: bool = default_value("hourly")
+    combine_after_backfill: bool = default_value("combine_after_backfill")
+    live_sensor: bool = default_value("live_sensor")
+    key_prefix: str | None = None
     defs_state: ResolvedDefsStateConfig = field(default_factory=no_refresh_on_load)
     _settings = None  # not an attribute: the settings `from_settings` was given
 
@@ -117,30 +98,16 @@ class KlineArchive(dg.StateBackedComponent, dg.Resolvable):
     def from_settings(cls, settings: Settings) -> "KlineArchive":
         """The component of `settings` (by default the environment's, `load_settings`): our own code location.
         It builds from `settings` themselves, already checked, which also keep where they came from."""
-        component = cls(pairs=[f"{s.market}:{s.pair}" for s in settings.pairs] + [str(s) for s in settings.selectors],
-                        data_root=settings.data_root, log_dir=settings.log_dir, align_tz=settings.align_tz.name,
-                        start=settings.start.isoformat(), source=settings.source, spot_url=settings.spot_url,
-                        futures_url=settings.futures_url, archive_url=settings.archive_url, hourly=settings.hourly,
-                        live_sensor=settings.live_sensor, combine_after_backfill=settings.build_combined_on_backfill,
-                        key_prefix=settings.key_prefix or None)
+        component = cls(**{s.name: _attribute(settings, s.name) for s in SETTINGS})
         component._settings = settings
         return component
 
     def settings(self) -> Settings:
-        """The attributes checked as the variables are (`settings`): a bad one is one clear error at load."""
+        """The attributes checked as the variables are (`settings_from`): a bad one is one clear error at load."""
         if self._settings is not None:
             return self._settings
         try:
-            specs, selectors = parse_pairs(",".join(self.pairs))
-            prefix = (self.key_prefix or "").strip()
-            if prefix and not prefix.replace("_", "").isalnum():
-                raise BadInput(f"bad key_prefix {prefix!r}: use letters, digits and underscores")
-            return Settings(data_root=self.data_root, log_dir=self.log_dir, pairs=tuple(specs),
-                            selectors=tuple(selectors), align_tz=parse_zone(self.align_tz),
-                            start=parse_start_date(self.start), spot_url=self.spot_url, futures_url=self.futures_url,
-                            build_combined_on_backfill=self.combine_after_backfill, hourly=self.hourly,
-                            source=parse_source(self.source), archive_url=self.archive_url,
-                            live_sensor=self.live_sensor, key_prefix=prefix)
+            return settings_from({s.name: getattr(self, s.name) for s in SETTINGS})
         except BadInput as exc:
             raise dg.DagsterInvalidDefinitionError(f"KlineArchive: {exc}") from None
 
@@ -162,6 +129,13 @@ class KlineArchive(dg.StateBackedComponent, dg.Resolvable):
         """The definitions from stored answers only: no request, nothing written."""
         known = read_state(state_path) if state_path is not None else {}
         return definitions_for(resolve_datasets(self.settings(), ask=False, known=known, stored=True))
+
+
+def _attribute(settings: Settings, name: str) -> str | bool | list[str]:
+    value = getattr(settings, name)
+    if isinstance(value, bool):
+        return value
+    return spelled(settings, name).split(",") if name == "pairs" else spelled(settings, name)
 
 
 def read_state(state_path: Path) -> dict[str, Listing]:

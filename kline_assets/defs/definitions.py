@@ -54,7 +54,7 @@ def definitions_for(settings: Settings) -> dg.Definitions:
     jobs = [live_job, combine_job, *(build_verify_job(spec, settings) for spec in settings.pairs)]
     if settings.selectors:
         jobs.append(build_refresh_job(settings))
-    if settings.build_combined_on_backfill:
+    if settings.combine_after_backfill:
         sensors.append(build_combine_after_backfill_sensor(settings, combine_job))
     if settings.hourly:
         hourly_job = build_hourly_job(settings)

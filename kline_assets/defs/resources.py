@@ -17,7 +17,7 @@ from kline_assets.binance.paging import DEFAULT_PAGE
 from kline_assets.defs.names import prefixed
 from kline_assets.errors import ChunkUnavailable
 from kline_assets.logs import setup_logging
-from kline_assets.settings import MARKETS, RESOURCE_VARIABLES, DatasetSpec, Settings, parse_start_date, resource_values
+from kline_assets.settings import BY_NAME, DatasetSpec, Settings, parse_start_date, resource_values
 from kline_assets.store.backend import Backend, open_root
 from kline_assets.store.dataset import DatasetStore, manifest_at
 from kline_assets.store.paths import MANIFEST, dataset_dir
@@ -25,7 +25,7 @@ from kline_assets.timezones import AlignZone, parse_zone
 
 
 def settings_fields(resource: type[dg.ConfigurableResource], settings: Settings, env_vars: bool = False) -> dict:
-    """The fields of `resource` that hold settings (`RESOURCE_VARIABLES`), from `settings`.
+    """The fields of `resource` that hold settings (`SETTINGS` entries whose home it is), from `settings`.
 
     `env_vars`, for the resources handed to Dagster: when `settings` are the environment's, a field whose
     variable holds exactly its value is `dg.EnvVar` of that variable, so Dagster reads it when a run starts
@@ -36,7 +36,7 @@ def settings_fields(resource: type[dg.ConfigurableResource], settings: Settings,
     values = {name: value for name, value in resource_values(settings).items() if name in resource.model_fields}
     if not (env_vars and settings.from_environment):
         return values
-    return {name: dg.EnvVar(RESOURCE_VARIABLES[name]) if os.environ.get(RESOURCE_VARIABLES[name]) == value else value
+    return {name: dg.EnvVar(BY_NAME[name].variable) if os.environ.get(BY_NAME[name].variable) == value else value
             for name, value in values.items()}
 
 
@@ -60,9 +60,11 @@ def run_resource(context: dg.OpExecutionContext, settings: Settings, name: str):
     return resource
 
 
-def described(default, what: str, field: str):
-    """A settings field with its description and variable, as the UI's resource view shows them."""
-    return Field(default=default, description=f"{what} ({RESOURCE_VARIABLES[field]})")
+def setting_field(name: str):
+    """A resource field holding a setting: its default, description and variable as `SETTINGS` declares
+    them (the UI's resource view shows them)."""
+    setting = BY_NAME[name]
+    return Field(default=setting.default, description=f"{setting.description} ({setting.variable})")
 
 
 class ExchangeResource(dg.ConfigurableResource):
@@ -71,11 +73,10 @@ class ExchangeResource(dg.ConfigurableResource):
     Postgres instance, that count (and the ban memory) is the instance's: shared by every worker on every
     machine (`binance.pgwindow`); elsewhere it is the machine's."""
 
-    spot_url: str = described(MARKETS["spot"].default_origin, "Spot REST origin", "spot_url")
-    futures_url: str = described(MARKETS["futures"].default_origin, "USD-M futures REST origin", "futures_url")
-    source: str = described("auto", "Where closed days come from: auto (the public archive, REST for the rest), "
-                                    "rest or archive", "source")
-    archive_url: str = described("https://data.binance.vision", "Binance's public archive", "archive_url")
+    spot_url: str = setting_field("spot_url")
+    futures_url: str = setting_field("futures_url")
+    source: str = setting_field("source")
+    archive_url: str = setting_field("archive_url")
     timeout_ms: int = Field(default=shared.DEFAULT_TIMEOUT_MS,
                             description="The whole of one request: connect, headers and body")
     max_attempts: int = Field(default=shared.DEFAULT_ATTEMPTS, description="Tries of one request before the day fails")
@@ -133,12 +134,11 @@ class StoreResource(dg.ConfigurableResource):
     """Where datasets live (a folder or `s3://bucket/prefix`) and how their days are cut (alignment zone,
     first date)."""
 
-    data_root: str = described("data", "A folder, or s3://bucket/prefix", "data_root")
-    align_tz: str = described("UTC", "The IANA zone (or fixed offset) whose local days are the partitions",
-                              "align_tz")
-    start: str = described("2020-01-01", "First local day of a new dataset", "start")
+    data_root: str = setting_field("data_root")
+    align_tz: str = setting_field("align_tz")
+    start: str = setting_field("start")
     # loader.log: opened by the runs that use the store, never while loading
-    log_dir: str = described("logs", "Folder of loader.log", "log_dir")
+    log_dir: str = setting_field("log_dir")
     _backend: Backend | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:

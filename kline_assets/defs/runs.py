@@ -159,14 +159,14 @@ def run_live(job: dg.JobDefinition, settings: Settings, specs: list[DatasetSpec]
 
 
 def materialize_per_market(settings: Settings, specs: list[DatasetSpec], first_key: str, last_key: str,
-                           instance: dg.DagsterInstance) -> list[RunOutcome]:
+                           instance: dg.DagsterInstance) -> RunOutcome:
     """`materialize_range` of datasets of both markets: one run whose step per market (`defs.assets`) goes
     in a step process of Dagster's multiprocess executor, since the markets have separate weight budgets
     and one interpreter (its lock) cannot keep both busy. The step processes load the definitions from
     the variables of `settings` (`settings_env`, the datasets as resolved here); Ctrl-C or SIGTERM stops
     them through Dagster, each committing what it staged."""
     if len({s.market for s in specs}) < 2:
-        return [materialize_range(settings, specs, first_key, last_key, instance)]
+        return materialize_range(settings, specs, first_key, last_key, instance)
     resolved = replace(settings, pairs=tuple(specs), selectors=())
     job = dg.build_reconstructable_job(__name__, backfill_job.__name__,
                                        reconstructable_kwargs={"env": settings_env(resolved)})
@@ -174,7 +174,7 @@ def materialize_per_market(settings: Settings, specs: list[DatasetSpec], first_k
                         run_config={**_QUIET, **backfill_run_config(settings, specs, first_key, last_key)},
                         tags={TAG_SOURCE: SOURCE_CLI, **backfill_tags(specs, first_key, last_key)}) as result:
         outcome = RunOutcome(result.success, result.run_id, *first_error(result))
-    return [_then_hourly(outcome, settings, specs, first_key, last_key, instance, None)]
+    return _then_hourly(outcome, settings, specs, first_key, last_key, instance, None)
 
 
 def backfill_job(env: dict[str, str]) -> dg.JobDefinition:

@@ -85,8 +85,8 @@ def test_a_run_config_that_would_write_elsewhere_or_cut_other_days_fails_and_wri
     result = materialize_with(settings, instance, {EXCHANGE: {"config": {"workers": 2}}})
     message = step_failure(result).error.message
     binance = MARKETS["spot"].default_origin  # named, never asked: the run fails before any request
-    assert not result.success and \
-        f"exchange resource's spot_url {binance!r} (the code location's: '{sim.url}')" in message, message
+    assert not result.success and "the run's config changed the exchange resource's " in message and \
+        f"spot_url {binance!r} (the code location's: '{sim.url}')" in message, message
     assert not (tmp_path / "data").exists() and not sim.state.log
 
     whole = {**resource_values(settings), "workers": 2}

@@ -176,7 +176,7 @@ def test_live_loop_across_minutes_and_a_zurich_midnight(sim, tmp_path):
 
 
 def test_combine_sensor_follows_backfills_but_not_live_runs(sim, make_settings, instance):
-    settings = dataclasses.replace(make_settings(pairs="futures:BTC/USDT"), build_combined_on_backfill=True)
+    settings = dataclasses.replace(make_settings(pairs="futures:BTC/USDT"), combine_after_backfill=True)
     defs = build_definitions(settings)
     sensor = defs.resolve_sensor_def("combine_after_backfill_sensor")
     assert run(settings, instance, FUT, "2021-01-01", "2021-01-01").success
