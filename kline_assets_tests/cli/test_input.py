@@ -22,8 +22,9 @@ def test_unknown_pair_falls_back_to_btcusdt(sim, tmp_path):
     assert warning and "NOPE/USDT" in warning[0] and "BTC/USDT" in warning[0]
     datasets = sorted(p.name for p in (tmp_path / "data" / "binance").iterdir())
     assert datasets == ["BTCUSDT"]
-    strict = cli(env, "--market", "spot", "--pair", "NOPE/USDT", "backfill", "--strict")
-    assert strict.returncode == 2 and "does not list NOPE/USDT" in strict.stderr
+    for flags in (("backfill", "--strict"), ("--strict", "backfill"), ("--strict", "live", "--cycles", "1")):  # anywhere
+        strict = cli(env, "--market", "spot", "--pair", "NOPE/USDT", *flags)
+        assert strict.returncode == 2 and "does not list NOPE/USDT" in strict.stderr, (flags, strict.stderr)
 
 
 def test_another_alignment_on_an_existing_dataset_is_refused(sim, tmp_path):
