@@ -1,6 +1,7 @@
 """The Python API as a notebook uses it: windows in the dataset's zone, verified reads, listed chunks only."""
 
 import datetime as dt
+from pathlib import Path
 
 import duckdb
 import pandas as pd
@@ -8,7 +9,17 @@ import pytest
 
 import kline_assets
 from kline_assets.timezones import parse_zone
-from kline_assets_tests.helpers import FUT, combined_table, expected_rows, flip_byte, run, store_of
+from kline_assets_tests.helpers import (
+    FUT,
+    cli,
+    combined_table,
+    days_ago,
+    env_for,
+    expected_rows,
+    flip_byte,
+    run,
+    store_of,
+)
 
 
 def _zurich(make_settings, instance, data_root):
@@ -139,3 +150,20 @@ def test_build_definitions_merges_with_a_users_assets(sim, tmp_path, monkeypatch
     graph = defs.resolve_asset_graph()
     assert dg.AssetKey("mine") in graph.get_all_asset_keys()
     assert kline_assets.klines_asset_key("futures", "BTC/USDT") in graph.get(dg.AssetKey("mine")).parent_keys
+
+
+def test_the_readmes_examples_run_as_written_on_the_quickstarts_data(sim, tmp_path, monkeypatch):
+    """The quickstart's backfill (futures and spot BTC/USDT up to today), then the README's Python block
+    as a user pastes it, reading KLINE_DATA_ROOT."""
+    env = env_for(sim, tmp_path, KLINE_PAIRS="futures:BTC/USDT,spot:BTC/USDT", KLINE_START=days_ago(8))
+    done = cli(env, "backfill", "--all", "--start", days_ago(8))
+    assert done.returncode == 0, done.stderr
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Python API"):]
+    block = section[section.index("```python\n") + 10:section.index("\n```", section.index("```python"))]
+    monkeypatch.setenv("KLINE_DATA_ROOT", env["KLINE_DATA_ROOT"])
+    monkeypatch.chdir(tmp_path)
+    names: dict = {}
+    exec(compile(block, "README.md", "exec"), names)  # the README's own example
+    assert len(names["df"]) == 7 * 1440 and len(names["day"]) == 1440 and len(names["tail"]) > 60
+    assert len(names["partial"]) >= 8 * 1440 and len(names["daily"]) >= 8

@@ -275,6 +275,10 @@ def verify_one(args: argparse.Namespace, settings: Settings, spec: DatasetSpec, 
         report.problems += check_against_rest(settings, store, first, last, args.cross_check)
     print(report.render(spec.name))
     if report.ok or not args.repair:
+        if not report.ok and report.bad_days():
+            window = "".join(f" --{name} {getattr(args, name)}" for name in ("start", "end") if getattr(args, name))
+            print(f"  to fetch the bad days again: kline-assets --market {spec.market} --pair {spec.pair} verify "
+                  f"--repair{window}")
         return 0 if report.ok else 1
     if any(p.kind == "differs_from_rest" for p in report.problems):
         settings = replace(settings, source="rest")  # the archive would serve the same rows again

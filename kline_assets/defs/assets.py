@@ -61,10 +61,11 @@ from kline_assets.timezones import ms_to_iso
 
 
 def klines_description(spec: DatasetSpec) -> str:
+    """The UI shows descriptions as Markdown: paths go in code spans, or `<data root>` is taken for a tag."""
     return (
         f"Closed 1-minute klines of {spec.pair} on Binance {spec.market} ({spec.exchange_id}), one zstd "
-        f"Parquet chunk per local day under <data root>/{spec.exchange_id}/{spec.symbol}/1m/chunks, listed "
-        f"with its sha256 in manifest.json. Columns: {', '.join(COLUMN_NAMES)}. Today's partition is live."
+        f"Parquet chunk per local day under `<data root>/{spec.exchange_id}/{spec.symbol}/1m/chunks`, listed "
+        f"with its sha256 in `manifest.json`. Columns: {', '.join(COLUMN_NAMES)}. Today's partition is live."
     )
 
 

@@ -31,7 +31,7 @@ def build_combined_asset(spec: DatasetSpec, settings: Settings) -> dg.AssetsDefi
         group_name=group_name(spec, prefix),
         kinds={"parquet", "binance"},
         required_resource_keys={prefixed(prefix, STORE)},
-        description=f"All chunks of {spec.name} streamed into combined/{spec.symbol}_1m_all[_<tz>].parquet "
+        description=f"All chunks of {spec.name} streamed into `combined/{spec.symbol}_1m_all[_<tz>].parquet` "
                     "(zstd, one row group per day, the chunk schema). Only chunks whose sha256 matches "
                     "the manifest are combined.",
     )

@@ -97,6 +97,7 @@ def verify(store: DatasetStore, first: dt.date | None, last: dt.date | None, tod
     for n in range((hi - lo).days + 1):
         day = lo + dt.timedelta(n)
         if day not in stored and day >= store.start:
+            report.days_checked += 1  # checked, and found missing: a repair then checks it as a stored day
             report.problems.append(Problem("missing_day", day.isoformat(), "no chunk for this day"))
     now = time.time()
     for found in store.unlisted(manifest):

@@ -132,9 +132,12 @@ def test_verify_finds_each_corruption_and_repair_restores_exact_data(sim, tmp_pa
     assert found.returncode == 1
     for kind in ("2 corrupt", "1 missing_file", "1 stray_file"):
         assert kind in found.stdout, found.stdout
+    assert "to fetch the bad days again: kline-assets --market futures --pair BTC/USDT verify --repair" \
+        in found.stdout
     repaired = cli(env, "verify", "--repair")
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr
     assert "after repair" in repaired.stdout and "all well" in repaired.stdout
+    assert repaired.stdout.count("7 day(s) checked") == 2, repaired.stdout  # before and after: the same days
     assert cli_here(monkeypatch, capsys, env, "verify").returncode == 0
     assert not stray.exists() and young.exists()
     check_days(sim, tmp_path / "data", dt.date(2021, 1, 1), 7)
@@ -142,7 +145,7 @@ def test_verify_finds_each_corruption_and_repair_restores_exact_data(sim, tmp_pa
     assert status["last_verify"]["ok"] is True
 
 
-def test_combine_cli_and_build_combined_on_backfill(sim, tmp_path):
+def test_combine_cli_and_combine_after_backfill(sim, tmp_path):
     import pyarrow.parquet as pq
 
     env = env_for(sim, tmp_path, BUILD_COMBINED_ON_BACKFILL="1")

@@ -22,7 +22,7 @@ def test_unknown_pair_falls_back_to_btcusdt(sim, tmp_path):
     assert warning and "NOPE/USDT" in warning[0] and "BTC/USDT" in warning[0]
     datasets = sorted(p.name for p in (tmp_path / "data" / "binance").iterdir())
     assert datasets == ["BTCUSDT"]
-    for flags in (("backfill", "--strict"), ("--strict", "backfill"), ("--strict", "live", "--cycles", "1")):  # anywhere
+    for flags in (("backfill", "--strict"), ("--strict", "backfill"), ("--strict", "live", "--cycles", "1")):
         strict = cli(env, "--market", "spot", "--pair", "NOPE/USDT", *flags)
         assert strict.returncode == 2 and "does not list NOPE/USDT" in strict.stderr, (flags, strict.stderr)
 
