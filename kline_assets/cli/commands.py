@@ -32,7 +32,7 @@ from kline_assets.defs.runs import (
     run_live,
 )
 from kline_assets.errors import BadInput, ExchangeFinal, ExchangeTransient
-from kline_assets.logs import setup_logging
+from kline_assets.logs import end_progress, setup_logging
 from kline_assets.settings import MARKETS, DatasetSpec, Settings, get_market
 from kline_assets.store.backend import Backend, open_root
 from kline_assets.store.combine import plan
@@ -173,6 +173,7 @@ def backfill_runs(settings: Settings, specs: list[DatasetSpec], first: dt.date, 
     began = time.monotonic()
     outcome = materialize_per_market(settings, specs, first.isoformat(), last.isoformat(), dagster_instance())
     elapsed = time.monotonic() - began
+    end_progress()
     if not outcome.success:
         print(f"kline-assets: backfill failed after {elapsed:.1f}s: {outcome.error} ({outcome.next_step}; "
               f"run {outcome.run_id}, details in loader.log)", file=sys.stderr)

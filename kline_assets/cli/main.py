@@ -195,7 +195,7 @@ def _main(argv: list[str] | None) -> int:
     quiet_warnings()
     # the CLI prints what users must see itself; without a handler Python would echo warnings again
     logging.getLogger("kline_assets").addHandler(logging.NullHandler())
-    show_progress(sys.stderr)
+    show_progress(sys.stderr, bars=sys.stderr.isatty())  # plain lines into pipes, files and CI logs
     try:
         args = build_parser().parse_args(argv)
         if args.command is None:

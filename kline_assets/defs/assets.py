@@ -19,7 +19,6 @@ No `from __future__ import annotations` here: Dagster reads the context annotati
 """
 
 import datetime as dt
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,8 +39,7 @@ from kline_assets.defs.names import (
 )
 from kline_assets.defs.partitions import key_to_day
 from kline_assets.defs.resources import ExchangeResource, StoreResource, run_resource
-from kline_assets.defs.writer import Committed
-from kline_assets.logs import PROGRESS
+from kline_assets.defs.writer import Committed, reporter
 from kline_assets.settings import DatasetSpec, Settings
 from kline_assets.store.checks import (
     CHECK_NAMES,
@@ -350,12 +348,7 @@ def load_days(context: dg.OpExecutionContext | dg.AssetExecutionContext, setting
     The body of the `klines_1m` assets and of the command line's backfill job."""
     stores: StoreResource = run_resource(context, settings, STORE)
     exchange: ExchangeResource = run_resource(context, settings, EXCHANGE)
-    progress = logging.getLogger(PROGRESS)
-
-    def report(line: str) -> None:  # the run's log in Dagster, and loader.log (and the CLI's stderr)
-        context.log.info(line)
-        progress.info(line)
-
+    report = reporter(context)
     work = [w for spec in specs if (w := work_for(stores.store(spec), days, report))]
     names = work[0].store.spec.name if len(work) == 1 else f"{label}: {len(work)} datasets"
     report(f"{names}: {len(days)} day(s) {days[0]}..{days[-1]}")

@@ -28,6 +28,7 @@ from kline_assets.binance.days import DayStream
 from kline_assets.binance.encoding import Encoder
 from kline_assets.defs.resources import ExchangeResource
 from kline_assets.defs.writer import PROGRESS_EVERY_S, Committed, write_days
+from kline_assets.logs import Tally
 from kline_assets.store.dataset import DatasetStore, before_start
 
 log = logging.getLogger("kline_assets")
@@ -98,12 +99,12 @@ class FleetProgress:
     rows: int = 0
     started: float = 0.0
 
-    label: str = ""  # the market, when all datasets are of one
+    label: str = "all markets"  # the market, when all datasets are of one
 
-    def line(self) -> str:
+    def tally(self) -> Tally:
         elapsed = max(1e-6, time.monotonic() - self.started)
-        return (f"{self.label}{self.done}/{self.datasets} datasets, {self.days}/{self.total_days} days, "
-                f"{self.rows:,} rows, {self.days / elapsed * 60:.0f} days/min")
+        return Tally(self.label, self.days, self.total_days, self.rows, self.days / elapsed * 60,
+                     (self.done, self.datasets))
 
 
 IN_FLIGHT = 32  # fetching threads per market, in all datasets run at once
@@ -118,13 +119,13 @@ def datasets_at_once(exchange: ExchangeResource, work: list[Work]) -> int:
 
 
 def run_fleet(exchange: ExchangeResource, work: list[Work],
-              report: Callable[[str], None]) -> Iterator[tuple[DatasetStore, Committed]]:
+              report: Callable[[str | Tally], None]) -> Iterator[tuple[DatasetStore, Committed]]:
     """Every committed batch of every dataset, as it commits; raises `FleetFailure` at the end when any
     dataset failed. One dataset reports its own progress lines; several report one line for all."""
     single = len(work) == 1
     markets = {w.store.spec.market for w in work}
     progress = FleetProgress(len(work), sum(len(w.days) for w in work), started=time.monotonic(),
-                             label=f"{markets.pop()}: " if len(markets) == 1 else "")
+                             label=markets.pop() if len(markets) == 1 else "all markets")
     out = Mailbox(256)
     stop = threading.Event()
     archives = {m: exchange.archive(m) for m in {w.store.spec.market for w in work}}
@@ -181,7 +182,7 @@ def run_fleet(exchange: ExchangeResource, work: list[Work],
                     log.error("%s failed", store.spec.name, exc_info=got)
             if not single and time.monotonic() - last_report >= PROGRESS_EVERY_S:
                 last_report = time.monotonic()
-                report(progress.line())
+                report(progress.tally())
     except GeneratorExit:  # the consumer went away: drivers commit what they staged, no one is told
         halt()
         for _ in _wind_down(futures, out):
@@ -197,7 +198,7 @@ def run_fleet(exchange: ExchangeResource, work: list[Work],
     for pool in pools:
         pool.shutdown(wait=True)
     if not single:
-        report(progress.line())
+        report(progress.tally())
     if single and failures:
         raise failures[0][1]  # one dataset: its own error, as it always was
     if failures:
@@ -241,5 +242,5 @@ def _reason(exc: BaseException) -> str:
     return text
 
 
-def _log_line(line: str) -> None:
+def _log_line(line: str | Tally) -> None:
     log.info("%s", line)

@@ -5,7 +5,6 @@ No `from __future__ import annotations`: Dagster reads the context annotation at
 """
 
 import datetime as dt
-import logging
 import time
 
 import dagster as dg
@@ -33,7 +32,7 @@ from kline_assets.defs.names import (
     resource_keys,
 )
 from kline_assets.defs.resources import ExchangeResource, StoreResource, run_resource
-from kline_assets.logs import PROGRESS
+from kline_assets.defs.writer import reporter
 from kline_assets.settings import DatasetSpec, Settings
 from kline_assets.store.checks import CHECK_NAMES, COVERAGE
 from kline_assets.store.daycalendar import day_states, markdown
@@ -71,12 +70,7 @@ def build_live_job(settings: Settings) -> dg.JobDefinition:
     def _live(context: dg.OpExecutionContext, config: LiveConfig):
         stores: StoreResource = run_resource(context, settings, STORE)
         exchange: ExchangeResource = run_resource(context, settings, EXCHANGE)
-        progress = logging.getLogger(PROGRESS)
-
-        def report(line: str) -> None:  # the run's log in Dagster, and loader.log (and the CLI's stderr)
-            context.log.info(line)
-            progress.info(line)
-
+        report = reporter(context)
         # a symbol may stop trading between the sensor's request and this run: the others go on
         unknown = [name for name in config.datasets if name not in by_name]
         if unknown and len(unknown) == len(config.datasets):

@@ -13,14 +13,20 @@ being rewritten per chunk (quadratic over years of days).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from kline_assets.binance.days import DayStream
 from kline_assets.errors import BadInput
+from kline_assets.logs import PROGRESS, Tally
 from kline_assets.store.dataset import DatasetStore, Staged, before_start
 from kline_assets.store.manifest import ChunkEntry, Manifest
+
+if TYPE_CHECKING:
+    import dagster as dg
 
 COMMIT_EVERY_DAYS = 64
 COMMIT_EVERY_S = 2.0
@@ -34,13 +40,13 @@ class Progress:
     rows: int = 0
     requests: int = 0
 
-    def line(self, stream: DayStream, final: bool = False) -> str:
+    def tally(self, stream: DayStream, final: bool = False) -> Tally | str:
         name = stream.store.spec.name
         if final and not self.requests and not self.written:
             return f"{name}: nothing new to fetch, the {self.days} day(s) already hold every closed minute"
         elapsed = max(1e-6, time.monotonic() - stream.started)
-        return (f"{name}: {self.days}/{len(stream)} days, {self.rows} rows, {self.requests} requests, "
-                f"{self.days / elapsed * 60:.0f} days/min" + (f" ({self.written} written)" if final else ""))
+        return Tally(name, self.days, len(stream), self.rows, self.days / elapsed * 60,
+                     note=f", {self.requests} requests" + (f" ({self.written} written)" if final else ""))
 
 
 @dataclass
@@ -75,7 +81,19 @@ class _Batch:
         return done
 
 
-def write_days(stream: DayStream, report=None) -> Iterator[Committed]:
+def reporter(context: dg.OpExecutionContext | dg.AssetExecutionContext) -> Callable[[str | Tally], None]:
+    """Where a step says how it goes: the run's log in Dagster, and loader.log (and the command line's
+    stderr, where a `Tally` may be a redrawn bar: `logs.show_progress`)."""
+    progress = logging.getLogger(PROGRESS)
+
+    def report(message: str | Tally) -> None:
+        context.log.info(str(message))
+        progress.info("%s", message, extra={"tally": message} if isinstance(message, Tally) else None)
+
+    return report
+
+
+def write_days(stream: DayStream, report: Callable[[str | Tally], None] | None = None) -> Iterator[Committed]:
     """Write every day of `stream`, yielding each committed batch. On failure the days staged so far
     are committed (and yielded) before the error goes on; `report` receives progress lines."""
     store = stream.store
@@ -101,7 +119,7 @@ def write_days(stream: DayStream, report=None) -> Iterator[Committed]:
                 yield batch.commit()
             if report and time.monotonic() - last_report >= PROGRESS_EVERY_S:
                 last_report = time.monotonic()
-                report(progress.line(stream))
+                report(progress.tally(stream))
     except GeneratorExit:  # the consumer went away: keep the work, there is no one to tell
         if batch.days:
             batch.commit()
@@ -115,4 +133,4 @@ def write_days(stream: DayStream, report=None) -> Iterator[Committed]:
     if store.refused:
         raise BadInput(before_start(store.spec.name, min(store.refused), store.manifest().start_date))
     if report:
-        report(progress.line(stream, final=True))
+        report(progress.tally(stream, final=True))

@@ -29,6 +29,37 @@ def test_results_on_stdout_progress_on_stderr_and_nothing_needed_said_so(sim, tm
     assert "days/min" not in again.stderr
 
 
+def test_a_terminal_gets_a_redrawn_bar_and_a_pipe_plain_lines(sim, tmp_path):
+    """stderr a terminal (a pseudo-terminal here): the dataset's bar, drawn in place; stdout stays plain."""
+    import pty
+    import threading
+
+    env = {**env_for(sim, tmp_path), "COLUMNS": "160", "TERM": "xterm"}
+    leader, follower = pty.openpty()
+    seen = bytearray()
+
+    def drain():
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the terminal closed
+                return
+            if not chunk:
+                return
+            seen.extend(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    done = subprocess.run([str(BIN / "kline-assets"), "backfill", "--start", "2021-01-01", "--end", "2021-01-05"],
+                          env=env, stdout=subprocess.PIPE, stderr=follower, text=True, timeout=120)
+    os.close(follower)
+    reader.join(5)
+    os.close(leader)
+    shown = seen.decode("utf-8", "replace")
+    assert done.returncode == 0 and done.stdout.startswith("done in "), shown
+    assert "\x1b[" in shown and "━" in shown and "4/4" in shown and "days, 5,760 rows" in shown, shown
+
+
 def test_http_451_is_one_line_and_the_trace_is_in_the_log(sim, tmp_path):
     env = env_for(sim, tmp_path)
     assert cli(env, "backfill", "--start", "2021-01-01", "--end", "2021-01-02").returncode == 0  # pair known
