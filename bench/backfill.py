@@ -158,7 +158,7 @@ def local_cost(url: str, days: int) -> dict:
     from kline_assets.timezones import parse_zone
 
     with tempfile.TemporaryDirectory() as root:
-        store = DatasetStore(root, DatasetSpec("futures", "BTC/USDT"), parse_zone("UTC"), dt.date(2021, 1, 1))
+        store = DatasetStore.open(root, DatasetSpec("futures", "BTC/USDT"), parse_zone("UTC"), dt.date(2021, 1, 1))
         client = BinanceClient(MARKETS["futures"], url, limiter=WeightLimiter(10**9))
         day_list = [dt.date(2021, 1, 1) + dt.timedelta(n) for n in range(days)]
         cpu, wall = time.process_time(), time.perf_counter()

@@ -29,7 +29,7 @@ START = dt.date(2021, 1, 1)
 
 
 def make_dataset(root: str, days: int) -> None:
-    store = DatasetStore(root, SPEC, UTC, START)
+    store = DatasetStore.open(root, SPEC, UTC, START)
     s0, _ = UTC.day_window_ms(START)
     base = rows_to_table([kline_row("futures", "BTCUSDT", s0 + i * 60_000) for i in range(1440)])
     batch = []
@@ -51,7 +51,7 @@ from kline_assets.store.combine import combine
 from kline_assets.settings import DatasetSpec
 from kline_assets.store.dataset import DatasetStore
 from kline_assets.timezones import parse_zone
-store = DatasetStore(sys.argv[1], DatasetSpec("futures", "BTC/USDT"), parse_zone("UTC"), dt.date(2021, 1, 1))
+store = DatasetStore.open(sys.argv[1], DatasetSpec("futures", "BTC/USDT"), parse_zone("UTC"), dt.date(2021, 1, 1))
 rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t = time.perf_counter()
 got = combine(store)

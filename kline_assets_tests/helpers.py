@@ -65,7 +65,7 @@ def stored_rows(store: DatasetStore, entry) -> list[list]:
 
 def store_of(settings, spec: DatasetSpec = FUT) -> DatasetStore:
     """The dataset of `spec` under the settings' data root (a folder or an S3 prefix)."""
-    return DatasetStore(settings.data_root, spec, settings.align_tz, settings.start)
+    return DatasetStore.open(settings.data_root, spec, settings.align_tz, settings.start)
 
 
 def combined_table(store: DatasetStore, combined) -> pa.Table:
@@ -131,7 +131,7 @@ def days_ago(n: int) -> str:
 
 
 def check_days(sim, root, first, days):
-    store = DatasetStore(root, FUT, parse_zone("UTC"), dt.date(2021, 1, 1))
+    store = DatasetStore.open(root, FUT, parse_zone("UTC"), dt.date(2021, 1, 1))
     chunks = store.manifest().chunks
     for n in range(days):
         day = first + dt.timedelta(n)

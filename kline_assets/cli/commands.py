@@ -40,7 +40,7 @@ from kline_assets.store.dataset import DatasetStore, before_start, manifest_at
 from kline_assets.store.daycalendar import counts, day_states, write_png
 from kline_assets.store.paths import MANIFEST, dataset_dir
 from kline_assets.store.status import all_status, dataset_status, render
-from kline_assets.store.verify import quarantine, record, verify
+from kline_assets.store.verify import quarantine, remember_repair, verify
 from kline_assets.timezones import ceil_to_local_day, floor_to_local_day, ms_to_iso, parse_instant, parse_zone
 
 
@@ -54,7 +54,7 @@ def now_utc() -> dt.datetime:
 
 def open_store(settings: Settings, spec: DatasetSpec) -> DatasetStore:
     """The dataset as the runs' store resource opens it (`StoreResource.store`), without building one."""
-    return DatasetStore(settings.data_root, spec, settings.align_tz, settings.start)
+    return DatasetStore.open(settings.data_root, spec, settings.align_tz, settings.start)
 
 
 def plan_window(args: argparse.Namespace, settings: Settings,
@@ -295,7 +295,7 @@ def verify_one(args: argparse.Namespace, settings: Settings, spec: DatasetSpec, 
         if not outcome.success:
             print(f"kline-assets: repair run failed: {outcome.error} (run {outcome.run_id})", file=sys.stderr)
     report = verify(store, first, last, today)
-    record(store, report)
+    remember_repair(store, report)
     print("after repair: " + report.render(spec.name))
     return 0 if report.ok else 1
 

@@ -346,10 +346,10 @@ def load_days(context: dg.OpExecutionContext | dg.AssetExecutionContext, setting
     """Fetch, commit and record `days` of each dataset of `specs` (one market's, side by side: `defs.fleet`),
     yielding Dagster's record of each batch as it commits (`batch_events`); returns what it did (`Loaded`).
     The body of the `klines_1m` assets and of the command line's backfill job."""
-    stores: StoreResource = run_resource(context, settings, STORE)
+    root: StoreResource = run_resource(context, settings, STORE)
     exchange: ExchangeResource = run_resource(context, settings, EXCHANGE)
     report = reporter(context)
-    work = [w for spec in specs if (w := work_for(stores.store(spec), days, report))]
+    work = [w for spec in specs if (w := work_for(root.store(spec), days, report))]
     names = work[0].store.spec.name if len(work) == 1 else f"{label}: {len(work)} datasets"
     report(f"{names}: {len(days)} day(s) {days[0]}..{days[-1]}")
     verdicts, recording_took = Verdicts(), Stopwatch()

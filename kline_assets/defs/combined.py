@@ -36,9 +36,9 @@ def build_combined_asset(spec: DatasetSpec, settings: Settings) -> dg.AssetsDefi
                     "the manifest are combined.",
     )
     def _combined(context: dg.AssetExecutionContext, config: CombineConfig) -> dg.MaterializeResult:
-        stores: StoreResource = run_resource(context, settings, STORE)
+        root: StoreResource = run_resource(context, settings, STORE)
         suffix = parse_zone(config.tz).file_suffix() if config.tz else None
-        store = stores.store(spec)
+        store = root.store(spec)
         result = combine(store, config.from_index, config.to_index, suffix)
         context.log.info(f"{result.path}: {result.chunks} chunks, {result.rows} rows"
                          f"{'' if result.rebuilt else ' (unchanged, not rewritten)'}")

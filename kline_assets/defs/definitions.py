@@ -32,11 +32,11 @@ from kline_assets.settings import Settings
 def build_resources(settings: Settings) -> dict:
     """The resources runs use, holding the settings as Dagster config: from the environment's settings, each
     names the variable its value comes from (`settings_fields`), in the UI's resource view too."""
-    stores, keys = StoreResource.from_settings(settings, env_vars=True), resource_keys(settings.key_prefix)
+    root, keys = StoreResource.from_settings(settings, env_vars=True), resource_keys(settings.key_prefix)
     return {
-        keys[STORE]: stores,
+        keys[STORE]: root,
         keys[EXCHANGE]: ExchangeResource.from_settings(settings, env_vars=True),
-        keys[CHUNK_IO_MANAGER]: ChunkIOManager(stores=stores),
+        keys[CHUNK_IO_MANAGER]: ChunkIOManager(root=root),
     }
 
 

@@ -59,7 +59,7 @@ def build_hourly_asset(spec: DatasetSpec, partitions_def: dg.PartitionsDefinitio
                     "resampled from klines_1m (an example of a downstream asset).",
     )
     def _hourly(context: dg.AssetExecutionContext, klines) -> dg.MaterializeResult:
-        stores: StoreResource = run_resource(context, settings, STORE)
+        root: StoreResource = run_resource(context, settings, STORE)
         # one partition: a DataFrame; a range run: {partition_key: DataFrame}, as the IO manager hands them
         days = klines if isinstance(klines, dict) else {context.partition_key: klines}
         for key, frame in sorted(days.items()):
@@ -67,8 +67,8 @@ def build_hourly_asset(spec: DatasetSpec, partitions_def: dg.PartitionsDefinitio
             target = hourly_file(spec, key)
             buffer = io.BytesIO()
             pq.write_table(pa.Table.from_pandas(bars, preserve_index=False), buffer, compression="zstd")
-            stores.backend().put(target, buffer.getvalue())
-            where = dg.MetadataValue.path(stores.backend().uri(target))
+            root.backend().put(target, buffer.getvalue())
+            where = dg.MetadataValue.path(root.backend().uri(target))
             context.add_asset_metadata({"bars": len(bars), "path": where}, partition_key=key)
         return dg.MaterializeResult()
 

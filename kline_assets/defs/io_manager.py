@@ -14,7 +14,7 @@ from kline_assets.store.reader import day_table
 
 
 class ChunkIOManager(dg.ConfigurableIOManager):
-    stores: StoreResource
+    root: StoreResource  # the data root whose chunks it reads
 
     def handle_output(self, context: dg.OutputContext, obj: None) -> None:
         """`klines_1m` emits no output value: its days are committed by `defs.writer` as they come."""
@@ -24,7 +24,7 @@ class ChunkIOManager(dg.ConfigurableIOManager):
         `dict[partition_key, frame]` for several; `pyarrow.Table` when the input is annotated so (also as
         `dict[str, pyarrow.Table]`), else `pandas.DataFrame`. Every chunk is verified first; a day with no
         chunk, or one that does not match the manifest, fails the step with what to run."""
-        store = self.stores.store_for_key(context.asset_key)
+        store = self.root.store_for_key(context.asset_key)
         manifest = store.manifest()
         if context.has_asset_partitions:
             keys = list(context.asset_partition_keys)

@@ -68,7 +68,7 @@ def build_live_job(settings: Settings) -> dg.JobDefinition:
            description="Brings today's klines_1m partition of each dataset up to the last closed minute "
                        "(completing or catching up earlier days), and records the days in Dagster.")
     def _live(context: dg.OpExecutionContext, config: LiveConfig):
-        stores: StoreResource = run_resource(context, settings, STORE)
+        root: StoreResource = run_resource(context, settings, STORE)
         exchange: ExchangeResource = run_resource(context, settings, EXCHANGE)
         report = reporter(context)
         # a symbol may stop trading between the sensor's request and this run: the others go on
@@ -82,7 +82,7 @@ def build_live_job(settings: Settings) -> dg.JobDefinition:
         now_ms = int(time.time() * 1000)
         work, live_day, existed = [], {}, {}  # per dataset: its last day, and whether that was stored already
         for name in [n for n in config.datasets if n in by_name] or list(by_name):
-            store = stores.store(by_name[name])
+            store = root.store(by_name[name])
             manifest = store.read_manifest()
             first, today = live_days(manifest, store.zone, now_ms, store.start)
             first = dt.date.fromisoformat(config.first_day) if config.first_day else first
@@ -218,10 +218,10 @@ def build_refresh_job(settings: Settings) -> dg.JobDefinition:
     @dg.op(name=prefixed(prefix, f"{REFRESH_JOB}_op"), required_resource_keys={keys[STORE], keys[EXCHANGE]},
            description=f"Asks exchangeInfo which symbols {selectors} selects and stores the listing.")
     def _refresh(context: dg.OpExecutionContext) -> None:
-        stores: StoreResource = run_resource(context, settings, STORE)
+        root: StoreResource = run_resource(context, settings, STORE)
         exchange: ExchangeResource = run_resource(context, settings, EXCHANGE)
         markets = {s.market for s in settings.selectors}
-        found = listings(stores.backend(), {m: exchange.client(m) for m in markets}, markets, max_age_s=0)
+        found = listings(root.backend(), {m: exchange.client(m) for m in markets}, markets, max_age_s=0)
         if any(found[m] is None for m in markets):
             raise dg.Failure(f"exchangeInfo of {', '.join(m for m in markets if found[m] is None)} unavailable; "
                              "nothing stored (see the log)")
@@ -248,8 +248,8 @@ def build_verify_job(spec: DatasetSpec, settings: Settings) -> dg.JobDefinition:
     @dg.op(name=job_name("verify_op", spec, prefix), required_resource_keys={prefixed(prefix, STORE)},
            description=f"Checks every stored day of {spec.name} against its manifest, continuity and sanity.")
     def _verify(context: dg.OpExecutionContext) -> None:
-        stores: StoreResource = run_resource(context, settings, STORE)
-        store = stores.store(spec)
+        root: StoreResource = run_resource(context, settings, STORE)
+        store = root.store(spec)
         today = dt.datetime.now(store.zone.tzinfo).date()
         report = verify(store, None, None, today)
         context.log.info(report.render(spec.name))

@@ -173,4 +173,4 @@ class StoreResource(dg.ConfigurableResource):
 
     def store(self, spec: DatasetSpec) -> DatasetStore:
         """The one way to open a dataset: a stored dataset keeps its own start date."""
-        return DatasetStore(self.backend(), spec, self.zone, parse_start_date(self.start))
+        return DatasetStore.open(self.backend(), spec, self.zone, parse_start_date(self.start))

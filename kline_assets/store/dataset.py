@@ -128,15 +128,25 @@ class DatasetStore:
 
     def __init__(self, root: Backend | str | os.PathLike, spec: DatasetSpec, zone: AlignZone,
                  start: dt.date) -> None:
+        """Reads nothing (`open` reads the manifest): `start` is the one this writer plans with."""
         self.backend = open_root(root) if isinstance(root, str | os.PathLike) else root
         self.paths = DatasetPaths(spec)
         self.spec, self.zone = spec, zone
-        existing = self.read_manifest()
-        if existing is not None:
-            self._guard(existing)
         # the start this writer plans its indexes with; the first commit fixes the dataset's own (`_replan`)
-        self.start = existing.start_date if existing else start
+        self.start = start
         self.refused: list[dt.date] = []  # staged days before the dataset's start, never committed
+
+    @classmethod
+    def open(cls, root: Backend | str | os.PathLike, spec: DatasetSpec, zone: AlignZone,
+             start: dt.date) -> DatasetStore:
+        """The dataset as stored, the one way to open it: its manifest read (another zone is refused, as
+        bad input) and its own start planned with; `start` only for a dataset nothing was written to yet."""
+        store = cls(root, spec, zone, start)
+        existing = store.read_manifest()
+        if existing is not None:
+            store._guard(existing)
+            store.start = existing.start_date
+        return store
 
     @property
     def where(self) -> str:

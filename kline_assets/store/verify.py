@@ -138,7 +138,7 @@ def misnumbered(manifest: Manifest, entry: ChunkEntry, listed: int) -> str | Non
     return None
 
 
-def record(store: DatasetStore, report: Report) -> None:
+def remember_repair(store: DatasetStore, report: Report) -> None:
     """Remember the last repair's verify result in the manifest (shown by `status`)."""
     if store.read_manifest() is None:
         return

@@ -27,7 +27,7 @@ def fetch_day(store, source):
 
 def test_extending_a_day_keeps_its_confirmed_gaps(tmp_path):
     """The exchange has no klines 02:00-03:00: the morning run confirms it, the evening run must keep it."""
-    store = DatasetStore(tmp_path, FUT, UTC, DAY)
+    store = DatasetStore.open(tmp_path, FUT, UTC, DAY)
     opens = minutes((0, 120), (180, 1440))
     morning = fetch_day(store, FakeSource(opens, now=START + 600 * M + 1))
     store.commit([store.stage(DAY, morning.table, morning.gaps, morning.covered_until_ms)])
@@ -40,7 +40,7 @@ def test_extending_a_day_keeps_its_confirmed_gaps(tmp_path):
 def test_rows_at_or_before_the_stored_end_are_not_stored_twice(tmp_path):
     """An entry whose coverage mark lags its last row (written by an older run, or an odd row) is
     extended without repeating the rows it already holds."""
-    store = DatasetStore(tmp_path, FUT, UTC, DAY)
+    store = DatasetStore.open(tmp_path, FUT, UTC, DAY)
     opens = minutes((0, 1440))
     first = fetch_day(store, FakeSource(opens, now=START + 10 * M + 1))
     assert first.table.num_rows == 10
@@ -55,7 +55,7 @@ def test_a_day_failing_one_error_check_is_never_put(tmp_path):
     written, have not closed yet (sanity's `unclosed_rows`, the one check failing)."""
     now = int(time.time() * 1000)
     today = UTC.local_date(now)
-    store = DatasetStore(tmp_path, FUT, UTC, today)
+    store = DatasetStore.open(tmp_path, FUT, UTC, today)
     start, _ = UTC.day_window_ms(today)
     source = FakeSource(range(start, now + 5 * M, M), now=now + 5 * M)
     with pytest.raises(ExchangeTransient, match=r"fails its checks \(sanity: \d+ unclosed_rows [^;]*\): not stored"):

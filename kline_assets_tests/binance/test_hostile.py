@@ -49,7 +49,7 @@ def hostile_run(make_settings, instance, url, source="rest", archive_url=None, d
 
 
 def stored(settings):
-    store = DatasetStore(settings.data_root, FUT, parse_zone("UTC"), FIRST)
+    store = DatasetStore.open(settings.data_root, FUT, parse_zone("UTC"), FIRST)
     manifest = store.read_manifest()
     return store, ([] if manifest is None else sorted(manifest.chunks.values(), key=lambda e: e.index))
 

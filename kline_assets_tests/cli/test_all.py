@@ -36,7 +36,7 @@ def test_each_verb_over_every_dataset(market_sim, tmp_path, monkeypatch, capsys)
     assert "spot: 7/7 datasets, 14/14 days" in done.stderr and "binanceusdm/BTCUSDT: 2/2 days" in done.stderr
     root = tmp_path / "data"
     for spec in (DatasetSpec("spot", "C002/USDT"), DatasetSpec("futures", "BTC/USDT")):
-        store = DatasetStore(root, spec, UTC, dt.date(2021, 1, 1))
+        store = DatasetStore.open(root, spec, UTC, dt.date(2021, 1, 1))
         for n in (3, 2):
             day = dt.date.fromisoformat(days_ago(n))
             entry = store.manifest().entry_for(day)
@@ -50,7 +50,7 @@ def test_each_verb_over_every_dataset(market_sim, tmp_path, monkeypatch, capsys)
         == {"BTCUSDT"}  # only the backfill asked futures: --market spot narrowed live
     verify = cli_here(monkeypatch, capsys, env, "verify", "--all")
     assert verify.returncode == 0 and "verified 8 dataset(s): all ok" in verify.stdout
-    store = DatasetStore(root, DatasetSpec("spot", "ETH/USDT"), UTC, dt.date(2021, 1, 1))
+    store = DatasetStore.open(root, DatasetSpec("spot", "ETH/USDT"), UTC, dt.date(2021, 1, 1))
     entry = store.manifest().entry_for(dt.date.fromisoformat(days_ago(3)))
     store.backend.delete(store.key(entry))
     broken = cli(env, "verify", "--all", "--repair")
@@ -65,7 +65,7 @@ def test_a_failing_dataset_does_not_stop_the_others(market_sim, tmp_path):
     assert "1 of 7 dataset(s) failed" in done.stderr and "binanceusdm/C001USDT:" in done.stderr
     root = tmp_path / "data"
     for symbol in ("BTC", "ETH", "BNB", "SOL", "C000", "C002"):
-        store = DatasetStore(root, DatasetSpec("futures", f"{symbol}/USDT"), UTC, dt.date(2021, 1, 1))
+        store = DatasetStore.open(root, DatasetSpec("futures", f"{symbol}/USDT"), UTC, dt.date(2021, 1, 1))
         assert store.manifest().entry_for(dt.date.fromisoformat(days_ago(2))).complete
     assert not (root / "binanceusdm" / "C001USDT" / "1m" / "manifest.json").exists()
 

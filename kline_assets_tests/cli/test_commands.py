@@ -181,7 +181,7 @@ def test_cross_check_finds_a_replaced_archive_file_and_repair_takes_rest(sim, tm
     from kline_assets.store.dataset import DatasetStore
     from kline_assets.timezones import parse_zone
 
-    store = DatasetStore(tmp_path / "data", FUT, parse_zone("UTC"), dt.date(2021, 1, 1))
+    store = DatasetStore.open(tmp_path / "data", FUT, parse_zone("UTC"), dt.date(2021, 1, 1))
     day = dt.date(2021, 6, 2)
     table = store.read_table(store.manifest().entry_for(day))
     table = table.set_column(4, "close", pc.add(table["close"], 1.0))

@@ -20,7 +20,7 @@ UTC = parse_zone("UTC")
 
 
 def dataset(root, start=dt.date(2021, 1, 1)) -> DatasetStore:
-    return DatasetStore(root, FUT, UTC, start)
+    return DatasetStore.open(root, FUT, UTC, start)
 
 
 def test_every_verb_works_on_s3(sim, tmp_path, s3_root, monkeypatch, capsys):
@@ -121,7 +121,7 @@ def test_two_first_backfills_with_different_starts_into_one_prefix(sim, tmp_path
     days = sorted(dt.date.fromisoformat(e.partition) for e in manifest.chunks.values())
     assert days == [first + dt.timedelta(n) for n in range((dt.date(2021, 1, 25) - first).days)]
     check_days(sim, s3_root, first, len(days))
-    store = DatasetStore(s3_root, FUT, UTC, first)
+    store = DatasetStore.open(s3_root, FUT, UTC, first)
     assert verify(store, None, None, dt.date(2021, 2, 1)).ok
     if first == dt.date(2021, 1, 8):  # the early writer lost its first week: said, exit 1
         assert codes[0] == 1 and "were not stored" in outs[0][1], outs[0][1]

@@ -39,7 +39,7 @@ def test_the_environments_resources_name_their_variables_and_runs_read_them(sim,
     assert [exchange.spot_url, exchange.futures_url, exchange.source] == \
         ["KLINE_SPOT_URL", "KLINE_FUTURES_URL", "KLINE_SOURCE"]
     assert not isinstance(exchange.archive_url, dg.EnvVar)  # unset: the default, as a value
-    assert defs.resources[CHUNK_IO_MANAGER].stores == store
+    assert defs.resources[CHUNK_IO_MANAGER].root == store
 
     settings = load_settings()
     assert run(settings, instance, FUT, "2021-03-27", "2021-03-28").success  # Dagster resolved the variables

@@ -103,7 +103,7 @@ def test_one_live_run_brings_many_datasets_to_the_last_closed_minute(make_settin
         assert done.success
         today = dt.datetime.now(dt.timezone.utc).date()
         for spec in settings.pairs:
-            store = DatasetStore(settings.data_root, spec, parse_zone("UTC"), settings.start)
+            store = DatasetStore.open(settings.data_root, spec, parse_zone("UTC"), settings.start)
             entry = store.manifest().entry_for(today)
             assert entry.covered_until_ms > closed, spec
         assert len(done.get_asset_materialization_events()) == 27
@@ -120,7 +120,7 @@ def test_one_live_run_brings_many_datasets_to_the_last_closed_minute(make_settin
         assert again.get_asset_check_evaluations() == []  # only a failing day has an evaluation of its own
         closed = int(began // 60 * 60_000) - 60_000
         for spec in settings.pairs:
-            assert DatasetStore(settings.data_root, spec, parse_zone("UTC"), settings.start).manifest().entry_for(
+            assert DatasetStore.open(settings.data_root, spec, parse_zone("UTC"), settings.start).manifest().entry_for(
                 today).covered_until_ms > closed, spec
 
 
@@ -148,7 +148,7 @@ def test_live_loop_across_minutes_and_a_zurich_midnight(sim, tmp_path):
     target = midnight.timestamp() * 1000 - 90_000  # 23:58:30 local on the day before
     start = (midnight.date() - dt.timedelta(2)).isoformat()
     env = env_for(sim, tmp_path, KLINE_ALIGN_TZ="Europe/Zurich", KLINE_START=start)
-    store = DatasetStore(tmp_path / "data", FUT, ZURICH, midnight.date())
+    store = DatasetStore.open(tmp_path / "data", FUT, ZURICH, midnight.date())
     before, after = midnight.date() - dt.timedelta(1), midnight.date()
 
     def cycle_at(sim_ms):

@@ -119,6 +119,6 @@ def test_backfill_three_days_from_the_ui(sim, dagster_dev, monkeypatch):
         page.screenshot(path=str(ARTIFACTS / "check_history.png"))
         browser.close()
     entries = {c["partition"]: c for c in json.loads(manifest.read_text())["chunks"]}
-    store = DatasetStore(str(manifest.parents[3]), SPOT, parse_zone("UTC"), days[0])
+    store = DatasetStore.open(str(manifest.parents[3]), SPOT, parse_zone("UTC"), days[0])
     for day in days:
         assert stored_rows(store, entries[day.isoformat()]) == expected_rows(sim.state, SPOT, "UTC", day)

@@ -72,7 +72,7 @@ def test_a_ui_backfill_of_both_markets_on_postgres(sim, tmp_path, pg_server, mon
             steps = {e.step_key for e in instance.all_logs(runs[0].run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)}
             assert steps == {"klines_1m_futures", "klines_1m_spot"}
             for spec, key in zip((FUT, SPOT), keys, strict=True):
-                store = DatasetStore(tmp_path / "data", spec, parse_zone("UTC"), dt.date(2021, 1, 1))
+                store = DatasetStore.open(tmp_path / "data", spec, parse_zone("UTC"), dt.date(2021, 1, 1))
                 manifest = json.loads((tmp_path / "data" / store.paths.manifest).read_text())
                 # the live sensor (on by default) writes today meanwhile: the backfill's days are what is checked
                 assert set(days) <= {c["partition"] for c in manifest["chunks"]}

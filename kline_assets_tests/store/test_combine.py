@@ -24,7 +24,7 @@ def _loaded(make_settings, instance, data_root):
                             tags={"dagster/asset_partition_range_start": "2021-01-01",
                                   "dagster/asset_partition_range_end": "2021-01-06"})
     assert result.success
-    return settings, DatasetStore(settings.data_root, FUT, parse_zone("UTC"), dt.date(2021, 1, 1))
+    return settings, DatasetStore.open(settings.data_root, FUT, parse_zone("UTC"), dt.date(2021, 1, 1))
 
 
 @pytest.fixture

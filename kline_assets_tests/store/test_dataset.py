@@ -27,7 +27,7 @@ def staged_day(store, day, minutes=60):
 
 
 def commit_days(root, days):
-    store = DatasetStore(root, FUT, UTC, START)
+    store = DatasetStore.open(root, FUT, UTC, START)
     return store.commit([staged_day(store, d, 1440) for d in days])
 
 
@@ -81,7 +81,7 @@ class LosesTheFirstSwap:
 
 def test_a_commit_that_lost_the_swap_merges_again_and_names_each_day_once(data_root):
     """What a commit returns is what the run records in Dagster: after a retry, each day once."""
-    store = DatasetStore(data_root, FUT, UTC, START)
+    store = DatasetStore.open(data_root, FUT, UTC, START)
     days = [START + dt.timedelta(n) for n in range(3)]
     staged = [staged_day(store, d, 1440) for d in days]
     store.backend = LosesTheFirstSwap(store.backend, lambda: commit_days(data_root, [START + dt.timedelta(5)]))
@@ -96,7 +96,7 @@ def test_a_crash_before_the_commit_leaves_only_unlisted_objects(data_root):
     no manifest names. They stay while younger than the grace period (their writer may be alive on another
     machine) and go after it."""
     commit_days(data_root, [START])
-    store = DatasetStore(data_root, FUT, UTC, START)
+    store = DatasetStore.open(data_root, FUT, UTC, START)
     orphans = [staged_day(store, START + dt.timedelta(n)) for n in (1, 2)]  # put, never committed
     manifest = store.manifest()
     assert sorted(manifest.chunks) == [1] and store.entry_intact(manifest.chunks[1])
@@ -108,7 +108,7 @@ def test_a_crash_before_the_commit_leaves_only_unlisted_objects(data_root):
 
 
 def test_a_rewritten_day_gets_a_new_object_and_never_overwrites_the_listed_one(data_root):
-    store = DatasetStore(data_root, FUT, UTC, START)
+    store = DatasetStore.open(data_root, FUT, UTC, START)
     day = START + dt.timedelta(2)
     (first,) = store.commit([staged_day(store, day, 60)])
     (second,) = store.commit([staged_day(store, day, 120)])
@@ -121,7 +121,7 @@ def test_a_rewritten_day_gets_a_new_object_and_never_overwrites_the_listed_one(d
 def test_a_reader_holding_an_old_entry_reads_the_new_one_once(data_root):
     """A day replaced (and its old object collected) while a reader held the old manifest: the reader looks
     the day up again instead of reporting it missing."""
-    store = DatasetStore(data_root, FUT, UTC, START)
+    store = DatasetStore.open(data_root, FUT, UTC, START)
     (old,) = store.commit([staged_day(store, START, 60)])
     store.commit([staged_day(store, START, 90)])
     store.collect(grace_s=0)
@@ -129,7 +129,7 @@ def test_a_reader_holding_an_old_entry_reads_the_new_one_once(data_root):
 
 
 def test_an_entry_covering_less_does_not_replace_a_fuller_one(data_root):
-    store = DatasetStore(data_root, FUT, UTC, START)
+    store = DatasetStore.open(data_root, FUT, UTC, START)
     day = dt.date(2021, 1, 2)
     full = staged_day(store, day, 1440)
     partial = staged_day(store, day, 30)
@@ -160,7 +160,7 @@ def test_two_processes_writing_different_days_lose_nothing(data_root):
     for p in procs:
         p.join(120)
         assert p.exitcode == 0
-    store = DatasetStore(data_root, FUT, UTC, START)
+    store = DatasetStore.open(data_root, FUT, UTC, START)
     manifest = store.manifest()
     assert sorted(manifest.chunks) == list(range(1, 25))
     assert all(store.entry_intact(e) for e in manifest.chunks.values())
@@ -169,7 +169,7 @@ def test_two_processes_writing_different_days_lose_nothing(data_root):
 
 def test_a_corrupt_manifest_is_refused_not_taken_for_no_manifest(data_root):
     commit_days(data_root, [dt.date(2021, 1, 1)])
-    store = DatasetStore(data_root, FUT, UTC, START)
+    store = DatasetStore.open(data_root, FUT, UTC, START)
     store.backend.put(store.paths.manifest, b'{"version": 1, "chunks": [')  # torn by hand
     with pytest.raises(BadInput, match="not a kline-assets manifest"):
         commit_days(data_root, [dt.date(2021, 1, 2)])
@@ -182,7 +182,7 @@ def test_two_writers_of_the_same_day_leave_one_intact_entry(data_root):
     day = dt.date(2021, 1, 5)
     with mp.get_context("spawn").Pool(2) as pool:
         pool.starmap(_write_day, [(data_root, _aws_env(), day, minutes) for minutes in (300, 900) for _ in range(3)])
-    store = DatasetStore(data_root, FUT, UTC, START)
+    store = DatasetStore.open(data_root, FUT, UTC, START)
     entry = store.manifest().entry_for(day)
     assert entry.rows == 900 and store.entry_intact(entry)
     store.collect(grace_s=0)
@@ -191,15 +191,15 @@ def test_two_writers_of_the_same_day_leave_one_intact_entry(data_root):
 
 def _write_day(root, env, day, minutes):
     os.environ.update(env)
-    store = DatasetStore(root, FUT, UTC, START)
+    store = DatasetStore.open(root, FUT, UTC, START)
     store.commit([staged_day(store, day, minutes)])
 
 
 def test_a_writer_planned_against_another_start_is_renumbered_or_refused(data_root):
     """Two first writers with different starts: the first commit fixes the start; the other's days are put
     again under their right names before its commit, and its days before that start are refused."""
-    early = DatasetStore(data_root, FUT, UTC, dt.date(2020, 12, 28))
-    late = DatasetStore(data_root, FUT, UTC, START)
+    early = DatasetStore.open(data_root, FUT, UTC, dt.date(2020, 12, 28))
+    late = DatasetStore.open(data_root, FUT, UTC, START)
     days = [START + dt.timedelta(n) for n in range(3)]
     late_staged = [staged_day(late, d) for d in days]
     early_days = [dt.date(2020, 12, 28) + dt.timedelta(n) for n in range(7)]
@@ -213,7 +213,7 @@ def test_a_writer_planned_against_another_start_is_renumbered_or_refused(data_ro
     assert early.refused == early_days[:4]
 
     other = f"{data_root}/other"  # the other order: the early start wins, the late writer's days move up
-    early, late = DatasetStore(other, FUT, UTC, dt.date(2020, 12, 28)), DatasetStore(other, FUT, UTC, START)
+    early, late = DatasetStore.open(other, FUT, UTC, dt.date(2020, 12, 28)), DatasetStore.open(other, FUT, UTC, START)
     late_staged = [staged_day(late, d) for d in days]
     early.commit([staged_day(early, early_days[0])])
     late.commit(late_staged)

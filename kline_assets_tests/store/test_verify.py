@@ -13,7 +13,7 @@ START = dt.date(2021, 1, 1)
 
 def stored(data_root, days: dict[dt.date, int]) -> DatasetStore:
     """Days with the given number of minutes stored (1440: complete)."""
-    store = DatasetStore(data_root, FUT, UTC, START)
+    store = DatasetStore.open(data_root, FUT, UTC, START)
     staged = []
     for day, minutes in days.items():
         start, _ = UTC.day_window_ms(day)
@@ -61,7 +61,7 @@ def test_entries_numbered_against_another_start_are_problems_and_repair_drops_th
     doc["start"] = "2020-12-29"
     doc["chunks"].append({**doc["chunks"][0], "index": 4})
     store.backend.put(store.paths.manifest, json.dumps(doc).encode())
-    store = DatasetStore(data_root, FUT, UTC, START)
+    store = DatasetStore.open(data_root, FUT, UTC, START)
     report = verify(store, None, None, dt.date(2021, 2, 1))
     assert {p.kind for p in report.problems} >= {"misnumbered"}
     assert {p.day for p in report.problems if p.kind == "misnumbered"} == {"2021-01-01", "2021-01-02", "2021-01-03"}
@@ -95,7 +95,7 @@ def test_unlisted_objects_are_problems_only_after_the_grace_period(data_root, mo
 def test_a_stored_day_with_impossible_or_unclosed_rows_is_insane(data_root):
     """Rows the exchange cannot have sent, in a file that matches its manifest entry (written by an older
     version, or by hand): verify names the day and the minute."""
-    store = DatasetStore(data_root, FUT, UTC, START)
+    store = DatasetStore.open(data_root, FUT, UTC, START)
     nan_day, unclosed_day = START, START + dt.timedelta(1)
     table = with_value(day_table(nan_day), "open", 100, float("nan"))
     end = UTC.day_window_ms(unclosed_day)[1]
