@@ -1,10 +1,10 @@
 """Settings handed to Dagster's step processes through the environment come back as they were."""
 
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import pytest
 
-from kline_assets.settings import DatasetSpec, load_settings, settings_env
+from kline_assets.settings import DatasetSpec, load_settings, settings_env, spelled
 
 
 @pytest.mark.parametrize("zone", ["UTC", "Europe/Zurich", "+02:00", "-05:00"])
@@ -23,3 +23,22 @@ def test_selectors_travel_as_the_pairs_they_resolved_to():
                        selectors=())
     assert load_settings(settings_env(resolved)).pairs == resolved.pairs
     assert load_settings(settings_env(resolved)).selectors == ()
+
+
+VARIABLE_VALUES = {  # each variable, a value other than its default, and the setting it must give
+    "KLINE_DATA_ROOT": ("data_root", "elsewhere"), "KLINE_LOG_DIR": ("log_dir", "l"),
+    "KLINE_ALIGN_TZ": ("align_tz", "Asia/Tokyo"), "KLINE_START": ("start", "2021-02-03"),
+    "KLINE_SOURCE": ("source", "rest"), "KLINE_SPOT_URL": ("spot_url", "http://s"),
+    "KLINE_FUTURES_URL": ("futures_url", "http://f"), "KLINE_ARCHIVE_URL": ("archive_url", "http://a"),
+    "KLINE_HOURLY": ("hourly", "1"), "BUILD_COMBINED_ON_BACKFILL": ("combine_after_backfill", "1"),
+    "KLINE_PAIRS": ("pairs", "spot:ETH/USDT"),
+}
+
+
+@pytest.mark.parametrize("variable", sorted(VARIABLE_VALUES))
+def test_each_variable_gives_its_own_setting_and_nothing_else(variable):
+    defaults = load_settings({})
+    given = load_settings({variable: VARIABLE_VALUES[variable][1]})
+    changed = {f.name for f in fields(given) if getattr(given, f.name) != getattr(defaults, f.name)}
+    assert changed == {VARIABLE_VALUES[variable][0]}
+    assert spelled(given, VARIABLE_VALUES[variable][0]) == VARIABLE_VALUES[variable][1]

@@ -88,8 +88,7 @@ MUTANTS = [  # (what breaks, file, text, replacement, tests that must fail)
      "IN_PROGRESS = [",
      [T + "defs/test_sensors.py::test_sensor_skips_while_a_partly_overlapping_run_is_queued_or_in_progress"]),
     ("--all exits 0 when a market fails", "kline_assets/cli/commands.py",
-     "    if not outcome.success:\n        return 130 if outcome.interrupted else 1",
-     "    if False:\n        return 130 if outcome.interrupted else 1",
+     'f"under {settings.data_root}")\n    if not outcome.success:', 'f"under {settings.data_root}")\n    if False:',
      [T + "cli/test_all.py::test_a_failing_market_fails_the_command"]),
     ("a market process dying counts as success", "kline_assets/defs/runs.py",
      "        outcome = RunOutcome(result.success, result.run_id, *first_error(result))\n    return _then",
@@ -219,10 +218,12 @@ MUTANTS = [  # (what breaks, file, text, replacement, tests that must fail)
      "    if changed:\n", "    if len(changed) > 1:\n",
      [T + "defs/test_resources.py::test_a_run_config_that_would_write_elsewhere_or_cut_other_days_fails_and_writes_"
       "nothing"]),
-    ("component attributes hourly and combine swapped", "kline_assets/defs/component.py",
-     "build_combined_on_backfill=self.combine_after_backfill, hourly=self.hourly,",
-     "build_combined_on_backfill=self.hourly, hourly=self.combine_after_backfill,",
-     [T + "defs/test_component.py"]),
+    ("settings hourly and combine_after_backfill swapped", "kline_assets/settings.py",
+     'Setting("hourly", "KLINE_HOURLY", "", "The example downstream asset klines_1h", parse_flag),\n'
+     '    Setting("combine_after_backfill",',
+     'Setting("combine_after_backfill", "KLINE_HOURLY", "", "The example downstream asset klines_1h", parse_flag),'
+     '\n    Setting("hourly",',
+     [T + "defs/test_component.py", T + "test_settings.py"]),
     ("a relayed Ctrl-C exits 1", "kline_assets/cli/main.py", "relayed = RELAY is not None and RELAY in seen",
      "relayed = False", [T + "test_interrupts.py"]),
 ]
