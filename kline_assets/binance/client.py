@@ -60,9 +60,6 @@ def _recording(cls: type) -> type:
     return Recording
 
 
-_CCXT = {"binance": _recording(ccxt.binance), "binanceusdm": _recording(ccxt.binanceusdm)}
-
-
 @dataclass
 class RequestStats:
     requests: int = 0
@@ -102,6 +99,7 @@ class BinanceClient:
         self.budget_key = budget_key(origin, market)
         self.limiter = limiter
         self.stats = RequestStats()
+        self._ccxt = _recording(getattr(ccxt, market.exchange_id))  # the class of this market's instances
         self._idle: list[Any] = []  # ccxt instances not in a request now (`_instance`)
         self._idle_lock = threading.Lock()
         self._prefix = "public" if market.name == "spot" else "fapiPublic"
@@ -117,7 +115,7 @@ class BinanceClient:
             inst = self._idle.pop() if self._idle else None
         if inst is None:
             urls = {"public": f"{self.origin}/api/v3", "fapiPublic": f"{self.origin}/fapi/v1"}
-            inst = _CCXT[self.market.exchange_id]({
+            inst = self._ccxt({
                 # JSON numbers as numbers, whichever ccxt: up to 4.5.x, without orjson installed, ccxt read
                 # them as strings (integer times too); newer ones ignore the flag in Python
                 "quoteJsonNumbers": False,

@@ -13,7 +13,6 @@ selects only the datasets already on disk, and the log says how to get one.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,8 +22,9 @@ from kline_assets.binance.client import BinanceClient
 from kline_assets.errors import BadInput, ExchangeFinal, ExchangeTransient
 from kline_assets.settings import MARKETS, MAX_SYMBOL, DatasetSpec, Selector, Settings, plain_name
 from kline_assets.store.backend import Backend
+from kline_assets.store.caches import read_listing, write_listing
 from kline_assets.store.dataset import dataset_dirs, manifest_at
-from kline_assets.store.paths import MANIFEST, listing_cache
+from kline_assets.store.paths import MANIFEST
 
 log = logging.getLogger("kline_assets")
 
@@ -90,16 +90,15 @@ class Listing:
                    {str(s): (str(v[0]), str(v[1]), str(v[2]), bool(v[3])) for s, v in body["symbols"].items()})
 
     def save(self, root: Backend) -> None:
-        """Under the data root (on S3: under the prefix), so every machine and run worker that shares the
-        archive shares the listing too, and exchangeInfo is asked once a day, not once per worker."""
-        root.put(listing_cache(self.market), json.dumps(self.to_json(), separators=(",", ":")).encode())
+        write_listing(root, self.market, self.to_json())
 
     @classmethod
     def load(cls, root: Backend, market: str) -> Listing | None:
+        body = read_listing(root, market)
         try:
-            return cls.from_json(market, json.loads(root.get(listing_cache(market))))
-        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
-            return None  # no cache, or one that is not ours: asked for again
+            return None if body is None else cls.from_json(market, body)
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+            return None  # a cache that is not ours: asked for again
 
 
 def fetch_listing(client: BinanceClient) -> Listing:

@@ -8,36 +8,20 @@ weight budget in force (`rateLimits`), which can be lower than the default.
 
 from __future__ import annotations
 
-import json
 import logging
 
 from kline_assets.binance.client import BinanceClient
 from kline_assets.errors import BadInput, ExchangeFinal, ExchangeTransient, UnknownSymbol
 from kline_assets.settings import DEFAULT_PAIR, DatasetSpec
 from kline_assets.store.backend import Backend
-from kline_assets.store.paths import DatasetPaths, symbols_cache
+from kline_assets.store.caches import read_symbols, remember_symbol
+from kline_assets.store.paths import DatasetPaths
 
 log = logging.getLogger("kline_assets")
 
 
-def _cache_read(root: Backend) -> dict:
-    """The cache as written by `_cache_put`; anything else (missing, damaged, not an object) is empty."""
-    try:
-        known = json.loads(root.get(symbols_cache()))
-    except (OSError, ValueError):
-        return {}
-    return {k: v for k, v in known.items() if isinstance(v, bool)} if isinstance(known, dict) else {}
-
-
-def _cache_get(root: Backend, spec: DatasetSpec) -> bool | None:
-    return _cache_read(root).get(f"{spec.market}:{spec.symbol}")
-
-
-def _cache_put(root: Backend, spec: DatasetSpec, listed: bool) -> None:
-    """Read, add, write: two writers at once may lose one answer, which is only asked for again."""
-    known = _cache_read(root)
-    known[f"{spec.market}:{spec.symbol}"] = listed
-    root.put(symbols_cache(), json.dumps(known, indent=1, sort_keys=True).encode())
+def _key(spec: DatasetSpec) -> str:
+    return f"{spec.market}:{spec.symbol}"
 
 
 def is_listed(client: BinanceClient, symbol: str) -> bool:
@@ -68,11 +52,11 @@ def listed(root: Backend, spec: DatasetSpec, client: BinanceClient) -> bool:
     """From an existing dataset, the cache, or one request (whose answer is cached)."""
     if root.exists(DatasetPaths(spec).manifest):
         return True
-    cached = _cache_get(root, spec)
+    cached = read_symbols(root).get(_key(spec))
     if cached is not None:
         return cached
     answer = is_listed(client, spec.symbol)
-    _cache_put(root, spec, answer)
+    remember_symbol(root, _key(spec), answer)
     return answer
 
 
@@ -104,7 +88,7 @@ def resolve_for_definitions(root: Backend, specs: tuple[DatasetSpec, ...],
             elif clients is not None:
                 ok = listed(root, spec, clients[spec.market])
             else:
-                ok = root.exists(DatasetPaths(spec).manifest) or _cache_get(root, spec) is not False
+                ok = root.exists(DatasetPaths(spec).manifest) or read_symbols(root).get(_key(spec)) is not False
         except (ExchangeFinal, ExchangeTransient, OSError):
             ok = True  # unknown for now: the run will say so if the exchange does not list it
         chosen = spec if ok else DatasetSpec(spec.market, DEFAULT_PAIR)
