@@ -152,7 +152,7 @@ MUTANTS = [  # (what breaks, file, text, replacement, tests that must fail)
      "if self._unreachable_in_a_row >= UNREACHABLE_AFTER and not self.given_up:", "if False:",
      [T + "binance/test_hostile.py::test_an_unreachable_archive_is_given_up_once_per_run"]),
     ("a stop waits for slow requests", "kline_assets/defs/fleet.py",
-     "        for stream in list(streams):\n            stream.stop()", "        pass",
+     "        for stream in list(self.streams):\n            stream.stop()", "        pass",
      [T + "binance/test_hostile.py::test_a_signal_stops_a_backfill_on_a_dripping_server_within_5s"]),
     ("SIGTERM exits 130", "kline_assets/cli/main.py", "        if signal.SIGTERM in seen:", "        if False:",
      [T + "binance/test_hostile.py::test_a_signal_stops_a_backfill_on_a_dripping_server_within_5s"]),

@@ -118,6 +118,74 @@ def datasets_at_once(exchange: ExchangeResource, work: list[Work]) -> int:
     return max(2, IN_FLIGHT // max(1, min(per_stream, longest)))
 
 
+class Drivers:
+    """The threads that drive each dataset's stream (a pool per market, `datasets_at_once` datasets each)
+    and what the run's streams share: each market's archive client and the run's `Encoder`. Each driver
+    puts its dataset's committed batches, then `_DONE` or its error, into `out`."""
+
+    def __init__(self, exchange: ExchangeResource, work: list[Work], report: Callable[[str | Tally], None]) -> None:
+        self.exchange, self.report = exchange, report
+        self.out = Mailbox(256)
+        self.stopping = threading.Event()
+        self.archives = {m: exchange.archive(m) for m in {w.store.spec.market for w in work}}
+        self.encoder = Encoder()  # the run's archive days are made on the other cores
+        self.streams: list[DayStream] = []
+        self.pools: list[ThreadPoolExecutor] = []
+        self.futures: list[Future] = []
+        by_market: dict[str, list[Work]] = {}
+        for item in work:
+            by_market.setdefault(item.store.spec.market, []).append(item)
+        for market, items in by_market.items():
+            self.pools.append(ThreadPoolExecutor(datasets_at_once(exchange, items),
+                                                 thread_name_prefix=f"fleet-{market}"))
+            self.futures += [self.pools[-1].submit(self.drive, item) for item in items]
+
+    def drive(self, item: Work) -> None:
+        if self.stopping.is_set():
+            self.out.put((item.store, _DONE))
+            return
+        try:
+            stream = self.exchange.day_stream(item.store, item.days, self.archives[item.store.spec.market],
+                                              self.encoder)
+            self.streams.append(stream)
+            if self.stopping.is_set():
+                stream.stop()
+            batches = write_days(stream, report=self.report)
+            for batch in batches:
+                self.out.put((item.store, batch))
+                if self.stopping.is_set():
+                    batches.close()  # commits what is staged
+                    break
+        except BaseException as exc:
+            self.out.put((item.store, exc))
+            return
+        self.out.put((item.store, _DONE))
+
+    def halt(self) -> None:
+        """Every stream ends now: requests in flight too; the days already staged are committed."""
+        self.stopping.set()
+        for stream in list(self.streams):
+            stream.stop()
+
+    def wind_down(self) -> Iterator[tuple[DatasetStore, Committed]]:
+        """After `halt`: datasets not started are dropped, running ones commit and end; their batches come
+        out."""
+        for future in self.futures:
+            future.cancel()
+        while not all(f.done() for f in self.futures) or self.out.items:
+            store, got = self.out.get(timeout=0.2) or (None, None)
+            if isinstance(got, Committed):
+                yield store, got
+
+    def close(self) -> None:
+        self.out.closed = True  # whatever ended the run, no driver waits for room any more
+        self.encoder.close()
+
+    def join(self) -> None:
+        for pool in self.pools:
+            pool.shutdown(wait=True)
+
+
 def run_fleet(exchange: ExchangeResource, work: list[Work],
               report: Callable[[str | Tally], None]) -> Iterator[tuple[DatasetStore, Committed]]:
     """Every committed batch of every dataset, as it commits; raises `FleetFailure` at the end when any
@@ -126,83 +194,50 @@ def run_fleet(exchange: ExchangeResource, work: list[Work],
     markets = {w.store.spec.market for w in work}
     progress = FleetProgress(len(work), sum(len(w.days) for w in work), started=time.monotonic(),
                              label=markets.pop() if len(markets) == 1 else "all markets")
-    out = Mailbox(256)
-    stop = threading.Event()
-    archives = {m: exchange.archive(m) for m in {w.store.spec.market for w in work}}
-    encoder = Encoder()  # the run's archive days are made on the other cores
-    streams: list[DayStream] = []
-
-    def halt() -> None:
-        """Every stream ends now: requests in flight too; the days already staged are committed."""
-        stop.set()
-        for stream in list(streams):
-            stream.stop()
-
-    def drive(item: Work) -> None:
-        if stop.is_set():
-            out.put((item.store, _DONE))
-            return
-        try:
-            stream = exchange.day_stream(item.store, item.days, archives[item.store.spec.market], encoder)
-            streams.append(stream)
-            if stop.is_set():
-                stream.stop()
-            batches = write_days(stream, report=report if single else _log_line)
-            for batch in batches:
-                out.put((item.store, batch))
-                if stop.is_set():
-                    batches.close()  # commits what is staged
-                    break
-        except BaseException as exc:
-            out.put((item.store, exc))
-            return
-        out.put((item.store, _DONE))
-
-    by_market: dict[str, list[Work]] = {}
-    for item in work:
-        by_market.setdefault(item.store.spec.market, []).append(item)
-    pools, futures = [], []
-    for market, items in by_market.items():
-        pools.append(ThreadPoolExecutor(datasets_at_once(exchange, items), thread_name_prefix=f"fleet-{market}"))
-        futures += [pools[-1].submit(drive, item) for item in items]
+    drivers = Drivers(exchange, work, report if single else _log_line)
     failures: list[tuple[str, BaseException]] = []
-    pending, last_report = len(work), time.monotonic()
     try:
-        while pending:
-            store, got = out.get(timeout=0.5) or (None, None)
-            if isinstance(got, Committed):
-                progress.days += len(got.days)
-                progress.rows += sum(entry.rows for _, entry in got.days)
-                yield store, got
-            elif got is _DONE or isinstance(got, BaseException):
-                pending -= 1
-                progress.done += 1
-                if isinstance(got, BaseException):
-                    failures.append((store.spec.name, got))
-                    log.error("%s failed", store.spec.name, exc_info=got)
-            if not single and time.monotonic() - last_report >= PROGRESS_EVERY_S:
-                last_report = time.monotonic()
-                report(progress.tally())
+        yield from _collect(drivers, len(work), progress, failures, None if single else report)
     except GeneratorExit:  # the consumer went away: drivers commit what they staged, no one is told
-        halt()
-        for _ in _wind_down(futures, out):
+        drivers.halt()
+        for _ in drivers.wind_down():
             pass
         raise
     except BaseException:  # interrupted: drivers commit what they staged; record it, then stop
-        halt()
-        yield from _wind_down(futures, out)
+        drivers.halt()
+        yield from drivers.wind_down()
         raise
     finally:
-        out.closed = True  # whatever ended this, no driver waits for room any more
-        encoder.close()
-    for pool in pools:
-        pool.shutdown(wait=True)
+        drivers.close()
+    drivers.join()
     if not single:
         report(progress.tally())
     if single and failures:
         raise failures[0][1]  # one dataset: its own error, as it always was
     if failures:
         raise FleetFailure([(name, _reason(exc)) for name, exc in failures], len(work))
+
+
+def _collect(drivers: Drivers, pending: int, progress: FleetProgress, failures: list[tuple[str, BaseException]],
+             report: Callable[[str | Tally], None] | None) -> Iterator[tuple[DatasetStore, Committed]]:
+    """The drivers' batches as they come, until every dataset is done; failures noted, not raised;
+    `report`: the fleet's progress every `PROGRESS_EVERY_S`."""
+    last_report = time.monotonic()
+    while pending:
+        store, got = drivers.out.get(timeout=0.5) or (None, None)
+        if isinstance(got, Committed):
+            progress.days += len(got.days)
+            progress.rows += sum(entry.rows for _, entry in got.days)
+            yield store, got
+        elif got is _DONE or isinstance(got, BaseException):
+            pending -= 1
+            progress.done += 1
+            if isinstance(got, BaseException):
+                failures.append((store.spec.name, got))
+                log.error("%s failed", store.spec.name, exc_info=got)
+        if report and time.monotonic() - last_report >= PROGRESS_EVERY_S:
+            last_report = time.monotonic()
+            report(progress.tally())
 
 
 def recording(fleet: Generator[tuple[DatasetStore, Committed], None, None],
@@ -225,16 +260,6 @@ def recording(fleet: Generator[tuple[DatasetStore, Committed], None, None],
             if after is not exc and not isinstance(after, StopIteration):
                 raise
         raise
-
-
-def _wind_down(futures: list[Future], out: Mailbox) -> Iterator[tuple[DatasetStore, Committed]]:
-    """After a stop: datasets not started are dropped, running ones commit and end; their batches come out."""
-    for future in futures:
-        future.cancel()
-    while not all(f.done() for f in futures) or out.items:
-        store, got = out.get(timeout=0.2) or (None, None)
-        if isinstance(got, Committed):
-            yield store, got
 
 
 def _reason(exc: BaseException) -> str:
