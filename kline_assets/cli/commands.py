@@ -208,7 +208,7 @@ def plot_coverage(backend: Backend, statuses: list[dict], target: Path) -> None:
         path = target if len(statuses) == 1 else target.with_name(
             f"{target.stem}_{manifest.exchange_id}_{manifest.symbol}{target.suffix}")
         states = day_states(manifest, today)
-        write_png(states, path)
+        write_png(states, path, f"{manifest.exchange_id}/{manifest.symbol}")
         legend = ", ".join(f"{n} {k}" for k, n in counts(states).items())
         print(f"coverage of {manifest.exchange_id}/{manifest.symbol} -> {path} ({legend}; green complete, "
               "amber exchange gaps, blue incomplete, grey missing)", file=sys.stderr)
