@@ -229,7 +229,7 @@ class Settings:
     combine_after_backfill: bool
     live_sensor: bool
     key_prefix: str
-    # `market:*/QUOTE` entries of KLINE_PAIRS; `binance.listing.resolve_settings` turns them into `pairs`
+    # `market:*/QUOTE` entries of KLINE_PAIRS; `defs.datasets.resolve_datasets` turns them into `pairs`
     selectors: tuple[Selector, ...] = ()
     # datasets kept for their history whose symbol no longer trades: live leaves them alone
     retired: frozenset[DatasetSpec] = frozenset()

@@ -181,14 +181,7 @@ class Transport:
             sock_token = None
             try:
                 if conn.sock is None:
-                    conn.timeout = max(0.001, min(self.connect_timeout_s, deadline - time.monotonic()))
-                    try:
-                        conn.connect()
-                    except OSError as exc:  # no name, refused, no route, no answer to the connect
-                        conn.close()
-                        if scope is not None and scope.is_set():
-                            raise Stopped(f"{url}: stopped") from None
-                        raise Unreachable(f"cannot connect to {parts.netloc} ({exc})") from None
+                    self._connect(conn, deadline, scope, url)
                 sock_token = self._watchdog.watch(conn.sock, deadline, scope)
                 conn.sock.settimeout(max(0.001, deadline - time.monotonic()))
                 conn.request("GET", target if not getattr(conn, "_absolute", False) else url,
@@ -219,6 +212,19 @@ class Transport:
                 if sock_token is not None:
                     self._watchdog.release(sock_token)
         raise AssertionError("unreachable")
+
+    def _connect(self, conn: http.client.HTTPConnection, deadline: float, scope: threading.Event | None,
+                 url: str) -> None:
+        """A new connection opened within the request's deadline (and the connect time-out); a name that
+        does not resolve, a refusal, no route or no answer is `Unreachable`."""
+        conn.timeout = max(0.001, min(self.connect_timeout_s, deadline - time.monotonic()))
+        try:
+            conn.connect()
+        except OSError as exc:
+            conn.close()
+            if scope is not None and scope.is_set():
+                raise Stopped(f"{url}: stopped") from None
+            raise Unreachable(f"cannot connect to {urlsplit(url).netloc} ({exc})") from None
 
     @staticmethod
     def _failure(url: str, deadline: float, limits: Limits, scope: threading.Event | None,

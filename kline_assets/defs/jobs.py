@@ -6,13 +6,14 @@ No `from __future__ import annotations`: Dagster reads the context annotation at
 
 import datetime as dt
 import time
+from collections.abc import Callable
 
 import dagster as dg
 from pydantic import Field
 
 from kline_assets.binance.listing import listings
 from kline_assets.defs.assets import batch_events, batch_outcomes, coverage_fields, load_days, passed
-from kline_assets.defs.fleet import recording, run_fleet, work_for
+from kline_assets.defs.fleet import Work, recording, run_fleet, work_for
 from kline_assets.defs.live import live_days, record_period, recording_turn, wait_for_boundary
 from kline_assets.defs.names import (
     BACKFILL_JOB,
@@ -51,6 +52,26 @@ class LiveConfig(dg.Config):
                                "the epoch): the sensor requests each run ~15 s ahead; 0: at once")
 
 
+def live_work(root: StoreResource, specs: list[DatasetSpec], config: LiveConfig, now_ms: int,
+              report: Callable[[str], None]) -> tuple[list[Work], dict[str, dt.date], dict[str, bool]]:
+    """The days each dataset of a live run brings up to date (from its last stored day to today, or the
+    run's `first_day`..`last_day`), and per dataset its last day and whether that day was stored already
+    (a new day is always recorded in Dagster at once)."""
+    work, live_day, existed = [], {}, {}
+    for spec in specs:
+        store = root.store(spec)
+        manifest = store.read_manifest()
+        first, today = live_days(manifest, store.zone, now_ms, store.start)
+        first = dt.date.fromisoformat(config.first_day) if config.first_day else first
+        today = dt.date.fromisoformat(config.last_day) if config.last_day else today
+        days = [first + dt.timedelta(n) for n in range((today - first).days + 1)]
+        if item := work_for(store, days, report):
+            work.append(item)
+            live_day[spec.name] = item.days[-1]
+            existed[spec.name] = manifest is not None and manifest.entry_for(live_day[spec.name]) is not None
+    return work, live_day, existed
+
+
 def build_live_job(settings: Settings) -> dg.JobDefinition:
     """One op for all datasets of a live minute (each market's datasets side by side, `defs.fleet`),
     in-process: a step process would add its start-up (seconds) to every minute's run.
@@ -80,18 +101,8 @@ def build_live_job(settings: Settings) -> dg.JobDefinition:
 
         wait_for_boundary(config.not_before_ms)
         now_ms = int(time.time() * 1000)
-        work, live_day, existed = [], {}, {}  # per dataset: its last day, and whether that was stored already
-        for name in [n for n in config.datasets if n in by_name] or list(by_name):
-            store = root.store(by_name[name])
-            manifest = store.read_manifest()
-            first, today = live_days(manifest, store.zone, now_ms, store.start)
-            first = dt.date.fromisoformat(config.first_day) if config.first_day else first
-            today = dt.date.fromisoformat(config.last_day) if config.last_day else today
-            days = [first + dt.timedelta(n) for n in range((today - first).days + 1)]
-            if item := work_for(store, days, report):
-                work.append(item)
-                live_day[name] = item.days[-1]
-                existed[name] = manifest is not None and manifest.entry_for(live_day[name]) is not None
+        specs = [by_name[n] for n in config.datasets if n in by_name] or list(by_name.values())
+        work, live_day, existed = live_work(root, specs, config, now_ms, report)
         if not work:
             report("live: nothing to do")
             return
