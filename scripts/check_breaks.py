@@ -245,7 +245,8 @@ def caught(path: str, old: str, new: str, tests: list[str], name: str) -> bool:
     assert src.count(old) == 1, (name, old)
     p.write_text(src.replace(old, new))
     try:
-        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-o", "timeout=120",
+        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-n", "0", "-p", "no:cacheprovider",
+                            "-o", "timeout=120",
                             "-o", "timeout_method=thread",  # a break that hangs a test ends it too
                             *tests], capture_output=True, text=True)
     finally:
