@@ -1,5 +1,6 @@
 """The simulated public archive (data.binance.vision's layout): a daily zip of the 12-field CSV per
-(market, symbol, UTC date), with its `.CHECKSUM`, holding the same rows as the REST endpoints.
+(market, symbol, UTC date), with its `.CHECKSUM`, holding the same rows as the REST endpoints; for
+futures also the mark, index and premium index klines (`daily/markPriceKlines/...`, docs/binance-kinds.md).
 
 As Binance writes them: futures files carry a header line from 2022 on (none before), spot files from
 2025-01-01 carry open and close times in microseconds, and numbers are formatted differently across
@@ -17,9 +18,10 @@ import io
 import re
 import zipfile
 
-from kline_assets.sim.market import SimState
+from kline_assets.sim.market import PRICE_KINDS, SimState
 
-PATH = re.compile(r"^/data/(spot|futures/um)/daily/klines/([A-Z0-9]+)/1m/\2-1m-(\d{4}-\d{2}-\d{2})\.zip(\.CHECKSUM)?$")
+PATH = re.compile(r"^/data/(spot|futures/um)/daily/(klines|markPriceKlines|indexPriceKlines|premiumIndexKlines)/"
+                  r"([A-Z0-9]+)/1m/\3-1m-(\d{4}-\d{2}-\d{2})\.zip(\.CHECKSUM)?$")
 HEADER = ("open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,"
           "taker_buy_quote_volume,ignore")
 DAY_MS = 86_400_000
@@ -30,22 +32,23 @@ def _number(text: str, year: int) -> str:
     return text.rstrip("0").rstrip(".") if year < 2021 and "." in text else text
 
 
-def day_csv(state: SimState, market: str, symbol: str, day: dt.date) -> bytes:
+def day_csv(state: SimState, market: str, symbol: str, day: dt.date, kind: str = "klines") -> bytes:
     start = int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc).timestamp() * 1000)
-    rows = state.klines(market, symbol, start, start + DAY_MS - 1, 1440)
+    rows = state.klines(market, symbol, start, start + DAY_MS - 1, 1440, kind)
     micro = market == "spot" and day >= dt.date(2025, 1, 1)
     lines = [HEADER] if market == "futures" and day.year >= 2022 else []
     for r in rows:
         times = (r[0] * 1000, r[6] * 1000) if micro else (r[0], r[6])
-        values = [str(times[0]), *(_number(v, day.year) for v in r[1:6]), str(times[1]), _number(r[7], day.year),
+        values = [str(times[0]), *(_number(v.strip(), day.year) for v in r[1:6]), str(times[1]),
+                  _number(r[7], day.year),
                   str(r[8]), _number(r[9], day.year), _number(r[10], day.year), r[11]]
         lines.append(",".join(values))
     return ("\n".join(lines) + "\n").encode()
 
 
-def zipped_day(state: SimState, market: str, symbol: str, day: dt.date) -> bytes:
+def zipped_day(state: SimState, market: str, symbol: str, day: dt.date, kind: str = "klines") -> bytes:
     """The day's zip, made once (a client asks for the CHECKSUM, then the zip) and kept for a while."""
-    key = (market, symbol, day)
+    key = (market, symbol, day, kind)
     with state.lock:
         if key in state.archive_cache:
             return state.archive_cache[key]
@@ -53,7 +56,7 @@ def zipped_day(state: SimState, market: str, symbol: str, day: dt.date) -> bytes
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
         # a fixed date: the zip is the same bytes at every request, as a published file is
         member = zipfile.ZipInfo(f"{symbol}-1m-{day}.csv", date_time=(day.year, day.month, day.day, 0, 0, 0))
-        zf.writestr(member, day_csv(state, market, symbol, day), compress_type=zipfile.ZIP_DEFLATED)
+        zf.writestr(member, day_csv(state, market, symbol, day, kind), compress_type=zipfile.ZIP_DEFLATED)
     with state.lock:
         state.archive_cache[key] = buffer.getvalue()
         while len(state.archive_cache) > ARCHIVE_CACHE_DAYS:
@@ -67,7 +70,10 @@ def answer(state: SimState, path: str) -> tuple[int, bytes]:
     if not match:
         return 404, b"not found"
     market = "spot" if match.group(1) == "spot" else "futures"
-    symbol, date, checksum = match.group(2), match.group(3), bool(match.group(4))
+    kind = PRICE_KINDS.get(match.group(2), "klines")
+    if kind != "klines" and market != "futures":
+        return 404, b"<Error><Code>NoSuchKey</Code></Error>"
+    symbol, date, checksum = match.group(3), match.group(4), bool(match.group(5))
     day = dt.date.fromisoformat(date)
     listed = state.listings(market)
     cfg = state.config
@@ -80,7 +86,7 @@ def answer(state: SimState, path: str) -> tuple[int, bytes]:
         if first:
             return 429, b"<Error><Code>SlowDown</Code></Error>"
     name = f"{symbol}-1m-{date}"
-    data = zipped_day(state, market, symbol, day)
+    data = zipped_day(state, market, symbol, day, kind)
     if checksum:
         digest = hashlib.sha256(data + (b"x" if date in cfg.archive_bad_checksum else b"")).hexdigest()
         return 200, f"{digest}  {name}.zip\n".encode()

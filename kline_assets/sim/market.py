@@ -72,6 +72,27 @@ def kline_row(market: str, symbol: str, open_time: int, now_ms: int | None = Non
             f"{taker * (o + c) / 2:.{dec}f}", "0"]
 
 
+# the futures price series besides trades (docs/binance-kinds.md), by REST endpoint: the 12 kline fields,
+# prices only; what Binance marks "Ignore" as it sends it (volume "0 " with its space, the count of price
+# samples behind the minute)
+PRICE_KINDS = {"markPriceKlines": "mark", "indexPriceKlines": "index", "premiumIndexKlines": "premium"}
+
+
+def price_kind_row(kind: str, symbol: str, open_time: int, now_ms: int | None = None) -> list:
+    """The `kind` row ("mark", "index", "premium") the simulator serves for `open_time`: mark and index
+    follow the trade price a little apart; the premium index is small and signed, as Binance's is."""
+    trade = kline_row("futures", symbol, open_time, now_ms)
+    um, ui, uh, ul = _units(kind, symbol, open_time)
+    mark = [float(v) * (1 + 0.0004 * (um - 0.5)) for v in trade[1:5]]
+    index = [float(v) * (1 + 0.0004 * (ui - 0.5)) for v in trade[1:5]]
+    if kind == "premium":
+        o, c = 0.0004 * (uh - 0.5), 0.0004 * (ul - 0.5)
+        values, count, volume = [o, max(o, c) + 0.0001 * um, min(o, c) - 0.0001 * ui, c], 12, "0"
+    else:
+        values, count, volume = (mark if kind == "mark" else index), 60, "0 "
+    return [open_time, *(f"{v:.8f}" for v in values), volume, open_time + MINUTE - 1, "0", count, "0", "0", "0"]
+
+
 @dataclass
 class SimConfig:
     spot_budget: int = 6000
@@ -144,14 +165,19 @@ class SimState:
         extra = [(a, b) for m, s, a, b in self.config.extra_gaps if m == market and s == symbol]
         return (GAPS[market] if symbol == "BTCUSDT" else []) + extra
 
-    def row(self, market: str, symbol: str, t: int, now_ms: int | None = None) -> list:
+    def row(self, market: str, symbol: str, t: int, now_ms: int | None = None, kind: str = "klines") -> list:
+        if kind != "klines":
+            return price_kind_row(kind, symbol, t, now_ms)
         row = kline_row(market, symbol, t, now_ms)
         if t in self.config.odd_minutes:
             row[0], row[6] = t + 3000, t + 3000 + MINUTE - 1
             row[2] = row[3]  # high = low, below open
         return row
 
-    def klines(self, market: str, symbol: str, start: int | None, end: int | None, limit: int) -> list:
+    def klines(self, market: str, symbol: str, start: int | None, end: int | None, limit: int,
+               kind: str = "klines") -> list:
+        """The rows of `kind` ("klines", or a futures price kind of `PRICE_KINDS`) as the endpoint pages
+        them: from `start`, at most `limit`, never past the current minute (shown as it stands)."""
         now = self.now_ms()
         first = self._listings[market][symbol]
         current = now // MINUTE * MINUTE
@@ -164,7 +190,7 @@ class SimState:
             if gap:
                 t = gap[1]
                 continue
-            rows.append(self.row(market, symbol, t, now if t == current else None))
+            rows.append(self.row(market, symbol, t, now if t == current else None, kind))
             t += MINUTE
         if start is None and end is not None:
             rows = rows[-limit:]

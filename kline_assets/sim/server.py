@@ -1,10 +1,11 @@
 """A local Binance-compatible REST server for tests and offline demos.
 
 It follows the real API where users meet it: `/api/v3/klines` and `/fapi/v1/klines` (limits 1000 and
-1500, weights, the still-open current minute), listing times, exchange-side gaps that never fill,
-`X-MBX-USED-WEIGHT-1M`, 429 + `Retry-After` over budget and 418 for clients that keep going, -1121
-for unknown symbols. Faults (5xx, resets, truncated bodies, 451) and latency are switchable at run
-time through `POST /_sim/config`; `GET /_sim/stats` reports what it served.
+1500, weights, the still-open current minute), the futures price klines `markPriceKlines`,
+`indexPriceKlines` (asked by `pair`) and `premiumIndexKlines` (docs/binance-kinds.md), listing times,
+exchange-side gaps that never fill, `X-MBX-USED-WEIGHT-1M`, 429 + `Retry-After` over budget and 418 for
+clients that keep going, -1121 for unknown symbols. Faults (5xx, resets, truncated bodies, 451) and
+latency are switchable at run time through `POST /_sim/config`; `GET /_sim/stats` reports what it served.
 
 Run it: `kline-assets simulate --port 8099` or `python -m kline_assets.sim.server --port 8099`.
 """
@@ -28,6 +29,7 @@ from kline_assets.sim.market import (  # re-exported: tests and demos import the
     GAPS,
     LISTINGS,
     MINUTE,
+    PRICE_KINDS,
     SimConfig,
     SimState,
     kline_row,
@@ -93,7 +95,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(status, None, raw=data)
         market = "spot" if url.path.startswith("/api/v3/") else "futures" if url.path.startswith("/fapi/v1/") else None
         endpoint = url.path.rsplit("/", 1)[-1]
-        known = {"ping", "time", "exchangeInfo", "klines"} - set(st.config.missing_endpoints)
+        known = {"ping", "time", "exchangeInfo", "klines", *(PRICE_KINDS if market == "futures" else ())}
+        known -= set(st.config.missing_endpoints)
         if market is None or endpoint not in known:
             return self._send(404, {"code": -1, "msg": f"unknown path {url.path}"})
         if st.config.latency_ms:
@@ -102,7 +105,7 @@ class Handler(BaseHTTPRequestHandler):
             weight, status, body = self._answer(market, endpoint, q)
         except (ValueError, KeyError) as exc:
             weight, status, body = 1, 400, {"code": -1100, "msg": f"Illegal characters found in a parameter: {exc}"}
-        self._account(market, endpoint, weight, status, body, q.get("symbol"))
+        self._account(market, endpoint, weight, status, body, q.get("symbol") or q.get("pair"))
 
     def _answer(self, market: str, endpoint: str, q: dict) -> tuple[int, int, object]:
         st = self.state
@@ -127,7 +130,9 @@ class Handler(BaseHTTPRequestHandler):
             return weight, 400, {"code": -1120, "msg": "Invalid interval."}
         if not 1 <= limit <= max_limit:
             return weight, 400, {"code": -1130, "msg": "Data sent for parameter 'limit' is not valid."}
-        if q.get("symbol") not in symbols or [market, q.get("symbol")] in st.config.unserved:
+        kind = PRICE_KINDS.get(endpoint, "klines")
+        symbol = q.get("pair" if kind == "index" else "symbol")  # index klines are asked by pair
+        if symbol not in symbols or [market, symbol] in st.config.unserved:
             return weight, 400, {"code": -1121, "msg": "Invalid symbol."}
         start = int(q["startTime"]) if "startTime" in q else None
         end = int(q["endTime"]) if "endTime" in q else None
@@ -135,7 +140,7 @@ class Handler(BaseHTTPRequestHandler):
             return weight, 400, {"code": -1023, "msg": "Start time is greater than end time."}
         if any(m == market and a <= (start or 0) < b for m, a, b in st.config.failing_windows):
             return weight, 500, {"code": -1001, "msg": "Internal error; unable to process your request."}
-        return weight, 200, st.klines(market, q["symbol"], start, end, limit)
+        return weight, 200, st.klines(market, symbol, start, end, limit, kind)
 
     def _account(self, market: str, endpoint: str, weight: int, status: int, body: object,
                  symbol: str | None = None) -> None:
