@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import pyarrow.dataset as pads
 
 from kline_assets.errors import BadInput, ChunkUnavailable
-from kline_assets.settings import DEFAULT_PAIR, DatasetSpec, env_setting, get_market, normalise_pair
+from kline_assets.settings import DEFAULT_PAIR, DatasetSpec, env_setting, get_market, normalise_pair, parse_kinds
 from kline_assets.store.backend import open_root
 from kline_assets.store.combine import Combined, combine
 from kline_assets.store.dataset import DatasetStore, manifest_at
@@ -38,19 +38,24 @@ if TYPE_CHECKING:  # reads need neither Dagster nor its import time; the two Dag
 Instant = str | dt.date | dt.datetime | None
 
 
-def _spec(market: str, pair: str) -> DatasetSpec:
-    return DatasetSpec(get_market(market).name, normalise_pair(pair))
+def _spec(market: str, pair: str, kind: str = "klines") -> DatasetSpec:
+    name = get_market(market).name
+    kinds = parse_kinds(kind, name)
+    if len(kinds) != 1:
+        raise BadInput(f"kind={kind!r}: one kind at a time")
+    return DatasetSpec(name, normalise_pair(pair), kinds[0])
 
 
-def _store(market: str, pair: str, data_root: str | os.PathLike | None) -> DatasetStore:
+def _store(market: str, pair: str, data_root: str | os.PathLike | None, kind: str = "klines") -> DatasetStore:
     root = data_root or env_setting("data_root")
-    spec = _spec(market, pair)
+    spec = _spec(market, pair, kind)
     backend = open_root(root)
     key = DatasetPaths(spec).manifest
     try:
         manifest = manifest_at(backend, key)
     except FileNotFoundError:
-        raise BadInput(f"no {spec.market} {spec.pair} dataset under {root} (no {backend.uri(key)})") from None
+        what = "" if spec.kind == "klines" else f" {spec.kind}"
+        raise BadInput(f"no {spec.market} {spec.pair}{what} dataset under {root} (no {backend.uri(key)})") from None
     return DatasetStore(backend, spec, parse_zone(manifest.align_tz), manifest.start_date)
 
 
@@ -69,9 +74,9 @@ def _ms(value: Instant, zone: AlignZone) -> int | None:
 
 
 def load_manifest(market: str = "futures", pair: str = DEFAULT_PAIR, *,
-                  data_root: str | os.PathLike | None = None) -> Manifest:
+                  data_root: str | os.PathLike | None = None, kind: str = "klines") -> Manifest:
     """The dataset's manifest: `chunks` maps each index to its entry (day, file, rows, sha256, gaps...)."""
-    return _store(market, pair, data_root).manifest()
+    return _store(market, pair, data_root, kind).manifest()
 
 
 MISSING = ("raise", "ignore")
@@ -79,7 +84,7 @@ MISSING = ("raise", "ignore")
 
 def read_klines(market: str = "futures", pair: str = DEFAULT_PAIR, start: Instant = None, end: Instant = None, *,
                 data_root: str | os.PathLike | None = None, missing: str = "raise",
-                datetime_index: bool = False) -> pd.DataFrame:
+                datetime_index: bool = False, kind: str = "klines") -> pd.DataFrame:
     """The stored rows with `start <= open_time < end` (either bound may be left out), in the chunk
     schema, verified chunk by chunk and read only from the chunks the window touches.
 
@@ -87,10 +92,11 @@ def read_klines(market: str = "futures", pair: str = DEFAULT_PAIR, start: Instan
     `ChunkUnavailable` naming them and the command that loads them; `missing="ignore"` returns what is
     stored. Minutes the exchange never had (recorded gaps) are not missing; an open bound stops at the
     dataset's own first or last day, and today's chunk holds what has closed. `datetime_index=True` indexes
-    the rows by their open time as time-zone-aware date-times in the dataset's zone (`open_time` stays)."""
+    the rows by their open time as time-zone-aware date-times in the dataset's zone (`open_time` stays).
+    `kind`: `klines` (trade klines), or a futures price kind, `mark` or `index` (the same columns)."""
     if missing not in MISSING:
         raise BadInput(f"missing={missing!r}: use 'raise' or 'ignore'")
-    store = _store(market, pair, data_root)
+    store = _store(market, pair, data_root, kind)
     start_ms, end_ms = _ms(start, store.zone), _ms(end, store.zone)
     if start_ms is not None and end_ms is not None and end_ms <= start_ms:
         raise BadInput(f"impossible window: end {end} is not after start {start}")
@@ -113,11 +119,11 @@ def read_klines(market: str = "futures", pair: str = DEFAULT_PAIR, start: Instan
 
 
 def open_dataset(market: str = "futures", pair: str = DEFAULT_PAIR, *,
-                 data_root: str | os.PathLike | None = None) -> pads.Dataset:
+                 data_root: str | os.PathLike | None = None, kind: str = "klines") -> pads.Dataset:
     """A `pyarrow.dataset.Dataset` over exactly the chunks the manifest lists (never unlisted objects, and
     with no LIST of a bucket), each checked against its sha256 first, for DuckDB, Polars or pyarrow scans
     of years of data; on S3 through pyarrow's S3 filesystem, configured as boto3 is (`AWS_*`)."""
-    store = _store(market, pair, data_root)
+    store = _store(market, pair, data_root, kind)
     chunks = store.manifest().chunks
     entries = [chunks[i] for i in sorted(chunks)]
     for _ in verified_tables(store, entries):  # each chunk checked (several read at once)
@@ -128,19 +134,20 @@ def open_dataset(market: str = "futures", pair: str = DEFAULT_PAIR, *,
 
 
 def build_combined(market: str, pair: str, *, from_index: int | None = None, to_index: int | None = None,
-                   tz: str | None = None, data_root: str | os.PathLike | None = None) -> Combined:
+                   tz: str | None = None, data_root: str | os.PathLike | None = None,
+                   kind: str = "klines") -> Combined:
     """What `kline-assets combine` does, without a Dagster run: the chunks (all, or an inclusive index
     range) streamed into one file under `combined/`; `tz` only names the file."""
-    store = _store(market, pair, data_root)
+    store = _store(market, pair, data_root, kind)
     return combine(store, from_index, to_index, parse_zone(tz).file_suffix() if tz else None)
 
 
-def klines_asset_key(market: str, pair: str, *, key_prefix: str | None = None) -> dg.AssetKey:
+def klines_asset_key(market: str, pair: str, *, key_prefix: str | None = None, kind: str = "klines") -> dg.AssetKey:
     """The key of the dataset's `klines_1m` asset, for `AssetIn`/`deps` of your own assets (`key_prefix`: that
     of the `KlineArchive` component defining it, if it has one)."""
     from kline_assets.defs.names import klines_key
 
-    return klines_key(_spec(market, pair), key_prefix or "")
+    return klines_key(_spec(market, pair, kind), key_prefix or "")
 
 
 def build_definitions() -> dg.Definitions:

@@ -16,17 +16,38 @@ from kline_assets.timezones import AlignZone, parse_zone
 
 
 @dataclass(frozen=True)
+class Kind:
+    """One kind of a symbol's 1-minute data (docs/binance-kinds.md): where the exchange serves it (its
+    REST endpoint, also its folder in the public archive), its asset key's last part and its folder. A kind
+    is a description, not a pipeline: every kind goes through the same fetch, store, checks and verbs."""
+
+    name: str  # klines | mark | index
+    asset: str  # the asset key's last part
+    folder: str  # under <exchange_id>/<PAIR_TOKEN>/
+    endpoint: str  # REST `<api>/<endpoint>`, archive `daily/<endpoint>/`
+    by_pair: bool = False  # asked by `pair` rather than `symbol` (index klines)
+
+
+KINDS: dict[str, Kind] = {k.name: k for k in (
+    Kind("klines", "klines_1m", "1m", "klines"),
+    Kind("mark", "mark_klines_1m", "mark_1m", "markPriceKlines"),
+    Kind("index", "index_klines_1m", "index_1m", "indexPriceKlines", by_pair=True),
+)}
+
+
+@dataclass(frozen=True)
 class Market:
     name: str  # "spot" | "futures"
     exchange_id: str  # ccxt id
     default_origin: str
     max_limit: int  # rows a klines request may ask for
     default_budget: int  # REQUEST_WEIGHT per minute
+    kinds: tuple[str, ...] = ("klines",)  # the kinds of data its symbols have
 
 
 MARKETS: dict[str, Market] = {
     "spot": Market("spot", "binance", "https://api.binance.com", 1000, 6000),
-    "futures": Market("futures", "binanceusdm", "https://fapi.binance.com", 1500, 2400),
+    "futures": Market("futures", "binanceusdm", "https://fapi.binance.com", 1500, 2400, ("klines", "mark", "index")),
 }
 
 DEFAULT_PAIR = "BTC/USDT"
@@ -57,12 +78,30 @@ def normalise_pair(pair: str) -> str:
     return f"{base}/{quote}"
 
 
+def parse_kinds(text: str, market: str) -> tuple[str, ...]:
+    """`klines+mark` (a KLINE_PAIRS entry's tail, `--kind`): kinds the market has, in order, once each."""
+    kinds: list[str] = []
+    for name in (k.strip().lower() for k in text.split("+")):
+        if name not in KINDS:
+            raise BadInput(f"unknown kind {name!r}: use {', '.join(KINDS)}")
+        if name not in MARKETS[market].kinds:
+            raise BadInput(f"the {market} market has no {name} klines: use {', '.join(MARKETS[market].kinds)}")
+        if name not in kinds:
+            kinds.append(name)
+    return tuple(kinds)
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
-    """One (market, pair) archive; its identity on disk and in Dagster."""
+    """One (market, pair, kind) archive; its identity on disk and in Dagster."""
 
     market: str
     pair: str
+    kind: str = "klines"
+
+    @property
+    def kind_info(self) -> Kind:
+        return KINDS[self.kind]
 
     @property
     def market_info(self) -> Market:
@@ -77,20 +116,27 @@ class DatasetSpec:
         return self.pair.replace("/", "")
 
     @property
+    def flags(self) -> str:
+        """The command line's words for this dataset: `--market futures --pair BTC/USDT [--kind mark]`."""
+        return f"--market {self.market} --pair {self.pair}" + ("" if self.kind == "klines" else f" --kind {self.kind}")
+
+    @property
     def name(self) -> str:
-        return f"{self.exchange_id}/{self.symbol}"
+        """`binanceusdm/BTCUSDT`, and `binanceusdm/BTCUSDT/mark` for another kind than trade klines."""
+        return f"{self.exchange_id}/{self.symbol}" + ("" if self.kind == "klines" else f"/{self.kind}")
 
 
 @dataclass(frozen=True)
 class Selector:
-    """`market:*/QUOTE`: every symbol of the market quoted in QUOTE whose status is TRADING (futures:
-    perpetuals only), resolved from exchangeInfo by `binance.listing`."""
+    """`market:*/QUOTE[:kinds]`: every symbol of the market quoted in QUOTE whose status is TRADING
+    (futures: perpetuals only), resolved from exchangeInfo by `binance.listing`, a dataset per kind."""
 
     market: str
     quote: str
+    kinds: tuple[str, ...] = ("klines",)
 
     def __str__(self) -> str:
-        return f"{self.market}:*/{self.quote}"
+        return f"{self.market}:*/{self.quote}" + ("" if self.kinds == ("klines",) else f":{'+'.join(self.kinds)}")
 
 
 def parse_pairs(text: str) -> tuple[list[DatasetSpec], list[Selector]]:
@@ -100,22 +146,25 @@ def parse_pairs(text: str) -> tuple[list[DatasetSpec], list[Selector]]:
     for item in (p.strip() for p in text.split(",")):
         if not item:
             continue
-        market, sep, pair = item.partition(":")
+        market, sep, rest = item.partition(":")
         if not sep:
             raise BadInput(f"bad KLINE_PAIRS entry {item!r}: write market:BASE/QUOTE (e.g. futures:BTC/USDT) or "
-                           "market:*/QUOTE (e.g. futures:*/USDT)")
+                           "market:*/QUOTE (e.g. futures:*/USDT), optionally :kind+kind (futures:BTC/USDT:klines+mark)")
         name = get_market(market).name
+        pair, _, named = rest.partition(":")
+        kinds = parse_kinds(named, name) if named.strip() else ("klines",)
         if pair.strip().startswith("*"):
             base, slash, quote = pair.strip().partition("/")
             if base != "*" or not slash or not plain_name(quote.strip()):
                 raise BadInput(f"bad KLINE_PAIRS selector {item!r}: write market:*/QUOTE, e.g. spot:*/USDT")
-            selector = Selector(name, quote.strip().upper())
+            selector = Selector(name, quote.strip().upper(), kinds)
             if selector not in selectors:
                 selectors.append(selector)
             continue
-        spec = DatasetSpec(name, normalise_pair(pair))
-        if spec not in specs:
-            specs.append(spec)
+        for kind in kinds:
+            spec = DatasetSpec(name, normalise_pair(pair), kind)
+            if spec not in specs:
+                specs.append(spec)
     if not specs and not selectors:
         raise BadInput("KLINE_PAIRS names no dataset")
     return specs, selectors
@@ -283,7 +332,8 @@ def spelled(settings: Settings, name: str) -> str:
     """A setting's value as its variable spells it (what `load_settings` reads back as that value)."""
     value = getattr(settings, name)
     if name == "pairs":
-        return ",".join([f"{s.market}:{s.pair}" for s in settings.pairs] + [str(s) for s in settings.selectors])
+        return ",".join([f"{s.market}:{s.pair}" + ("" if s.kind == "klines" else f":{s.kind}") for s in settings.pairs]
+                        + [str(s) for s in settings.selectors])
     if isinstance(value, bool):
         return "1" if value else ""
     return value.name if isinstance(value, AlignZone) else str(value.isoformat() if name == "start" else value)

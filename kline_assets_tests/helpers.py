@@ -51,7 +51,7 @@ def expected_rows(state: SimState, spec: DatasetSpec, tz: str, day: dt.date) -> 
     for t in range(max(start, first - first % 60_000), end, 60_000):
         if t < first or any(a <= t < b for a, b in gaps):
             continue
-        r = state.row(spec.market, symbol, t)
+        r = state.row(spec.market, symbol, t, kind=spec.kind)
         out.append([r[0], *map(float, r[1:6]), r[6], float(r[7]), r[8], float(r[9]), float(r[10]), r[11]])
     return out
 
@@ -190,6 +190,9 @@ class FakeSource:
 
     def server_time_ms(self):
         return self.now
+
+    def source(self, kind):
+        return self
 
 
 def chunk_entry(index: int, day: dt.date, complete: bool = True, gaps=(), zone: str = "UTC",

@@ -31,6 +31,7 @@ import pyarrow.csv as pacsv
 
 from kline_assets.binance.http import HttpFailure, Limits, Stopped, Transport, Unreachable, beside, pause
 from kline_assets.errors import ExchangeTransient
+from kline_assets.settings import KINDS, Kind
 from kline_assets.store.schema import COLUMN_NAMES, COLUMNS, value_problem
 from kline_assets.timezones import UTC
 
@@ -76,17 +77,17 @@ class ArchiveClient:
         self._unreachable_in_a_row = 0
         self.given_up = False
 
-    def url(self, symbol: str, day: dt.date) -> str:
+    def url(self, symbol: str, day: dt.date, kind: Kind = KINDS["klines"]) -> str:
         folder = "spot" if self.market == "spot" else "futures/um"
-        return f"{self.origin}/data/{folder}/daily/klines/{symbol}/1m/{symbol}-1m-{day.isoformat()}.zip"
+        return f"{self.origin}/data/{folder}/daily/{kind.endpoint}/{symbol}/1m/{symbol}-1m-{day.isoformat()}.zip"
 
     @staticmethod
     def has(day: dt.date, today_utc: dt.date) -> bool:
         """Whether to ask the archive for a UTC day at all."""
         return day <= today_utc - dt.timedelta(days=NEWEST_LAG_DAYS)
 
-    def day(self, symbol: str, day: dt.date) -> ArchiveDay | None:
-        url = self.url(symbol, day)
+    def day(self, symbol: str, day: dt.date, kind: Kind = KINDS["klines"]) -> ArchiveDay | None:
+        url = self.url(symbol, day, kind)
         name = url.rsplit("/", 1)[-1]
         checksum = beside(self._get, url + ".CHECKSUM", CHECKSUM_LIMITS)  # in flight beside the zip
         try:

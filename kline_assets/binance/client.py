@@ -22,7 +22,7 @@ import ccxt
 from kline_assets.binance.http import CappedSession, HttpFailure, Limits, Stopped, Transport, pause
 from kline_assets.binance.limiter import MAX_RETRY_AFTER_S, WeightLimiter
 from kline_assets.errors import Banned, ExchangeFinal, ExchangeTransient, UnknownSymbol
-from kline_assets.settings import Market
+from kline_assets.settings import KINDS, Kind, Market
 
 log = logging.getLogger("kline_assets")
 
@@ -194,7 +194,8 @@ class BinanceClient:
         except (ValueError, AttributeError):
             pass
         if code == -1121:
-            return UnknownSymbol(f"{self.market.name} market does not list {params.get('symbol')}")
+            symbol = params.get("symbol") or params.get("pair")
+            return UnknownSymbol(f"{self.market.name} market does not list {symbol}")
         if status == 451:
             return ExchangeFinal(f"{self.origin} refuses service from this location (HTTP 451)")
         if status == 403:
@@ -202,11 +203,18 @@ class BinanceClient:
         return ExchangeFinal(f"{self.origin} answered HTTP {status}: {msg}")
 
     # --- the interface -------------------------------------------------------------------------
-    def klines(self, symbol: str, start_ms: int, end_ms: int, limit: int) -> list[list]:
+    def klines(self, symbol: str, start_ms: int, end_ms: int, limit: int, kind: Kind = KINDS["klines"]) -> list[list]:
+        """One page of `kind`'s rows (trade klines, or a futures price kind: docs/binance-kinds.md, same
+        weights); index klines are asked by pair, the perpetual's symbol."""
         self.load_rate_limits(symbol)
-        params = {"symbol": symbol, "interval": "1m", "startTime": int(start_ms), "endTime": int(end_ms),
-                  "limit": int(limit)}
-        return self._call("GetKlines", params, kline_weight(self.market.name, limit))
+        params = {"pair" if kind.by_pair else "symbol": symbol, "interval": "1m", "startTime": int(start_ms),
+                  "endTime": int(end_ms), "limit": int(limit)}
+        return self._call("Get" + kind.endpoint[0].upper() + kind.endpoint[1:], params,
+                          kline_weight(self.market.name, limit))
+
+    def source(self, kind: Kind) -> KlineSource:
+        """This client's pages of `kind`, as the pager asks for them."""
+        return self if kind.name == "klines" else KindSource(self, kind)
 
     def load_rate_limits(self, symbol: str | None = None) -> None:
         """Once per client: the REQUEST_WEIGHT budget in force can be lower than the default (shared or
@@ -280,11 +288,30 @@ def _error_object(result: Any) -> str | None:
     return None
 
 
+@dataclass
+class KindSource:
+    """A client's pages of one kind other than trade klines (`BinanceClient.source`): what the pager sees
+    is the same interface, so every kind is paged, checked and stored the same way."""
+
+    client: BinanceClient
+    kind: Kind
+
+    @property
+    def market(self) -> Market:
+        return self.client.market
+
+    def klines(self, symbol: str, start_ms: int, end_ms: int, limit: int) -> list[list]:
+        return self.client.klines(symbol, start_ms, end_ms, limit, self.kind)
+
+    def server_time_ms(self) -> int:
+        return self.client.server_time_ms()
+
+
 def _malformed(endpoint: str, result: Any) -> str | None:
-    """Why an answer cannot be data (None: it can). A page of klines is rows of at least 12 fields with
-    integer open and close times, strictly ascending: anything else (a duplicate, a page in another order)
-    is a broken answer to retry, never data and never a gap."""
-    if endpoint != "GetKlines":
+    """Why an answer cannot be data (None: it can). A page of klines (of any kind) is rows of at least 12
+    fields with integer open and close times, strictly ascending: anything else (a duplicate, a page in
+    another order) is a broken answer to retry, never data and never a gap."""
+    if not endpoint.endswith("Klines"):
         return None if isinstance(result, dict) and _error_object(result) is None else "not a JSON object"
     if not isinstance(result, list):
         return _error_object(result) or f"a {type(result).__name__}, not a list of rows"

@@ -30,7 +30,8 @@ def cross_check(store: DatasetStore, client: BinanceClient, days: list[dt.date],
     for day in days:
         entry = manifest.entry_for(day)
         stored = verified_table(store, entry)
-        fetched = fetch_window(client, store.spec.symbol, entry.start_ms, entry.end_ms, client.server_time_ms(), page)
+        fetched = fetch_window(client.source(store.spec.kind_info), store.spec.symbol, entry.start_ms, entry.end_ms,
+                               client.server_time_ms(), page)
         rest = rows_to_table(fetched.rows)
         if stored.replace_schema_metadata(None).equals(rest):
             continue

@@ -146,7 +146,7 @@ class DayStream:
             for utc_day in (first + dt.timedelta(n) for n in range((last - first).days + 1)):
                 if not ArchiveClient.has(utc_day, today):
                     return self.not_archived(day, f"the archive publishes nothing newer than {NEWEST_LAG_DAYS} days")
-                got = self.archive.day(symbol, utc_day)
+                got = self.archive.day(symbol, utc_day, self.store.spec.kind_info)
                 if got is None:
                     return self.not_archived(day, "not in the archive (404)", asked=True)
                 files.append(got)
@@ -167,8 +167,8 @@ class DayStream:
         """The window's pages as a table; rows that cannot be exchange data (NaN, negative, duplicates:
         `value_problem`) are a broken answer: asked again, then the day fails, naming the minute."""
         for attempt in range(1, attempts + 1):
-            fetched = fetch_window(self.client, self.store.spec.symbol, from_ms, end_ms,
-                                   self.client.server_time_ms(), self.page)
+            fetched = fetch_window(self.client.source(self.store.spec.kind_info), self.store.spec.symbol, from_ms,
+                                   end_ms, self.client.server_time_ms(), self.page)
             table = rows_to_table(fetched.rows)
             problem = value_problem(table)
             if problem is None:

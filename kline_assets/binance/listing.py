@@ -24,7 +24,7 @@ from kline_assets.settings import MARKETS, MAX_SYMBOL, DatasetSpec, Selector, Se
 from kline_assets.store.backend import Backend
 from kline_assets.store.caches import read_listing, write_listing
 from kline_assets.store.dataset import dataset_dirs, manifest_at
-from kline_assets.store.paths import MANIFEST
+from kline_assets.store.paths import KIND_OF_FOLDER, MANIFEST, DatasetPaths
 
 log = logging.getLogger("kline_assets")
 
@@ -166,6 +166,7 @@ def resolve_selectors(settings: Settings, clients: dict[str, BinanceClient] | No
         chosen = listing.select(selector.quote) if listing else []
         if listing is None:
             log.warning("KLINE_PAIRS %s: %s", selector, NO_LISTING.format(root=settings.data_root))
+        chosen = [replace(spec, kind=kind) for spec in chosen for kind in selector.kinds]
         for spec in chosen + local_datasets(root, selector):
             if spec not in pairs:
                 pairs.append(spec)
@@ -178,24 +179,24 @@ def with_stored(settings: Settings, root: Backend, known: dict[str, Listing] | N
     """`settings` with every dataset under the data root it does not define added as `stored_only`: a
     dataset made by `kline-assets --pair` shows in Dagster with its history and checks, not as a bare key.
     Its pair comes from a stored listing, else from its manifest (read only for such datasets)."""
-    defined = {(spec.exchange_id, spec.symbol) for spec in settings.pairs}
+    defined = {DatasetPaths(spec).dir for spec in settings.pairs}
     extra = []
     for market, info in MARKETS.items():
         listing = stored_listing(root, market, known)
         for folder in dataset_dirs(root, info.exchange_id):
-            symbol = folder.split("/")[1]
-            if (info.exchange_id, symbol) in defined:
+            if folder in defined:
                 continue
+            _, symbol, kind_folder = folder.split("/")
             named = listing.symbols.get(symbol) if listing else None
             if named and plain_name(named[0]) and plain_name(named[1]) and named[0] + named[1] == symbol:
-                extra.append(DatasetSpec(market, f"{named[0]}/{named[1]}"))
+                extra.append(DatasetSpec(market, f"{named[0]}/{named[1]}", KIND_OF_FOLDER[kind_folder]))
                 continue
             try:
                 manifest = manifest_at(root, f"{folder}/{MANIFEST}")
             except (OSError, BadInput) as exc:
                 log.warning("%s: left out of the code location, its manifest cannot be read (%s)", folder, exc)
                 continue
-            extra.append(DatasetSpec(manifest.market, manifest.pair))
+            extra.append(manifest.spec)
     return replace(settings, pairs=settings.pairs + tuple(extra), stored_only=frozenset(extra))
 
 
@@ -203,6 +204,7 @@ def local_datasets(root: Backend, selector: Selector) -> list[DatasetSpec]:
     """Datasets of the selector's market and quote already stored (found by their manifests, none read)."""
     exchange_id = MARKETS[selector.market].exchange_id
     quote = selector.quote
-    return [DatasetSpec(selector.market, f"{symbol[:-len(quote)]}/{quote}")
-            for symbol in (folder.split("/")[1] for folder in dataset_dirs(root, exchange_id))
-            if symbol.endswith(quote) and len(symbol) > len(quote) and symbol[:-len(quote)].isalnum()]
+    return [DatasetSpec(selector.market, f"{symbol[:-len(quote)]}/{quote}", KIND_OF_FOLDER[folder])
+            for _, symbol, folder in (found.split("/") for found in dataset_dirs(root, exchange_id))
+            if symbol.endswith(quote) and len(symbol) > len(quote) and symbol[:-len(quote)].isalnum()
+            and KIND_OF_FOLDER[folder] in selector.kinds]

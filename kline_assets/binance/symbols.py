@@ -73,7 +73,7 @@ def resolve_pair(root: Backend, spec: DatasetSpec, client: BinanceClient, strict
         raise BadInput(f"the {spec.market} market does not list {spec.pair}")
     warn(fallback_message(spec))
     log.warning(fallback_message(spec))
-    return DatasetSpec(spec.market, DEFAULT_PAIR)
+    return DatasetSpec(spec.market, DEFAULT_PAIR, spec.kind)
 
 
 def resolve_for_definitions(root: Backend, specs: tuple[DatasetSpec, ...],
@@ -91,7 +91,7 @@ def resolve_for_definitions(root: Backend, specs: tuple[DatasetSpec, ...],
                 ok = root.exists(DatasetPaths(spec).manifest) or read_symbols(root).get(_key(spec)) is not False
         except (ExchangeFinal, ExchangeTransient, OSError):
             ok = True  # unknown for now: the run will say so if the exchange does not list it
-        chosen = spec if ok else DatasetSpec(spec.market, DEFAULT_PAIR)
+        chosen = spec if ok else DatasetSpec(spec.market, DEFAULT_PAIR, spec.kind)
         if not ok:
             log.warning("KLINE_PAIRS: %s", fallback_message(spec))
         if chosen not in out:

@@ -38,7 +38,7 @@ from kline_assets.store.backend import Backend, open_root
 from kline_assets.store.combine import plan
 from kline_assets.store.dataset import DatasetStore, before_start, manifest_at
 from kline_assets.store.daycalendar import counts, day_states, write_png
-from kline_assets.store.paths import MANIFEST, dataset_dir
+from kline_assets.store.paths import DatasetPaths
 from kline_assets.store.status import all_status, dataset_status, render
 from kline_assets.store.verify import quarantine, remember_repair, verify
 from kline_assets.timezones import ceil_to_local_day, floor_to_local_day, ms_to_iso, parse_instant, parse_zone
@@ -91,8 +91,10 @@ def checked_dataset(args: argparse.Namespace, settings: Settings,
 
 
 def configured(args: argparse.Namespace, settings: Settings) -> Settings:
-    """`--all`: the datasets KLINE_PAIRS defines, selectors resolved, narrowed by an explicit `--market`."""
+    """`--all`: the datasets KLINE_PAIRS defines, selectors resolved, narrowed by an explicit `--market` and
+    `--kind`."""
     market = get_market(args.market).name if args.market is not None else None
+    kind = args.kind.strip().lower() if args.kind is not None else None
     setup_logging(settings.log_dir)  # resolving the selectors may have things to say
     selectors = [s for s in settings.selectors if market is None or s.market == market]
     explicit = [s for s in settings.pairs if market is None or s.market == market]
@@ -101,7 +103,7 @@ def configured(args: argparse.Namespace, settings: Settings) -> Settings:
         if getattr(args, "strict", False):
             raise BadInput(f"KLINE_PAIRS: the {spec.market} market does not list {spec.pair} (--strict)")
         print(f"kline-assets: KLINE_PAIRS: {fallback_message(spec)}", file=sys.stderr)
-    pairs = tuple(s for s in settings.pairs if market is None or s.market == market)
+    pairs = tuple(s for s in settings.pairs if (market is None or s.market == market) and kind in (None, s.kind))
     if not pairs and selectors:
         unlisted(settings, selectors)
     if not pairs:
@@ -204,13 +206,15 @@ def plot_coverage(backend: Backend, statuses: list[dict], target: Path) -> None:
         raise BadInput(f"--plot {target}: the coverage picture is a .png file")
     today = now_utc().date()
     for status in statuses:
-        manifest = manifest_at(backend, f"{dataset_dir(*status['dataset'].split('/'))}/{MANIFEST}")
+        spec = DatasetSpec(status["market"], status["pair"], status["kind"])
+        manifest = manifest_at(backend, DatasetPaths(spec).manifest)
+        kind = "" if spec.kind == "klines" else f"_{spec.kind}"
         path = target if len(statuses) == 1 else target.with_name(
-            f"{target.stem}_{manifest.exchange_id}_{manifest.symbol}{target.suffix}")
+            f"{target.stem}_{manifest.exchange_id}_{manifest.symbol}{kind}{target.suffix}")
         states = day_states(manifest, today)
-        write_png(states, path, f"{manifest.exchange_id}/{manifest.symbol}")
+        write_png(states, path, spec.name)
         legend = ", ".join(f"{n} {k}" for k, n in counts(states).items())
-        print(f"coverage of {manifest.exchange_id}/{manifest.symbol} -> {path} ({legend}; green complete, "
+        print(f"coverage of {spec.name} -> {path} ({legend}; green complete, "
               "amber exchange gaps, blue incomplete, grey missing)", file=sys.stderr)
 
 
@@ -222,7 +226,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings, spec: DatasetSpec) 
     listings = {m: Listing.load(backend, m) for m in MARKETS}  # as last learnt: status asks the exchange nothing
     for s in statuses:
         listing = listings[s["market"]]
-        s["trading"] = None if listing is None else listing.trading(s["dataset"].partition("/")[2])
+        s["trading"] = None if listing is None else listing.trading(DatasetSpec(s["market"], s["pair"]).symbol)
     if args.plot:
         plot_coverage(backend, statuses, Path(args.plot))
     if args.json:
@@ -278,7 +282,7 @@ def verify_one(args: argparse.Namespace, settings: Settings, spec: DatasetSpec, 
     if report.ok or not args.repair:
         if not report.ok and report.bad_days():
             window = "".join(f" --{name} {getattr(args, name)}" for name in ("start", "end") if getattr(args, name))
-            print(f"  to fetch the bad days again: kline-assets --market {spec.market} --pair {spec.pair} verify "
+            print(f"  to fetch the bad days again: kline-assets {spec.flags} verify "
                   f"--repair{window}")
         return 0 if report.ok else 1
     if any(p.kind == "differs_from_rest" for p in report.problems):

@@ -27,6 +27,7 @@ from kline_assets.settings import (
     get_market,
     load_settings,
     normalise_pair,
+    parse_kinds,
 )
 from kline_assets.store.backend import open_root
 
@@ -56,6 +57,8 @@ def _globals(parser: argparse.ArgumentParser, default: object) -> None:
     parser.add_argument("--pair", default=default, help="BASE/QUOTE (default BTC/USDT)")
     parser.add_argument("--align-tz", default=default, help="IANA zone or offset for local days (KLINE_ALIGN_TZ)")
     parser.add_argument("--data-root", default=default, help="data root (KLINE_DATA_ROOT)")
+    parser.add_argument("--kind", default=default, help="klines (default), or a futures price kind: mark, index "
+                                                        "(with --all: narrows the configured datasets)")
     parser.add_argument("--strict", action="store_true", default=False if default is None else default,
                         help="fail instead of falling back to BTC/USDT for a pair the exchange does not list")
 
@@ -120,7 +123,10 @@ def resolve_settings(args: argparse.Namespace) -> tuple[Settings, DatasetSpec]:
     if getattr(args, "all", False) and args.pair is not None:
         raise BadInput("--all and --pair together: --all means every configured dataset (narrow it with --market)")
     market = get_market(args.market or "futures").name
-    spec = DatasetSpec(market, normalise_pair(args.pair or DEFAULT_PAIR))
+    kinds = parse_kinds(args.kind, market) if args.kind is not None else ("klines",)
+    if len(kinds) != 1:
+        raise BadInput(f"--kind {args.kind}: one kind at a time (KLINE_PAIRS entries may name several)")
+    spec = DatasetSpec(market, normalise_pair(args.pair or DEFAULT_PAIR), kinds[0])
     open_root(settings.data_root)  # a data root that cannot be one (a file, an S3 root without a bucket)
     if getattr(args, "all", False):  # the configured datasets; commands resolve the selectors
         return settings, spec

@@ -29,7 +29,6 @@ from kline_assets.defs.fleet import Work, recording, run_fleet, work_for
 from kline_assets.defs.names import (
     CHUNK_IO_MANAGER,
     EXCHANGE,
-    KLINES,
     STORE,
     group_name,
     klines_key,
@@ -40,7 +39,7 @@ from kline_assets.defs.names import (
 from kline_assets.defs.partitions import key_to_day
 from kline_assets.defs.resources import ExchangeResource, StoreResource, run_resource
 from kline_assets.defs.writer import Committed, reporter
-from kline_assets.settings import DatasetSpec, Settings
+from kline_assets.settings import KINDS, DatasetSpec, Settings
 from kline_assets.store.checks import (
     CHECK_NAMES,
     CONTINUITY,
@@ -57,13 +56,16 @@ from kline_assets.store.manifest import ChunkEntry
 from kline_assets.store.schema import COLUMN_NAMES
 from kline_assets.timezones import ms_to_iso
 
+WHAT = {"klines": "klines", "mark": "mark price klines", "index": "index price klines"}  # by kind
+
 
 def klines_description(spec: DatasetSpec) -> str:
     """The UI shows descriptions as Markdown: paths go in code spans, or `<data root>` is taken for a tag."""
     return (
-        f"Closed 1-minute klines of {spec.pair} on Binance {spec.market} ({spec.exchange_id}), one zstd "
-        f"Parquet chunk per local day under `<data root>/{spec.exchange_id}/{spec.symbol}/1m/chunks`, listed "
-        f"with its sha256 in `manifest.json`. Columns: {', '.join(COLUMN_NAMES)}. Today's partition is live."
+        f"Closed 1-minute {WHAT[spec.kind]} of {spec.pair} on Binance {spec.market} ({spec.exchange_id}), one "
+        f"zstd Parquet chunk per local day under `<data root>/{spec.exchange_id}/{spec.symbol}/"
+        f"{spec.kind_info.folder}/chunks`, listed with its sha256 in `manifest.json`. Columns: "
+        f"{', '.join(COLUMN_NAMES)}. Today's partition is live."
     )
 
 
@@ -174,7 +176,8 @@ def latest_sha256(instance: dg.DagsterInstance, key: dg.AssetKey, partitions: li
 def klines_spec(spec: DatasetSpec, partitions_def: dg.PartitionsDefinition, prefix: str) -> dg.AssetSpec:
     return dg.AssetSpec(
         klines_key(spec, prefix), group_name=group_name(spec, prefix), kinds={"parquet", "binance"},
-        tags={"market": spec.market}, description=klines_description(spec), partitions_def=partitions_def,
+        tags={"market": spec.market, "kind": spec.kind}, description=klines_description(spec),
+        partitions_def=partitions_def,
     ).with_io_manager_key(prefixed(prefix, CHUNK_IO_MANAGER))
 
 
@@ -224,6 +227,9 @@ def market_node(market: str, specs: list[DatasetSpec], partitions_def: dg.Partit
     return _klines
 
 
+OWN_ASSETS = {kind.asset for kind in KINDS.values()}  # the last parts of the keys the market nodes hold
+
+
 def feeds_other_assets(run: dg.DagsterRun, own_nodes: set[str]) -> bool:
     """Whether the run has steps besides the `klines_1m` nodes: one of them may read ours, and runs only if
     our output is yielded. Runs started from the UI, by `dg launch`, `dagster asset materialize`, sensors
@@ -231,7 +237,7 @@ def feeds_other_assets(run: dg.DagsterRun, own_nodes: set[str]) -> bool:
     record the steps they execute instead. A run that records neither (a whole job launched as such) is
     taken to feed others: its days are then recorded twice, but no downstream step is left out."""
     if run.asset_selection:
-        return any(key.path[-1] != KLINES for key in run.asset_selection)
+        return any(key.path[-1] not in OWN_ASSETS for key in run.asset_selection)
     if run.step_keys_to_execute is not None:
         return any(step not in own_nodes for step in run.step_keys_to_execute)
     return True

@@ -55,11 +55,13 @@ def dataset_key(spec: DatasetSpec, asset: str, prefix: str = "") -> dg.AssetKey:
 
 
 def klines_key(spec: DatasetSpec, prefix: str = "") -> dg.AssetKey:
-    return dataset_key(spec, KLINES, prefix)
+    """The dataset's daily-partitioned asset: `klines_1m`, or its kind's (`mark_klines_1m`, ...)."""
+    return dataset_key(spec, spec.kind_info.asset, prefix)
 
 
 def combined_key(spec: DatasetSpec, prefix: str = "") -> dg.AssetKey:
-    return dataset_key(spec, COMBINED, prefix)
+    """`klines_1m_combined`, or its kind's (`mark_klines_1m_combined`, ...)."""
+    return dataset_key(spec, COMBINED if spec.kind == "klines" else f"{spec.kind_info.asset}_combined", prefix)
 
 
 def hourly_key(spec: DatasetSpec, prefix: str = "") -> dg.AssetKey:
@@ -75,8 +77,10 @@ def group_name(spec: DatasetSpec, prefix: str = "") -> str:
     return prefixed(prefix, f"{spec.exchange_id}_{spec.symbol}")
 
 
-def job_name(kind: str, spec: DatasetSpec, prefix: str = "") -> str:
-    return prefixed(prefix, f"{kind}_{spec.exchange_id}_{spec.symbol}")
+def job_name(what: str, spec: DatasetSpec, prefix: str = "") -> str:
+    """A job (or op) of one dataset: `verify_binanceusdm_BTCUSDT`, `verify_binanceusdm_BTCUSDT_mark`."""
+    kind = "" if spec.kind == "klines" else f"_{spec.kind}"
+    return prefixed(prefix, f"{what}_{spec.exchange_id}_{spec.symbol}{kind}")
 
 
 TAG_VALUE_MAX = 2000  # Postgres indexes run tags: a key and value over ~2.7 KB cannot be stored at all

@@ -17,7 +17,7 @@ from kline_assets.binance.paging import DEFAULT_PAGE
 from kline_assets.defs.names import prefixed
 from kline_assets.errors import ChunkUnavailable
 from kline_assets.logs import setup_logging
-from kline_assets.settings import BY_NAME, DatasetSpec, Settings, parse_start_date, resource_values
+from kline_assets.settings import BY_NAME, KINDS, DatasetSpec, Settings, parse_start_date, resource_values
 from kline_assets.store.backend import Backend, open_root
 from kline_assets.store.dataset import DatasetStore, manifest_at
 from kline_assets.store.paths import MANIFEST, dataset_dir
@@ -163,13 +163,14 @@ class StoreResource(dg.ConfigurableResource):
         """The dataset behind a `klines_1m` key (`[key prefix, exchange_id, PAIR_TOKEN, "klines_1m"]`, the prefix
         only under a `KlineArchive` that has one); its pair is in its manifest."""
         exchange_id, symbol = key.path[-3], key.path[-2]
-        manifest_key = f"{dataset_dir(exchange_id, symbol)}/{MANIFEST}"
+        kind = next(k for k in KINDS.values() if k.asset == key.path[-1])
+        manifest_key = f"{dataset_dir(exchange_id, symbol, kind.folder)}/{MANIFEST}"
         try:
             manifest = manifest_at(self.backend(), manifest_key)
         except FileNotFoundError:
             raise ChunkUnavailable(f"{exchange_id}/{symbol} has no dataset under {self.data_root} (no "
                                    f"{self.backend().uri(manifest_key)}); backfill it first") from None
-        return self.store(DatasetSpec(manifest.market, manifest.pair))
+        return self.store(manifest.spec)
 
     def store(self, spec: DatasetSpec) -> DatasetStore:
         """The one way to open a dataset: a stored dataset keeps its own start date."""

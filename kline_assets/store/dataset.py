@@ -31,7 +31,7 @@ from kline_assets.errors import BadInput, StorageUnavailable
 from kline_assets.settings import DatasetSpec
 from kline_assets.store.backend import Backend, Listed, open_root
 from kline_assets.store.manifest import ChunkEntry, Manifest, utc_now_iso
-from kline_assets.store.paths import MANIFEST, DatasetPaths, dataset_dir
+from kline_assets.store.paths import KIND_OF_FOLDER, MANIFEST, DatasetPaths, dataset_dir
 from kline_assets.timezones import AlignZone
 
 GRACE_S = 3600.0  # an unlisted object younger than this may still be committed by its writer
@@ -117,9 +117,10 @@ def dataset_dirs(backend: Backend, exchange_id: str | None = None) -> list[str]:
         if exchange.startswith("."):
             continue
         for symbol in backend.dirs(f"{exchange}/"):
-            folder = dataset_dir(exchange, symbol)
-            if backend.exists(f"{folder}/{MANIFEST}"):
-                found.append(folder)
+            for kind_folder in backend.dirs(f"{exchange}/{symbol}/"):
+                folder = dataset_dir(exchange, symbol, kind_folder)
+                if kind_folder in KIND_OF_FOLDER and backend.exists(f"{folder}/{MANIFEST}"):
+                    found.append(folder)
     return found
 
 

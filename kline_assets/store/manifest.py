@@ -49,13 +49,18 @@ class Manifest:
     align_tz: str
     start: str
     interval: str = "1m"
+    kind: str = "klines"  # of the data (`settings.KINDS`); manifests written before kinds hold klines
     version: int = MANIFEST_VERSION
     chunks: dict[int, ChunkEntry] = field(default_factory=dict)
     extra: dict = field(default_factory=dict)  # fields added by later versions or other tools, kept as is
 
     @classmethod
     def new(cls, spec: DatasetSpec, align_tz: str, start: dt.date) -> Manifest:
-        return cls(spec.exchange_id, spec.market, spec.symbol, spec.pair, align_tz, start.isoformat())
+        return cls(spec.exchange_id, spec.market, spec.symbol, spec.pair, align_tz, start.isoformat(), kind=spec.kind)
+
+    @property
+    def spec(self) -> DatasetSpec:
+        return DatasetSpec(self.market, self.pair, self.kind)
 
     @property
     def start_date(self) -> dt.date:
@@ -76,6 +81,7 @@ class Manifest:
             "symbol": self.symbol,
             "pair": self.pair,
             "interval": self.interval,
+            "kind": self.kind,
             "align_tz": self.align_tz,
             "start": self.start,
             "updated_at": utc_now_iso(),
@@ -100,7 +106,8 @@ class Manifest:
                 entry = ChunkEntry(**{k: v for k, v in c.items() if k in known})
                 _check_entry(entry)
                 chunks[entry.index] = entry
-            core = {"version", "exchange_id", "market", "symbol", "pair", "interval", "align_tz", "start", "chunks"}
+            core = {"version", "exchange_id", "market", "symbol", "pair", "interval", "kind", "align_tz", "start",
+                    "chunks"}
             return cls(
                 exchange_id=doc["exchange_id"],
                 market=doc["market"],
@@ -109,6 +116,7 @@ class Manifest:
                 align_tz=doc["align_tz"],
                 start=doc["start"],
                 interval=doc.get("interval", "1m"),
+                kind=doc.get("kind", "klines"),
                 version=int(doc.get("version", MANIFEST_VERSION)),
                 chunks=chunks,
                 extra={k: v for k, v in doc.items() if k not in core | {"updated_at"}},

@@ -10,13 +10,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from kline_assets.settings import DatasetSpec
+from kline_assets.settings import KINDS, DatasetSpec
 
 INTERVAL = "1m"
 MANIFEST = "manifest.json"
 # chunk_<index>_<local date>[_<version>].parquet: names without a version are from before versioned names
 CHUNK_RE = re.compile(r"^chunk_(\d{6})_(\d{8})(?:_([0-9a-f]{8}))?\.parquet$")
 META = ".kline_assets"
+KIND_OF_FOLDER = {k.folder: k.name for k in KINDS.values()}  # a dataset folder's last part -> its kind
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class DatasetPaths:
 
     @property
     def dir(self) -> str:
-        return dataset_dir(self.spec.exchange_id, self.spec.symbol)
+        return dataset_dir(self.spec.exchange_id, self.spec.symbol, self.spec.kind_info.folder)
 
     @property
     def chunks_dir(self) -> str:
@@ -45,7 +46,7 @@ class DatasetPaths:
         """`_all` holds every chunk; an index range goes to its own file, never over `_all`."""
         tail = f"_{tz_suffix}" if tz_suffix else ""
         span = "all" if index_range is None else f"{index_range[0]:06d}-{index_range[1]:06d}"
-        return f"{self.combined_dir}/{self.spec.symbol}_{INTERVAL}_{span}{tail}.parquet"
+        return f"{self.combined_dir}/{self.spec.symbol}_{self.spec.kind_info.folder}_{span}{tail}.parquet"
 
     @staticmethod
     def chunk_name(index: int, day: dt.date, sha256: str) -> str:
@@ -70,8 +71,9 @@ def names_day(name: str, index: int, day: dt.date) -> bool:
     return bool(match) and int(match.group(1)) == index and match.group(2) == f"{day:%Y%m%d}"
 
 
-def dataset_dir(exchange_id: str, symbol: str, interval: str = INTERVAL) -> str:
-    return f"{exchange_id}/{symbol}/{interval}"
+def dataset_dir(exchange_id: str, symbol: str, folder: str = INTERVAL) -> str:
+    """A dataset's folder: `folder` is its kind's (`1m` for trade klines, `mark_1m`, ...)."""
+    return f"{exchange_id}/{symbol}/{folder}"
 
 
 def hourly_file(spec: DatasetSpec, partition: str) -> str:

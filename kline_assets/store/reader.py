@@ -48,7 +48,7 @@ def _matches(data: bytes | None, entry: ChunkEntry) -> bool:
 def backfill_hint(store: DatasetStore, first: dt.date, last: dt.date) -> str:
     """The command that loads first..last of this dataset, where it is, in its zone."""
     zone = "" if store.zone.name == "UTC" else f" --align-tz {store.zone.name}"
-    return (f"kline-assets --market {store.spec.market} --pair {store.spec.pair}{zone} --data-root "
+    return (f"kline-assets {store.spec.flags}{zone} --data-root "
             f"{store.backend.uri('').rstrip('/')} backfill --start {first} --end {last + dt.timedelta(1)}")
 
 

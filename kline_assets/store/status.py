@@ -25,9 +25,10 @@ def dataset_status(backend: Backend, folder: str, now_ms: int | None = None) -> 
     last_open = max((e.last_open_time for e in entries if e.last_open_time is not None), default=None)
     disk = sum(o.size for o in backend.list(f"{folder}/"))
     return {
-        "dataset": f"{manifest.exchange_id}/{manifest.symbol}",
+        "dataset": manifest.spec.name,
         "market": manifest.market,
         "pair": manifest.pair,
+        "kind": manifest.kind,
         "align_tz": manifest.align_tz,
         "start": manifest.start,
         "path": backend.uri(folder),

@@ -1,0 +1,73 @@
+"""The futures price kinds (issue #35): mark and index klines are datasets of their own, backfilled from
+REST and from the archive, verified, listed and read like trade klines, the simulator's rows exactly."""
+
+import datetime as dt
+import json
+
+import pytest
+
+import kline_assets
+from kline_assets.settings import DatasetSpec
+from kline_assets.store.dataset import DatasetStore
+from kline_assets.timezones import parse_zone
+from kline_assets_tests.helpers import cli, cli_here, env_for, expected_rows, stored_rows
+
+pytestmark = pytest.mark.e2e
+DAYS = [dt.date(2021, 6, 1), dt.date(2021, 6, 2)]
+
+
+@pytest.mark.parametrize("kind", ["mark", "index"])
+@pytest.mark.parametrize("source", ["rest", "archive"])
+def test_a_price_kind_is_a_dataset_of_its_own_equal_to_the_exchange(sim, tmp_path, monkeypatch, capsys, kind,
+                                                                    source):
+    env = env_for(sim, tmp_path, KLINE_SOURCE=source)
+    done = cli(env, "--kind", kind, "backfill", "--start", "2021-06-01", "--end", "2021-06-03")
+    assert done.returncode == 0, done.stderr
+    spec = DatasetSpec("futures", "BTC/USDT", kind)
+    store = DatasetStore.open(tmp_path / "data", spec, parse_zone("UTC"), DAYS[0])
+    assert store.paths.dir == f"binanceusdm/BTCUSDT/{kind}_1m"
+    manifest = store.manifest()
+    assert manifest.kind == kind and {e.source for e in manifest.chunks.values()} == {source}
+    for day in DAYS:
+        entry = manifest.entry_for(day)
+        assert entry.complete and stored_rows(store, entry) == expected_rows(sim.state, spec, "UTC", day)
+    assert not (tmp_path / "data" / "binanceusdm" / "BTCUSDT" / "1m").exists()  # trade klines: not asked for
+    endpoints = {r["endpoint"] for r in sim.state.log if r["market"] == "futures"}
+    assert "klines" not in endpoints
+
+    verify = cli_here(monkeypatch, capsys, env, "--kind", kind, "verify")
+    assert verify.returncode == 0 and f"binanceusdm/BTCUSDT/{kind}: 2 day(s) checked" in verify.stdout
+    status = json.loads(cli_here(monkeypatch, capsys, env, "status", "--json").stdout)["datasets"]
+    assert [(s["dataset"], s["kind"], s["rows"]) for s in status] == [(f"binanceusdm/BTCUSDT/{kind}", kind, 2880)]
+    frame = kline_assets.read_klines("futures", "BTC/USDT", "2021-06-01", "2021-06-03", kind=kind,
+                                     data_root=tmp_path / "data")
+    assert len(frame) == 2880 and frame["close"].iloc[0] == expected_rows(sim.state, spec, "UTC", DAYS[0])[0][4]
+
+
+def test_kinds_are_checked_as_bad_input(sim, tmp_path):
+    env = env_for(sim, tmp_path)
+    for args, said in ((("--market", "spot", "--kind", "mark"), "the spot market has no mark klines"),
+                       (("--kind", "funding"), "unknown kind 'funding'"),
+                       (("--kind", "mark+index"), "one kind at a time")):
+        done = cli(env, *args, "backfill", "--start", "2021-06-01", "--end", "2021-06-02")
+        assert done.returncode == 2 and said in done.stderr and len(done.stderr.splitlines()) == 1, done.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_kline_pairs_name_kinds_and_one_run_loads_them_all_as_assets_grouped_per_pair(sim, tmp_path, monkeypatch):
+    env = env_for(sim, tmp_path, KLINE_PAIRS="futures:BTC/USDT:klines+mark+index", KLINE_SOURCE="auto")
+    done = cli(env, "backfill", "--all", "--start", "2021-06-01", "--end", "2021-06-02")
+    assert done.returncode == 0, done.stderr
+    for kind in ("klines", "mark", "index"):
+        spec = DatasetSpec("futures", "BTC/USDT", kind)
+        store = DatasetStore.open(tmp_path / "data", spec, parse_zone("UTC"), DAYS[0])
+        assert stored_rows(store, store.manifest().entry_for(DAYS[0])) == expected_rows(sim.state, spec, "UTC",
+                                                                                         DAYS[0])
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    defs = kline_assets.build_definitions()
+    groups = {key.path[-1]: spec.group_name for key, spec in
+              ((s.key, s) for a in defs.assets for s in getattr(a, "specs", []))}
+    assert {k: groups[k] for k in ("klines_1m", "mark_klines_1m", "index_klines_1m")} == dict.fromkeys(
+        ("klines_1m", "mark_klines_1m", "index_klines_1m"), "binanceusdm_BTCUSDT")
+    assert kline_assets.klines_asset_key("futures", "BTC/USDT", kind="mark").path[-1] == "mark_klines_1m"
