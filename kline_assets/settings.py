@@ -294,6 +294,11 @@ class Settings:
         return (self.spot_url if market == "spot" else self.futures_url).rstrip("/")
 
     @property
+    def hourly_pairs(self) -> tuple[DatasetSpec, ...]:
+        """The datasets with the example `klines_1h` (with `hourly`): those of trade klines."""
+        return tuple(spec for spec in self.pairs if spec.kind == "klines") if self.hourly else ()
+
+    @property
     def live_pairs(self) -> tuple[DatasetSpec, ...]:
         """The datasets live keeps current: all but those whose symbol stopped trading or that only the data
         root holds."""

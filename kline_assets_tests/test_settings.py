@@ -12,7 +12,8 @@ def test_settings_survive_the_trip_through_the_environment(zone):
     settings = load_settings({
         "KLINE_DATA_ROOT": "s3://bucket/prefix", "KLINE_LOG_DIR": "/var/log/k", "KLINE_ALIGN_TZ": zone,
         "KLINE_START": "2019-09-08", "KLINE_SPOT_URL": "http://spot", "KLINE_FUTURES_URL": "http://fut",
-        "KLINE_PAIRS": "futures:ETH/USDT,spot:BTC/USDC", "KLINE_SOURCE": "archive", "KLINE_HOURLY": "1",
+        "KLINE_PAIRS": "futures:ETH/USDT:klines+mark+index,spot:BTC/USDC,futures:*/USDT:mark",
+        "KLINE_SOURCE": "archive", "KLINE_HOURLY": "1",
         "BUILD_COMBINED_ON_BACKFILL": "1", "KLINE_ARCHIVE_URL": "http://archive"})
     assert load_settings(settings_env(settings)) == settings
 

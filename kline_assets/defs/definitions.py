@@ -43,7 +43,7 @@ def build_resources(settings: Settings) -> dict:
 def build_assets(settings: Settings) -> list:
     partitions_def = daily_partitions(settings.align_tz, settings.start)
     klines = build_klines_assets(settings, partitions_def)
-    hourly = [build_hourly_asset(spec, partitions_def, settings) for spec in settings.pairs if settings.hourly]
+    hourly = [build_hourly_asset(spec, partitions_def, settings) for spec in settings.hourly_pairs]
     return klines + hourly + [build_combined_asset(spec, settings) for spec in settings.pairs]
 
 

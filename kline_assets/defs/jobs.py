@@ -214,7 +214,7 @@ def build_combine_job(settings: Settings):
 
 def build_hourly_job(settings: Settings):
     return dg.define_asset_job(prefixed(settings.key_prefix, HOURLY_JOB),
-                               selection=[hourly_key(spec, settings.key_prefix) for spec in settings.pairs],
+                               selection=[hourly_key(spec, settings.key_prefix) for spec in settings.hourly_pairs],
                                executor_def=dg.in_process_executor,  # one process for any number of datasets
                                description="klines_1h of the days a klines_1m run loaded (KLINE_HOURLY=1).")
 

@@ -117,8 +117,9 @@ def backfill_tags(specs: list[DatasetSpec], first_key: str, last_key: str) -> di
 def _then_hourly(outcome: RunOutcome, settings: Settings, specs: list[DatasetSpec], first_key: str, last_key: str,
                  instance: dg.DagsterInstance, tags: dict | None) -> RunOutcome:
     """With `KLINE_HOURLY=1`, after a successful klines_1m run: the klines_1h run of the same days."""
-    if outcome.success and settings.hourly:
-        return _range_run(settings, specs, HOURLY_JOB, [hourly_key(s) for s in specs], first_key, last_key,
+    hourly = [s for s in specs if s in settings.hourly_pairs]
+    if outcome.success and hourly:
+        return _range_run(settings, hourly, HOURLY_JOB, [hourly_key(s) for s in hourly], first_key, last_key,
                           instance, tags)
     return outcome
 

@@ -159,7 +159,7 @@ def build_hourly_after_klines_sensor(settings: Settings, job) -> dg.SensorDefini
             event = record.event_log_entry.dagster_event
             days.setdefault(event.asset_key, []).append(event.partition)
         groups: dict[tuple[str, str], list] = {}
-        for spec in settings.pairs:
+        for spec in settings.hourly_pairs:
             if hourly_key(spec, settings.key_prefix) in days:
                 continue  # built in the same run, from the days it wrote
             if days.get(key := klines_key(spec, settings.key_prefix)):

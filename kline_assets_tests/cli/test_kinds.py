@@ -55,7 +55,8 @@ def test_kinds_are_checked_as_bad_input(sim, tmp_path):
 
 
 def test_kline_pairs_name_kinds_and_one_run_loads_them_all_as_assets_grouped_per_pair(sim, tmp_path, monkeypatch):
-    env = env_for(sim, tmp_path, KLINE_PAIRS="futures:BTC/USDT:klines+mark+index", KLINE_SOURCE="auto")
+    env = env_for(sim, tmp_path, KLINE_PAIRS="futures:BTC/USDT:klines+mark+index", KLINE_SOURCE="auto",
+                  KLINE_HOURLY="1")  # klines_1h: of the trade klines only
     done = cli(env, "backfill", "--all", "--start", "2021-06-01", "--end", "2021-06-02")
     assert done.returncode == 0, done.stderr
     for kind in ("klines", "mark", "index"):
@@ -70,4 +71,6 @@ def test_kline_pairs_name_kinds_and_one_run_loads_them_all_as_assets_grouped_per
               ((s.key, s) for a in defs.assets for s in getattr(a, "specs", []))}
     assert {k: groups[k] for k in ("klines_1m", "mark_klines_1m", "index_klines_1m")} == dict.fromkeys(
         ("klines_1m", "mark_klines_1m", "index_klines_1m"), "binanceusdm_BTCUSDT")
+    assert [k.path[-1] for k in defs.resolve_all_asset_keys()].count("klines_1h") == 1
+    assert (tmp_path / "data" / "binanceusdm" / "BTCUSDT" / "1h" / "2021-06-01.parquet").exists()
     assert kline_assets.klines_asset_key("futures", "BTC/USDT", kind="mark").path[-1] == "mark_klines_1m"
