@@ -93,7 +93,7 @@ def read_klines(market: str = "futures", pair: str = DEFAULT_PAIR, start: Instan
     stored. Minutes the exchange never had (recorded gaps) are not missing; an open bound stops at the
     dataset's own first or last day, and today's chunk holds what has closed. `datetime_index=True` indexes
     the rows by their open time as time-zone-aware date-times in the dataset's zone (`open_time` stays).
-    `kind`: `klines` (trade klines), or a futures price kind, `mark` or `index` (the same columns)."""
+    `kind`: `klines` (trade klines), or a futures price kind, `mark`, `index` or `premium` (the same columns)."""
     if missing not in MISSING:
         raise BadInput(f"missing={missing!r}: use 'raise' or 'ignore'")
     store = _store(market, pair, data_root, kind)

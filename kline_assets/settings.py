@@ -21,17 +21,19 @@ class Kind:
     REST endpoint, also its folder in the public archive), its asset key's last part and its folder. A kind
     is a description, not a pipeline: every kind goes through the same fetch, store, checks and verbs."""
 
-    name: str  # klines | mark | index
+    name: str  # klines | mark | index | premium
     asset: str  # the asset key's last part
     folder: str  # under <exchange_id>/<PAIR_TOKEN>/
     endpoint: str  # REST `<api>/<endpoint>`, archive `daily/<endpoint>/`
     by_pair: bool = False  # asked by `pair` rather than `symbol` (index klines)
+    signed: bool = False  # prices may be negative (the premium index); volumes and counts never are
 
 
 KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("klines", "klines_1m", "1m", "klines"),
     Kind("mark", "mark_klines_1m", "mark_1m", "markPriceKlines"),
     Kind("index", "index_klines_1m", "index_1m", "indexPriceKlines", by_pair=True),
+    Kind("premium", "premium_klines_1m", "premium_1m", "premiumIndexKlines", signed=True),
 )}
 
 
@@ -47,7 +49,8 @@ class Market:
 
 MARKETS: dict[str, Market] = {
     "spot": Market("spot", "binance", "https://api.binance.com", 1000, 6000),
-    "futures": Market("futures", "binanceusdm", "https://fapi.binance.com", 1500, 2400, ("klines", "mark", "index")),
+    "futures": Market("futures", "binanceusdm", "https://fapi.binance.com", 1500, 2400,
+                      ("klines", "mark", "index", "premium")),
 }
 
 DEFAULT_PAIR = "BTC/USDT"

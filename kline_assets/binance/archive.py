@@ -58,9 +58,10 @@ class ArchiveDay:
     name: str  # the file's name, for the messages
     zip: bytes
     sha256: str  # the published CHECKSUM the zip matched
+    signed: bool = False  # of a kind whose prices may be negative (`Kind.signed`)
 
     def table(self) -> pa.Table:
-        return parse_zip(self.zip, self.day, self.name)
+        return parse_zip(self.zip, self.day, self.name, self.signed)
 
 
 class ArchiveClient:
@@ -103,7 +104,7 @@ class ArchiveClient:
             return None
         if hashlib.sha256(data).hexdigest() != expected:
             raise ArchiveUnusable(f"{name} does not match its CHECKSUM")
-        return ArchiveDay(day, name, data, expected)
+        return ArchiveDay(day, name, data, expected, kind.signed)
 
     def _get(self, url: str, limits: Limits) -> bytes | None:
         attempt = 0
@@ -150,7 +151,7 @@ class ArchiveClient:
             self._unreachable_in_a_row = 0
 
 
-def parse_zip(data: bytes, day: dt.date, name: str) -> pa.Table:
+def parse_zip(data: bytes, day: dt.date, name: str, signed: bool = False) -> pa.Table:
     """The one CSV of a verified zip as a chunk-schema table, sorted by open_time, times in ms."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
@@ -185,7 +186,7 @@ def parse_zip(data: bytes, day: dt.date, name: str) -> pa.Table:
     if table.num_rows and (pc.min(times).as_py() < start or pc.max(times).as_py() >= end):
         raise ArchiveUnusable(f"{name}: rows outside its UTC day")
     table = table.sort_by("open_time")
-    problem = value_problem(table)
+    problem = value_problem(table, signed)
     if problem:
         raise ArchiveUnusable(f"{name}: {problem}")
     return table

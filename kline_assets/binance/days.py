@@ -132,7 +132,8 @@ class DayStream:
             self.store.put(data.staged)
             data.staged.data = None
         elif data.entry is not None and data.checked is None:
-            data.checked = evaluate_day(self.store.chunk_bytes(data.entry), data.entry)
+            data.checked = evaluate_day(self.store.chunk_bytes(data.entry), data.entry,
+                                        self.store.spec.kind_info.signed)
         return data
 
     def from_archive(self, day: dt.date) -> DayData | None:
@@ -170,7 +171,7 @@ class DayStream:
             fetched = fetch_window(self.client.source(self.store.spec.kind_info), self.store.spec.symbol, from_ms,
                                    end_ms, self.client.server_time_ms(), self.page)
             table = rows_to_table(fetched.rows)
-            problem = value_problem(table)
+            problem = value_problem(table, self.store.spec.kind_info.signed)
             if problem is None:
                 return fetched, table
             log.warning("%s %s: the exchange sent %s (attempt %d)", self.store.spec.name, day, problem, attempt)
@@ -186,7 +187,7 @@ class DayStream:
         intact = raw is not None and len(raw) == entry.bytes and sha256_bytes(raw) == entry.sha256
         if entry is not None and intact and entry.complete:
             return DayData(day, None, entry.exchange_gaps, entry.covered_until_ms, entry=entry,
-                           checked=evaluate_day(raw, entry))
+                           checked=evaluate_day(raw, entry, self.store.spec.kind_info.signed))
         if self.archive is not None and not intact:
             from_archive = self.from_archive(day)
             if from_archive is not None:

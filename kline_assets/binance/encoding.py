@@ -38,7 +38,7 @@ def chunk_and_check(plan: ChunkPlan, table: pa.Table, gaps: list[list[int]], cov
                     source: str = "rest", source_sha256: str | None = None) -> tuple[Staged, dict[str, Outcome]]:
     """The day's chunk, not yet put, and its checks on those very bytes (`evaluate_day`)."""
     staged = make_chunk(plan, table, gaps, covered_until_ms, source, source_sha256)
-    return staged, evaluate_day(staged.data, staged.entry)
+    return staged, evaluate_day(staged.data, staged.entry, plan.paths.spec.kind_info.signed)
 
 
 def archive_chunk(files: list[ArchiveDay], plan: ChunkPlan) -> tuple[Staged, dict[str, Outcome]]:

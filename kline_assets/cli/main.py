@@ -57,8 +57,8 @@ def _globals(parser: argparse.ArgumentParser, default: object) -> None:
     parser.add_argument("--pair", default=default, help="BASE/QUOTE (default BTC/USDT)")
     parser.add_argument("--align-tz", default=default, help="IANA zone or offset for local days (KLINE_ALIGN_TZ)")
     parser.add_argument("--data-root", default=default, help="data root (KLINE_DATA_ROOT)")
-    parser.add_argument("--kind", default=default, help="klines (default), or a futures price kind: mark, index "
-                                                        "(with --all: narrows the configured datasets)")
+    parser.add_argument("--kind", default=default, help="klines (default), or a futures price kind: mark, index, "
+                                                        "premium (with --all: narrows the configured datasets)")
     parser.add_argument("--strict", action="store_true", default=False if default is None else default,
                         help="fail instead of falling back to BTC/USDT for a pair the exchange does not list")
 

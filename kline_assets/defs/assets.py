@@ -56,7 +56,8 @@ from kline_assets.store.manifest import ChunkEntry
 from kline_assets.store.schema import COLUMN_NAMES
 from kline_assets.timezones import ms_to_iso
 
-WHAT = {"klines": "klines", "mark": "mark price klines", "index": "index price klines"}  # by kind
+WHAT = {"klines": "klines", "mark": "mark price klines", "index": "index price klines",
+        "premium": "premium index klines"}  # by kind
 
 
 def klines_description(spec: DatasetSpec) -> str:
@@ -113,7 +114,7 @@ def batch_outcomes(store: DatasetStore, batch: Committed) -> dict[dt.date, dict[
         elif day in batch.checked and batch.checked[day][0] == entry.sha256:
             outcomes[day] = with_previous(batch.checked[day][1], entry, prev)
         else:
-            outcomes[day] = evaluate(store.chunk_bytes(entry), entry, prev)
+            outcomes[day] = evaluate(store.chunk_bytes(entry), entry, prev, store.spec.kind_info.signed)
     return outcomes
 
 

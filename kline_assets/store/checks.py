@@ -129,7 +129,7 @@ def integrity(data: bytes | None, entry: ChunkEntry) -> tuple[Outcome, pa.Table 
     return Outcome(True, md), table
 
 
-def sanity(table: pa.Table, entry: ChunkEntry, fetched_before_ms: int) -> Outcome:
+def sanity(table: pa.Table, entry: ChunkEntry, fetched_before_ms: int, signed: bool = False) -> Outcome:
     """Row-level rules; `fetched_before_ms` bounds close_time (a stored row must have been closed).
 
     ERROR, never to be stored: unclosed or out-of-window rows, and values the exchange cannot have sent
@@ -142,7 +142,7 @@ def sanity(table: pa.Table, entry: ChunkEntry, fetched_before_ms: int) -> Outcom
     errors = {  # NumPy over whole columns: every day fetched is checked, in many threads at once
         "unclosed_rows": closes >= fetched_before_ms,
         "out_of_window_rows": (opens < entry.start_ms) | (opens >= entry.end_ms),
-        "impossible_values": impossible_values(table),
+        "impossible_values": impossible_values(table, signed),
     }
     warnings = {
         "off_minute_rows": opens % MINUTE_MS != 0,
@@ -167,19 +167,22 @@ def written_ms(entry: ChunkEntry) -> int:
 NOT_CHECKED = "not checked: the file does not match the manifest"
 
 
-def evaluate(data: bytes | None, entry: ChunkEntry, prev: ChunkEntry | None) -> dict[str, Outcome]:
-    """All three checks for one stored day, from its bytes (None: missing)."""
-    return with_previous(evaluate_day(data, entry), entry, prev)
+def evaluate(data: bytes | None, entry: ChunkEntry, prev: ChunkEntry | None,
+             signed: bool = False) -> dict[str, Outcome]:
+    """All three checks for one stored day, from its bytes (None: missing); `signed`: of a kind whose
+    prices may be negative (`Kind.signed`)."""
+    return with_previous(evaluate_day(data, entry, signed), entry, prev)
 
 
-def evaluate_day(data: bytes | None, entry: ChunkEntry) -> dict[str, Outcome]:
+def evaluate_day(data: bytes | None, entry: ChunkEntry, signed: bool = False) -> dict[str, Outcome]:
     """The three checks of one day's chunk without its neighbour: what a writer's thread can do before
     the commit, on the very bytes it put (`with_previous` completes them)."""
     intact, table = integrity(data, entry)
     if table is None:
         skipped = Outcome(False, {}, NOT_CHECKED)
         return {INTEGRITY: intact, CONTINUITY: skipped, SANITY: skipped}
-    return {INTEGRITY: intact, CONTINUITY: within_day(table, entry), SANITY: sanity(table, entry, written_ms(entry))}
+    return {INTEGRITY: intact, CONTINUITY: within_day(table, entry),
+            SANITY: sanity(table, entry, written_ms(entry), signed)}
 
 
 def with_previous(outcomes: dict[str, Outcome], entry: ChunkEntry, prev: ChunkEntry | None) -> dict[str, Outcome]:

@@ -58,20 +58,27 @@ NUMBERS = ("open", "high", "low", "close", "volume", "quote_volume", "trades", "
            "taker_quote_volume")
 
 
-def impossible_values(table: pa.Table) -> np.ndarray:
+PRICES = ("open", "high", "low", "close")
+
+
+def impossible_values(table: pa.Table, signed: bool = False) -> np.ndarray:
     """Per row: some price, volume or count is NaN, infinite, negative or missing (Binance sends none of
-    these). NumPy over whole columns: this runs for every day fetched, in up to 32 threads at once."""
+    these; with `signed`, prices may be negative: the premium index). NumPy over whole columns: this runs
+    for every day fetched, in up to 32 threads at once."""
     bad = np.zeros(table.num_rows, dtype=bool)
     for name in NUMBERS:
         column = table.column(name)
         values = column.to_numpy()
-        bad |= ~((values >= 0) & (values < np.inf))  # NaN compares false: caught with the negatives
+        if signed and name in PRICES:
+            bad |= ~(np.abs(values) < np.inf)  # NaN compares false
+        else:
+            bad |= ~((values >= 0) & (values < np.inf))  # NaN compares false: caught with the negatives
         if column.null_count:
             bad |= column.is_null().to_numpy(zero_copy_only=False)
     return bad
 
 
-def value_problem(table: pa.Table) -> str | None:
+def value_problem(table: pa.Table, signed: bool = False) -> str | None:
     """What makes a day's rows impossible as exchange data, naming the first minute (None: nothing):
     open times not strictly ascending (a duplicate, a wrong order), or `impossible_values`. They are
     never stored."""
@@ -81,9 +88,11 @@ def value_problem(table: pa.Table) -> str | None:
         at = backwards[0]
         return (f"open_time {ms_to_iso(int(times[at + 1]))} follows {ms_to_iso(int(times[at]))}: "
                 "duplicate or out-of-order rows")
-    bad = np.flatnonzero(impossible_values(table))
+    bad = np.flatnonzero(impossible_values(table, signed))
     if len(bad):
         row = {n: table.column(n)[int(bad[0])].as_py() for n in NUMBERS}
-        odd = ", ".join(f"{n} {v}" for n, v in row.items() if not (isinstance(v, (int, float)) and 0 <= v < 1e308))
+        low = -1e308 if signed else 0
+        odd = ", ".join(f"{n} {v}" for n, v in row.items()
+                        if not (isinstance(v, (int, float)) and (low if n in PRICES else 0) <= v < 1e308))
         return f"{odd} at {ms_to_iso(int(times[bad[0]]))}"
     return None

@@ -1,5 +1,6 @@
-"""The futures price kinds (issue #35): mark and index klines are datasets of their own, backfilled from
-REST and from the archive, verified, listed and read like trade klines, the simulator's rows exactly."""
+"""The futures price kinds (issue #35): mark, index and premium index klines are datasets of their own,
+backfilled from REST and from the archive, verified, listed and read like trade klines, the simulator's rows
+exactly (premium values are signed)."""
 
 import datetime as dt
 import json
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.e2e
 DAYS = [dt.date(2021, 6, 1), dt.date(2021, 6, 2)]
 
 
-@pytest.mark.parametrize("kind", ["mark", "index"])
+@pytest.mark.parametrize("kind", ["mark", "index", "premium"])
 @pytest.mark.parametrize("source", ["rest", "archive"])
 def test_a_price_kind_is_a_dataset_of_its_own_equal_to_the_exchange(sim, tmp_path, monkeypatch, capsys, kind,
                                                                     source):
@@ -42,6 +43,8 @@ def test_a_price_kind_is_a_dataset_of_its_own_equal_to_the_exchange(sim, tmp_pat
     frame = kline_assets.read_klines("futures", "BTC/USDT", "2021-06-01", "2021-06-03", kind=kind,
                                      data_root=tmp_path / "data")
     assert len(frame) == 2880 and frame["close"].iloc[0] == expected_rows(sim.state, spec, "UTC", DAYS[0])[0][4]
+    if kind == "premium":  # signed values, stored as sent and passing the checks
+        assert (frame["close"] < 0).any() and (frame["close"] > 0).any()
 
 
 def test_kinds_are_checked_as_bad_input(sim, tmp_path):

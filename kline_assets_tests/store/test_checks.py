@@ -131,3 +131,14 @@ def test_coverage_names_missing_and_incomplete_days_and_warns_of_a_stalled_live_
     m.chunks[20] = chunk_entry(20, today, complete=False, covered_until_ms=now - 40 * M)
     stalled = coverage(m, today, now)
     assert not stalled.passed and stalled.severity == "WARN" and "40 minutes ago" in stalled.problem
+
+
+def test_a_signed_kind_may_have_negative_prices_never_negative_volumes_or_nan():
+    """The premium index is signed (docs/binance-kinds.md); its volumes and counts are not, and NaN is
+    never a value."""
+    negative = with_value(table(FULL[:60]), "close", 9, -0.0004)
+    assert sanity(negative, entry(60), fetched_before_ms=START + DAY, signed=True).metadata["impossible_values"] == 0
+    assert not sanity(negative, entry(60), fetched_before_ms=START + DAY).passed
+    for name, value in (("close", float("nan")), ("volume", -1.0), ("open", float("-inf"))):
+        got = sanity(with_value(table(FULL[:60]), name, 9, value), entry(60), START + DAY, signed=True)
+        assert got.metadata["impossible_values"] == 1, name
