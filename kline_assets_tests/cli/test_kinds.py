@@ -76,4 +76,8 @@ def test_kline_pairs_name_kinds_and_one_run_loads_them_all_as_assets_grouped_per
         ("klines_1m", "mark_klines_1m", "index_klines_1m"), "binanceusdm_BTCUSDT")
     assert [k.path[-1] for k in defs.resolve_all_asset_keys()].count("klines_1h") == 1
     assert (tmp_path / "data" / "binanceusdm" / "BTCUSDT" / "1h" / "2021-06-01.parquet").exists()
+    combined = cli(env, "--kind", "index", "combine")
+    assert combined.returncode == 0, combined.stderr
+    assert (tmp_path / "data" / "binanceusdm" / "BTCUSDT" / "index_1m" / "combined" /
+            "BTCUSDT_index_1m_all.parquet").exists()
     assert kline_assets.klines_asset_key("futures", "BTC/USDT", kind="mark").path[-1] == "mark_klines_1m"
