@@ -46,7 +46,7 @@ class Tally:
     """Where a run's days stand, as data: its progress line in every log (`str`), and on a terminal the
     numbers of a redrawn bar (`ProgressBars`)."""
 
-    name: str  # a dataset, or "<market>: " and the count of a run's datasets
+    name: str  # a dataset, or the market ("all markets") of a run of several datasets
     days: int
     total_days: int
     rows: int

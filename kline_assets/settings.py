@@ -25,15 +25,16 @@ class Kind:
     asset: str  # the asset key's last part
     folder: str  # under <exchange_id>/<PAIR_TOKEN>/
     endpoint: str  # REST `<api>/<endpoint>`, archive `daily/<endpoint>/`
+    what: str  # in words, for descriptions
     by_pair: bool = False  # asked by `pair` rather than `symbol` (index klines)
     signed: bool = False  # prices may be negative (the premium index); volumes and counts never are
 
 
 KINDS: dict[str, Kind] = {k.name: k for k in (
-    Kind("klines", "klines_1m", "1m", "klines"),
-    Kind("mark", "mark_klines_1m", "mark_1m", "markPriceKlines"),
-    Kind("index", "index_klines_1m", "index_1m", "indexPriceKlines", by_pair=True),
-    Kind("premium", "premium_klines_1m", "premium_1m", "premiumIndexKlines", signed=True),
+    Kind("klines", "klines_1m", "1m", "klines", "klines"),
+    Kind("mark", "mark_klines_1m", "mark_1m", "markPriceKlines", "mark price klines"),
+    Kind("index", "index_klines_1m", "index_1m", "indexPriceKlines", "index price klines", by_pair=True),
+    Kind("premium", "premium_klines_1m", "premium_1m", "premiumIndexKlines", "premium index klines", signed=True),
 )}
 
 

@@ -56,14 +56,11 @@ from kline_assets.store.manifest import ChunkEntry
 from kline_assets.store.schema import COLUMN_NAMES
 from kline_assets.timezones import ms_to_iso
 
-WHAT = {"klines": "klines", "mark": "mark price klines", "index": "index price klines",
-        "premium": "premium index klines"}  # by kind
-
 
 def klines_description(spec: DatasetSpec) -> str:
     """The UI shows descriptions as Markdown: paths go in code spans, or `<data root>` is taken for a tag."""
     return (
-        f"Closed 1-minute {WHAT[spec.kind]} of {spec.pair} on Binance {spec.market} ({spec.exchange_id}), one "
+        f"Closed 1-minute {spec.kind_info.what} of {spec.pair} on Binance {spec.market} ({spec.exchange_id}), one "
         f"zstd Parquet chunk per local day under `<data root>/{spec.exchange_id}/{spec.symbol}/"
         f"{spec.kind_info.folder}/chunks`, listed with its sha256 in `manifest.json`. Columns: "
         f"{', '.join(COLUMN_NAMES)}. Today's partition is live."
