@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.backfill import BIN, simulator
 from kline_assets_tests.helpers import PostgresServer
 
-KINDS = ["sqlite", "postgres", "default", "postgres-async", "sqlite-consolidated"]
+INSTANCES = ["sqlite", "postgres", "default", "postgres-async", "sqlite-consolidated"]
 TOOK = re.compile(r"checking and recording (\d+) day\(s\) in Dagster took ([\d.]+)s")
 
 
@@ -85,7 +85,7 @@ def one(url: str, root: Path, kind: str, days: int, pg: PostgresServer | None, b
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--days", type=int, default=500)
-    p.add_argument("--instance", action="append", choices=KINDS)
+    p.add_argument("--instance", action="append", choices=INSTANCES)
     p.add_argument("--batch", type=int, default=0, help="DAGSTER_EVENT_BATCH_SIZE for the runs (0: unset)")
     a = p.parse_args()
     kinds = a.instance or ["sqlite", "postgres"]
