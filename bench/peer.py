@@ -108,7 +108,7 @@ def run_ours(url: str, start: dt.date, days: int, root: Path) -> dict:
     if out.returncode or not done:
         raise SystemExit(f"kline-assets failed ({out.returncode}): {out.stderr[-3000:]}")
     recording = re.search(r"in Dagster took ([\d.]+)s", text)
-    stream = re.search(r"(\d+) days/min \(\d+ written\)", text)  # fetched, verified, written and committed
+    stream = re.search(r"(\d+) days/min, \d+ requests \(\d+ written\)", text)  # fetched, verified, written, committed
     return {"whole_s": whole, "inner_s": float(done[1]), "rows": int(done[2].replace(",", "")),
             "recording_s": float(recording[1]) if recording else None,
             "stream_days_min": int(stream[1]) if stream else None}
