@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import pyarrow.dataset as pads
 
 from kline_assets.errors import BadInput, ChunkUnavailable
-from kline_assets.settings import DEFAULT_PAIR, DatasetSpec, env_setting, get_market, normalise_pair, parse_kinds
+from kline_assets.settings import DatasetSpec, env_setting, get_market, normalise_pair, parse_kinds
 from kline_assets.store.backend import open_root
 from kline_assets.store.combine import Combined, combine
 from kline_assets.store.dataset import DatasetStore, manifest_at
@@ -38,15 +38,16 @@ if TYPE_CHECKING:  # reads need neither Dagster nor its import time; the two Dag
 Instant = str | dt.date | dt.datetime | None
 
 
-def _spec(market: str, pair: str, kind: str = "klines") -> DatasetSpec:
-    name = get_market(market).name
-    kinds = parse_kinds(kind, name)
+def _spec(market: str, pair: str | None, kind: str = "klines") -> DatasetSpec:
+    """`pair` None: the market's BTC pair (BTC/USDT, on COIN-M BTC/USD)."""
+    info = get_market(market)
+    kinds = parse_kinds(kind, info.name)
     if len(kinds) != 1:
         raise BadInput(f"kind={kind!r}: one kind at a time")
-    return DatasetSpec(name, normalise_pair(pair), kinds[0])
+    return DatasetSpec(info.name, normalise_pair(pair or info.default_pair), kinds[0])
 
 
-def _store(market: str, pair: str, data_root: str | os.PathLike | None, kind: str = "klines") -> DatasetStore:
+def _store(market: str, pair: str | None, data_root: str | os.PathLike | None, kind: str = "klines") -> DatasetStore:
     root = data_root or env_setting("data_root")
     spec = _spec(market, pair, kind)
     backend = open_root(root)
@@ -73,7 +74,7 @@ def _ms(value: Instant, zone: AlignZone) -> int | None:
     raise BadInput(f"bad time {value!r}: use an ISO string, a date or a datetime")
 
 
-def load_manifest(market: str = "futures", pair: str = DEFAULT_PAIR, *,
+def load_manifest(market: str = "futures", pair: str | None = None, *,
                   data_root: str | os.PathLike | None = None, kind: str = "klines") -> Manifest:
     """The dataset's manifest: `chunks` maps each index to its entry (day, file, rows, sha256, gaps...)."""
     return _store(market, pair, data_root, kind).manifest()
@@ -82,7 +83,7 @@ def load_manifest(market: str = "futures", pair: str = DEFAULT_PAIR, *,
 MISSING = ("raise", "ignore")
 
 
-def read_klines(market: str = "futures", pair: str = DEFAULT_PAIR, start: Instant = None, end: Instant = None, *,
+def read_klines(market: str = "futures", pair: str | None = None, start: Instant = None, end: Instant = None, *,
                 data_root: str | os.PathLike | None = None, missing: str = "raise",
                 datetime_index: bool = False, kind: str = "klines") -> pd.DataFrame:
     """The stored rows with `start <= open_time < end` (either bound may be left out), in the chunk
@@ -118,7 +119,7 @@ def read_klines(market: str = "futures", pair: str = DEFAULT_PAIR, start: Instan
     return frame
 
 
-def open_dataset(market: str = "futures", pair: str = DEFAULT_PAIR, *,
+def open_dataset(market: str = "futures", pair: str | None = None, *,
                  data_root: str | os.PathLike | None = None, kind: str = "klines") -> pads.Dataset:
     """A `pyarrow.dataset.Dataset` over exactly the chunks the manifest lists (never unlisted objects, and
     with no LIST of a bucket), each checked against its sha256 first, for DuckDB, Polars or pyarrow scans

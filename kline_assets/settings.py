@@ -40,28 +40,41 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
 
 @dataclass(frozen=True)
 class Market:
-    name: str  # "spot" | "futures"
+    """One of Binance's APIs, as a description: where it answers, what it lists and how it pages."""
+
+    name: str  # "spot" | "futures" | "coinm"
     exchange_id: str  # ccxt id
     default_origin: str
+    api: str  # the REST path under the origin
+    ccxt_api: str  # ccxt's name of that API (its methods are `<ccxt_api>Get<Endpoint>`)
+    archive: str  # the public archive's folder under data/
     max_limit: int  # rows a klines request may ask for
     default_budget: int  # REQUEST_WEIGHT per minute
     kinds: tuple[str, ...] = ("klines",)  # the kinds of data its symbols have
+    suffix: str = ""  # after BASE+QUOTE in a perpetual's symbol (COIN-M: BTCUSD_PERP)
+    # a window larger than `limit` answers its *last* rows (COIN-M), not its first: pages ask windows of
+    # at most `limit` minutes there
+    pages_from_end: bool = False
+    default_pair: str = "BTC/USDT"  # the pair a command works on unless told, and falls back to
 
 
-MARKETS: dict[str, Market] = {
-    "spot": Market("spot", "binance", "https://api.binance.com", 1000, 6000),
-    "futures": Market("futures", "binanceusdm", "https://fapi.binance.com", 1500, 2400,
-                      ("klines", "mark", "index", "premium")),
-}
+FUTURES_KINDS = ("klines", "mark", "index", "premium")
+MARKETS: dict[str, Market] = {m.name: m for m in (
+    Market("spot", "binance", "https://api.binance.com", "/api/v3", "public", "spot", 1000, 6000),
+    Market("futures", "binanceusdm", "https://fapi.binance.com", "/fapi/v1", "fapiPublic", "futures/um", 1500, 2400,
+           FUTURES_KINDS),
+    Market("coinm", "binancecoinm", "https://dapi.binance.com", "/dapi/v1", "dapiPublic", "futures/cm", 1500, 2400,
+           FUTURES_KINDS, suffix="_PERP", pages_from_end=True, default_pair="BTC/USD"),
+)}
 
-DEFAULT_PAIR = "BTC/USDT"
+DEFAULT_PAIR = "BTC/USDT"  # of spot and futures (`Market.default_pair`)
 
 
 def get_market(name: str) -> Market:
     try:
         return MARKETS[name.strip().lower()]
     except KeyError:
-        raise BadInput(f"unknown market {name!r}: use spot or futures") from None
+        raise BadInput(f"unknown market {name!r}: use {', '.join(MARKETS)}") from None
 
 
 MAX_SYMBOL = 40  # Binance's symbols are up to ~20 characters; a longer name cannot be a dataset folder everywhere
@@ -82,13 +95,13 @@ def normalise_pair(pair: str) -> str:
     return f"{base}/{quote}"
 
 
-def parse_kinds(text: str, market: str) -> tuple[str, ...]:
-    """`klines+mark` (a KLINE_PAIRS entry's tail, `--kind`): kinds the market has, in order, once each."""
+def parse_kinds(text: str, market: str | None = None) -> tuple[str, ...]:
+    """`klines+mark` (a KLINE_PAIRS entry's tail, `--kind`): kinds (that `market` has), in order, once each."""
     kinds: list[str] = []
-    for name in (k.strip().lower() for k in text.split("+")):
+    for name in (k.strip().lower() for k in text.split("+") if k.strip()):
         if name not in KINDS:
             raise BadInput(f"unknown kind {name!r}: use {', '.join(KINDS)}")
-        if name not in MARKETS[market].kinds:
+        if market is not None and name not in MARKETS[market].kinds:
             raise BadInput(f"the {market} market has no {name} klines: use {', '.join(MARKETS[market].kinds)}")
         if name not in kinds:
             kinds.append(name)
@@ -117,7 +130,8 @@ class DatasetSpec:
 
     @property
     def symbol(self) -> str:
-        return self.pair.replace("/", "")
+        """The exchange's symbol, also the dataset's PAIR_TOKEN: `BTCUSDT`, COIN-M's perpetual `BTCUSD_PERP`."""
+        return self.pair.replace("/", "") + self.market_info.suffix
 
     @property
     def flags(self) -> str:
@@ -143,8 +157,9 @@ class Selector:
         return f"{self.market}:*/{self.quote}" + ("" if self.kinds == ("klines",) else f":{'+'.join(self.kinds)}")
 
 
-def parse_pairs(text: str) -> tuple[list[DatasetSpec], list[Selector]]:
-    """KLINE_PAIRS: explicit `market:BASE/QUOTE` pairs and `market:*/QUOTE` selectors, mixed."""
+def parse_pairs(text: str, default_kinds: tuple[str, ...] = ("klines",)) -> tuple[list[DatasetSpec], list[Selector]]:
+    """KLINE_PAIRS: explicit `market:BASE/QUOTE` pairs and `market:*/QUOTE` selectors, mixed; an entry that
+    names no kinds has those of `default_kinds` (KLINE_KINDS) its market has, trade klines at least."""
     specs: list[DatasetSpec] = []
     selectors: list[Selector] = []
     for item in (p.strip() for p in text.split(",")):
@@ -156,7 +171,8 @@ def parse_pairs(text: str) -> tuple[list[DatasetSpec], list[Selector]]:
                            "market:*/QUOTE (e.g. futures:*/USDT), optionally :kind+kind (futures:BTC/USDT:klines+mark)")
         name = get_market(market).name
         pair, _, named = rest.partition(":")
-        kinds = parse_kinds(named, name) if named.strip() else ("klines",)
+        kinds = (parse_kinds(named, name) if named.strip()
+                 else tuple(k for k in default_kinds if k in MARKETS[name].kinds) or ("klines",))
         if pair.strip().startswith("*"):
             base, slash, quote = pair.strip().partition("/")
             if base != "*" or not slash or not plain_name(quote.strip()):
@@ -204,8 +220,16 @@ def parse_key_prefix(text: str | None) -> str:
     return prefix
 
 
-def _pairs(value: str | list[str]) -> tuple[list[DatasetSpec], list[Selector]]:
-    return parse_pairs(value if isinstance(value, str) else ",".join(value))
+def _pairs(value: str | list[str]) -> str:
+    """The entries as one text: `settings_from` parses them once the default kinds are known."""
+    return value if isinstance(value, str) else ",".join(value)
+
+
+def _kind_names(value: str | list[str]) -> tuple[str, ...]:
+    kinds = parse_kinds(value if isinstance(value, str) else "+".join(value))
+    if not kinds:
+        raise BadInput("KLINE_KINDS names no kind: use klines, or e.g. klines+mark+funding")
+    return kinds
 
 
 def _text(value: str) -> str:
@@ -233,6 +257,8 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("pairs", "KLINE_PAIRS", f"futures:{DEFAULT_PAIR},spot:{DEFAULT_PAIR}",
             "market:BASE/QUOTE, or market:*/QUOTE for every TRADING symbol of a quote (futures: perpetuals)", _pairs),
+    Setting("kinds", "KLINE_KINDS", "klines", "The kinds of data of KLINE_PAIRS entries that name none "
+            "(klines, mark, index, premium, funding, joined by +); each market keeps those it has", _kind_names),
     Setting("data_root", "KLINE_DATA_ROOT", "data", "A folder, or s3://bucket/prefix", _text, "store"),
     Setting("log_dir", "KLINE_LOG_DIR", "logs", "Folder of loader.log", _text, "store"),
     Setting("align_tz", "KLINE_ALIGN_TZ", "UTC", "The IANA zone (or fixed offset, +02:00) whose local days are the "
@@ -242,6 +268,8 @@ SETTINGS: tuple[Setting, ...] = (
             "rest), rest or archive", parse_source, "exchange"),
     Setting("spot_url", "KLINE_SPOT_URL", MARKETS["spot"].default_origin, "Spot REST origin", _text, "exchange"),
     Setting("futures_url", "KLINE_FUTURES_URL", MARKETS["futures"].default_origin, "USD-M futures REST origin", _text,
+            "exchange"),
+    Setting("coinm_url", "KLINE_COINM_URL", MARKETS["coinm"].default_origin, "COIN-M futures REST origin", _text,
             "exchange"),
     Setting("archive_url", "KLINE_ARCHIVE_URL", "https://data.binance.vision", "Binance's public archive", _text,
             "exchange"),
@@ -270,6 +298,7 @@ class Settings:
     resolving the datasets found, and where the settings came from."""
 
     pairs: tuple[DatasetSpec, ...]
+    kinds: tuple[str, ...]
     data_root: str
     log_dir: str
     align_tz: AlignZone
@@ -277,6 +306,7 @@ class Settings:
     source: str
     spot_url: str
     futures_url: str
+    coinm_url: str
     archive_url: str
     hourly: bool
     combine_after_backfill: bool
@@ -295,7 +325,7 @@ class Settings:
 
     def origin(self, market: str) -> str:
         """The REST origin of `market` (the runs read theirs from the exchange resource)."""
-        return (self.spot_url if market == "spot" else self.futures_url).rstrip("/")
+        return getattr(self, f"{market}_url").rstrip("/")
 
     @property
     def hourly_pairs(self) -> tuple[DatasetSpec, ...]:
@@ -318,7 +348,7 @@ def settings_from(values: Mapping[str, object], from_environment: bool = False) 
         if value is None or (isinstance(value, str) and not value.strip()):
             value = setting.default
         parsed[setting.name] = setting.parse(value)
-    specs, selectors = parsed.pop("pairs")
+    specs, selectors = parse_pairs(parsed.pop("pairs"), parsed["kinds"])
     return Settings(pairs=tuple(specs), selectors=tuple(selectors), from_environment=from_environment, **parsed)
 
 
@@ -340,11 +370,16 @@ def env_setting(name: str):
 def spelled(settings: Settings, name: str) -> str:
     """A setting's value as its variable spells it (what `load_settings` reads back as that value)."""
     value = getattr(settings, name)
-    if name == "pairs":
-        return ",".join([f"{s.market}:{s.pair}" + ("" if s.kind == "klines" else f":{s.kind}") for s in settings.pairs]
-                        + [str(s) for s in settings.selectors])
+    if name == "pairs":  # kinds named wherever KLINE_KINDS would read them otherwise
+        plain = settings.kinds == ("klines",)
+        return ",".join([f"{s.market}:{s.pair}" + ("" if s.kind == "klines" and plain else f":{s.kind}")
+                         for s in settings.pairs]
+                        + [str(s) if plain else f"{s.market}:*/{s.quote}:{'+'.join(s.kinds)}"
+                           for s in settings.selectors])
     if isinstance(value, bool):
         return "1" if value else ""
+    if name == "kinds":
+        return "+".join(value)
     return value.name if isinstance(value, AlignZone) else str(value.isoformat() if name == "start" else value)
 
 

@@ -35,7 +35,8 @@ def make_settings(sim, tmp_path):
         """REST by default (most tests are about REST's semantics); the archive tests ask for `auto`."""
         return load_settings({
             "KLINE_DATA_ROOT": data_root or str(tmp_path / "data"), "KLINE_LOG_DIR": str(tmp_path / "logs"),
-            "KLINE_SPOT_URL": sim.url, "KLINE_FUTURES_URL": sim.url, "KLINE_ARCHIVE_URL": sim.url,
+            "KLINE_SPOT_URL": sim.url, "KLINE_FUTURES_URL": sim.url, "KLINE_COINM_URL": sim.url,
+            "KLINE_ARCHIVE_URL": sim.url,
             "KLINE_ALIGN_TZ": tz, "KLINE_START": start, "KLINE_PAIRS": pairs, "KLINE_SOURCE": source,
         })
     return make

@@ -87,7 +87,8 @@ def sim_requests(state: SimState, endpoint: str = "klines") -> list[dict]:
 
 def env_for(sim, tmp_path, **extra):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KLINE_", "DAGSTER_"))}
-    env.update(KLINE_SPOT_URL=sim.url, KLINE_FUTURES_URL=sim.url, KLINE_ARCHIVE_URL=sim.url, KLINE_SOURCE="rest",
+    env.update(KLINE_SPOT_URL=sim.url, KLINE_FUTURES_URL=sim.url, KLINE_COINM_URL=sim.url, KLINE_ARCHIVE_URL=sim.url,
+               KLINE_SOURCE="rest",
                KLINE_DATA_ROOT=str(tmp_path / "data"),
                KLINE_LOG_DIR=str(tmp_path / "logs"), DAGSTER_HOME=str(tmp_path / "dagster_home"),
                KLINE_START="2021-01-01", KLINE_PAIRS="futures:BTC/USDT")

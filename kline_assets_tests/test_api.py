@@ -139,7 +139,8 @@ def test_build_definitions_merges_with_a_users_assets(sim, tmp_path, monkeypatch
     import dagster as dg
 
     for name, value in {"KLINE_DATA_ROOT": str(tmp_path / "data"), "KLINE_LOG_DIR": str(tmp_path / "logs"),
-                        "KLINE_SPOT_URL": sim.url, "KLINE_FUTURES_URL": sim.url, "KLINE_ARCHIVE_URL": sim.url,
+                        "KLINE_SPOT_URL": sim.url, "KLINE_FUTURES_URL": sim.url, "KLINE_COINM_URL": sim.url,
+                        "KLINE_ARCHIVE_URL": sim.url,
                         "KLINE_PAIRS": "futures:BTC/USDT"}.items():
         monkeypatch.setenv(name, value)
 

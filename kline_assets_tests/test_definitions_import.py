@@ -19,6 +19,7 @@ print(repr(events))
 def test_importing_the_code_location_opens_no_socket_and_no_file(tmp_path):
     env = {"KLINE_DATA_ROOT": str(tmp_path / "data"), "KLINE_LOG_DIR": str(tmp_path / "logs"),
            "KLINE_SPOT_URL": "http://127.0.0.1:9", "KLINE_FUTURES_URL": "http://127.0.0.1:9",
+           "KLINE_COINM_URL": "http://127.0.0.1:9",
            "KLINE_ARCHIVE_URL": "http://127.0.0.1:9", "PATH": "/usr/bin",
            "PYTHONDONTWRITEBYTECODE": "1"}  # Python's own bytecode cache is not ours to count
     done = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, cwd=tmp_path,

@@ -1,6 +1,6 @@
 """Binance's public archive of daily kline files (data.binance.vision), checked before use.
 
-A UTC day is `<origin>/data/{spot|futures/um}/daily/klines/<SYMBOL>/1m/<SYMBOL>-1m-<YYYY-MM-DD>.zip`
+A UTC day is `<origin>/data/{spot|futures/um|futures/cm}/daily/klines/<SYMBOL>/1m/<SYMBOL>-1m-<YYYY-MM-DD>.zip`
 with `<name>.zip.CHECKSUM` beside it (`<sha256>  <name>.zip`, as `sha256sum` writes it). Nothing of a
 zip is used before its sha256 equals the published one (the two are fetched at once, over kept-alive
 connections); then the one CSV inside is parsed (`parse_zip`, in the process `binance.encoding` gives it): with
@@ -31,7 +31,7 @@ import pyarrow.csv as pacsv
 
 from kline_assets.binance.http import HttpFailure, Limits, Stopped, Transport, Unreachable, beside, pause
 from kline_assets.errors import ExchangeTransient
-from kline_assets.settings import KINDS, Kind
+from kline_assets.settings import KINDS, MARKETS, Kind
 from kline_assets.store.schema import COLUMN_NAMES, COLUMNS, value_problem
 from kline_assets.timezones import UTC
 
@@ -79,8 +79,8 @@ class ArchiveClient:
         self.given_up = False
 
     def url(self, symbol: str, day: dt.date, kind: Kind = KINDS["klines"]) -> str:
-        folder = "spot" if self.market == "spot" else "futures/um"
-        return f"{self.origin}/data/{folder}/daily/{kind.endpoint}/{symbol}/1m/{symbol}-1m-{day.isoformat()}.zip"
+        folder = f"{self.origin}/data/{MARKETS[self.market].archive}/daily/{kind.endpoint}/{symbol}/1m"
+        return f"{folder}/{symbol}-1m-{day.isoformat()}.zip"
 
     @staticmethod
     def has(day: dt.date, today_utc: dt.date) -> bool:

@@ -42,7 +42,7 @@ class KlineSource(Protocol):
 
 
 def kline_weight(market: str, limit: int) -> int:
-    """Binance's published weights: spot 2 per page; USD-M by `limit`."""
+    """Binance's published weights: spot 2 per page; USD-M and COIN-M by `limit`."""
     if market == "spot":
         return 2
     return 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10
@@ -75,8 +75,8 @@ class RequestStats:
 
 
 def budget_key(origin: str, market: Market) -> str:
-    """Binance counts weight (and bans) per API: /api (spot) and /fapi (USD-M) have budgets of their own,
-    also where one origin serves both (a mirror, the simulator)."""
+    """Binance counts weight (and bans) per API: /api (spot), /fapi (USD-M) and /dapi (COIN-M) have budgets
+    of their own, also where one origin serves them all (a mirror, the simulator)."""
     return f"{origin.rstrip('/')} {market.name}"
 
 
@@ -102,7 +102,7 @@ class BinanceClient:
         self._ccxt = _recording(getattr(ccxt, market.exchange_id))  # the class of this market's instances
         self._idle: list[Any] = []  # ccxt instances not in a request now (`_instance`)
         self._idle_lock = threading.Lock()
-        self._prefix = "public" if market.name == "spot" else "fapiPublic"
+        self._prefix = market.ccxt_api
         self._time_sync: tuple[float, int] | None = None
         self._limits_known = threading.Event()
         self._limits_lock = threading.Lock()
@@ -114,7 +114,7 @@ class BinanceClient:
         with self._idle_lock:
             inst = self._idle.pop() if self._idle else None
         if inst is None:
-            urls = {"public": f"{self.origin}/api/v3", "fapiPublic": f"{self.origin}/fapi/v1"}
+            urls = {self.market.ccxt_api: self.origin + self.market.api}
             inst = self._ccxt({
                 # JSON numbers as numbers, whichever ccxt: up to 4.5.x, without orjson installed, ccxt read
                 # them as strings (integer times too); newer ones ignore the flag in Python
@@ -207,7 +207,8 @@ class BinanceClient:
         """One page of `kind`'s rows (trade klines, or a futures price kind: docs/binance-kinds.md, same
         weights); index klines are asked by pair, the perpetual's symbol."""
         self.load_rate_limits(symbol)
-        params = {"pair" if kind.by_pair else "symbol": symbol, "interval": "1m", "startTime": int(start_ms),
+        asked = symbol.removesuffix(self.market.suffix) if kind.by_pair else symbol  # COIN-M: BTCUSD_PERP's pair BTCUSD
+        params = {"pair" if kind.by_pair else "symbol": asked, "interval": "1m", "startTime": int(start_ms),
                   "endTime": int(end_ms), "limit": int(limit)}
         return self._call("Get" + kind.endpoint[0].upper() + kind.endpoint[1:], params,
                           kline_weight(self.market.name, limit))
@@ -268,7 +269,7 @@ class BinanceClient:
 
     def exchange_info(self, symbol: str | None = None, attempts: int | None = None) -> dict:
         params = {"symbol": symbol} if symbol and self.market.name == "spot" else {}
-        weight = 1 if self.market.name == "futures" else (2 if symbol else 20)
+        weight = (2 if symbol else 20) if self.market.name == "spot" else 1
         return self._call("GetExchangeInfo", params, weight, self.info_limits, attempts)
 
 

@@ -49,7 +49,8 @@ class Listing:
             # spot symbols have no contractType; a USD-M one without it is taken for a perpetual
             perpetual = market == "spot" or item.get("contractType", "PERPETUAL") == "PERPETUAL"
             symbols[str(item["symbol"])] = (str(item.get("baseAsset", "")), str(item.get("quoteAsset", "")),
-                                            str(item.get("status", "")), perpetual)
+                                            # COIN-M states `contractStatus` instead
+                                            str(item.get("status") or item.get("contractStatus") or ""), perpetual)
         return cls(market, now_ms, symbols)
 
     def age_s(self, now_ms: int) -> float:
@@ -144,7 +145,7 @@ def listings(root: Backend, clients: dict[str, BinanceClient] | None, markets: s
 
 
 NO_LISTING = ("no exchangeInfo stored yet: it selects only the datasets already under {root}. The job "
-              "refresh_listing stores it (launch it in the UI), as do `kline-assets status --all` and, in a dg "
+              "refresh_listing stores it (launch it in the UI), as do `kline-assets verify --all` and, in a dg "
               "project, `dg utils refresh-defs-state`; then reload the code location")
 
 
@@ -188,7 +189,7 @@ def with_stored(settings: Settings, root: Backend, known: dict[str, Listing] | N
                 continue
             _, symbol, kind_folder = folder.split("/")
             named = listing.symbols.get(symbol) if listing else None
-            if named and plain_name(named[0]) and plain_name(named[1]) and named[0] + named[1] == symbol:
+            if named and plain_name(named[0]) and plain_name(named[1]) and named[0] + named[1] + info.suffix == symbol:
                 extra.append(DatasetSpec(market, f"{named[0]}/{named[1]}", KIND_OF_FOLDER[kind_folder]))
                 continue
             try:
@@ -202,9 +203,9 @@ def with_stored(settings: Settings, root: Backend, known: dict[str, Listing] | N
 
 def local_datasets(root: Backend, selector: Selector) -> list[DatasetSpec]:
     """Datasets of the selector's market and quote already stored (found by their manifests, none read)."""
-    exchange_id = MARKETS[selector.market].exchange_id
-    quote = selector.quote
-    return [DatasetSpec(selector.market, f"{symbol[:-len(quote)]}/{quote}", KIND_OF_FOLDER[folder])
-            for _, symbol, folder in (found.split("/") for found in dataset_dirs(root, exchange_id))
+    market = MARKETS[selector.market]
+    quote = selector.quote + market.suffix  # the token's tail: USDT, or USD_PERP on COIN-M
+    return [DatasetSpec(selector.market, f"{symbol[:-len(quote)]}/{selector.quote}", KIND_OF_FOLDER[folder])
+            for _, symbol, folder in (found.split("/") for found in dataset_dirs(root, market.exchange_id))
             if symbol.endswith(quote) and len(symbol) > len(quote) and symbol[:-len(quote)].isalnum()
             and KIND_OF_FOLDER[folder] in selector.kinds]

@@ -14,7 +14,7 @@ from kline_assets.timezones import MINUTE_MS
 
 # Pages that minimise weight per day (issue #7): futures 499 rows cost 2 (6 per day) against 10 for
 # 1500; spot costs 2 whatever the size, so the largest page wins.
-DEFAULT_PAGE = {"spot": 1000, "futures": 499}
+DEFAULT_PAGE = {"spot": 1000, "futures": 499, "coinm": 499}
 
 
 @dataclass
@@ -64,12 +64,19 @@ def fetch_window(source: KlineSource, symbol: str, start_ms: int, end_ms: int, n
     expected, ask, last_open = start_ms, start_ms, None
     while ask < stop and expected < stop:  # the next minute must still be inside the window
         # no more rows than minutes left: a live minute asks for 1-2 rows, which weighs 1 on USD-M, not 5
-        raw = source.klines(symbol, ask, stop - 1, min(page, -(-(stop - ask) // MINUTE_MS)))
+        limit = min(page, -(-(stop - ask) // MINUTE_MS))
+        # COIN-M answers a window's last `limit` rows: its windows hold no more minutes than `limit`
+        last = min(stop, ask + limit * MINUTE_MS) if source.market.pages_from_end else stop
+        raw = source.klines(symbol, ask, last - 1, limit)
         out.requests += 1
         unclosed = [r[0] for r in raw if r[6] >= now_ms]
         if unclosed:  # only odd, off-minute rows can get here: never store them, never call them gaps
             stop = out.covered_until_ms = max(ask, min(unclosed))
-        rows = [r for r in raw if ask <= r[0] < stop and (last_open is None or r[0] > last_open)]
+        rows = [r for r in raw if ask <= r[0] < min(stop, last) and (last_open is None or r[0] > last_open)]
+        if not rows and last < stop and not unclosed and not any(r[0] < ask for r in raw) and settled:
+            add_gap(out.gaps, expected, last)  # a whole COIN-M window the exchange has nothing in
+            expected = ask = last
+            continue
         if not rows:
             backwards = raw and not unclosed and any(r[0] < ask for r in raw)
             if backwards or not settled:

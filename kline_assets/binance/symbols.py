@@ -12,7 +12,7 @@ import logging
 
 from kline_assets.binance.client import BinanceClient
 from kline_assets.errors import BadInput, ExchangeFinal, ExchangeTransient, UnknownSymbol
-from kline_assets.settings import DEFAULT_PAIR, DatasetSpec
+from kline_assets.settings import DatasetSpec
 from kline_assets.store.backend import Backend
 from kline_assets.store.caches import read_symbols, remember_symbol
 from kline_assets.store.paths import DatasetPaths
@@ -60,9 +60,15 @@ def listed(root: Backend, spec: DatasetSpec, client: BinanceClient) -> bool:
     return answer
 
 
+def fallback(spec: DatasetSpec) -> DatasetSpec:
+    """The dataset a pair the market does not list falls back to: its market's BTC pair, same kind."""
+    return DatasetSpec(spec.market, spec.market_info.default_pair, spec.kind)
+
+
 def fallback_message(spec: DatasetSpec) -> str:
+    instead = fallback(spec)
     return (f"warning: the {spec.market} market does not list {spec.pair}; "
-            f"using {DEFAULT_PAIR} instead (data under {DEFAULT_PAIR.replace('/', '')})")
+            f"using {instead.pair} instead (data under {instead.symbol})")
 
 
 def resolve_pair(root: Backend, spec: DatasetSpec, client: BinanceClient, strict: bool = False,
@@ -73,7 +79,7 @@ def resolve_pair(root: Backend, spec: DatasetSpec, client: BinanceClient, strict
         raise BadInput(f"the {spec.market} market does not list {spec.pair}")
     warn(fallback_message(spec))
     log.warning(fallback_message(spec))
-    return DatasetSpec(spec.market, DEFAULT_PAIR, spec.kind)
+    return fallback(spec)
 
 
 def resolve_for_definitions(root: Backend, specs: tuple[DatasetSpec, ...],
@@ -83,7 +89,7 @@ def resolve_for_definitions(root: Backend, specs: tuple[DatasetSpec, ...],
     out: list[DatasetSpec] = []
     for spec in specs:
         try:
-            if spec.pair == DEFAULT_PAIR:
+            if spec.pair == spec.market_info.default_pair:
                 ok = True
             elif clients is not None:
                 ok = listed(root, spec, clients[spec.market])
@@ -91,7 +97,7 @@ def resolve_for_definitions(root: Backend, specs: tuple[DatasetSpec, ...],
                 ok = root.exists(DatasetPaths(spec).manifest) or read_symbols(root).get(_key(spec)) is not False
         except (ExchangeFinal, ExchangeTransient, OSError):
             ok = True  # unknown for now: the run will say so if the exchange does not list it
-        chosen = spec if ok else DatasetSpec(spec.market, DEFAULT_PAIR, spec.kind)
+        chosen = spec if ok else fallback(spec)
         if not ok:
             log.warning("KLINE_PAIRS: %s", fallback_message(spec))
         if chosen not in out:

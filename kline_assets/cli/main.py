@@ -20,7 +20,7 @@ from kline_assets.errors import BadInput, ExchangeFinal, ExchangeTransient
 from kline_assets.interrupts import RELAY, relay_interrupts
 from kline_assets.logs import show_progress
 from kline_assets.settings import (
-    DEFAULT_PAIR,
+    MARKETS,
     SETTINGS,
     DatasetSpec,
     Settings,
@@ -53,14 +53,15 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def _globals(parser: argparse.ArgumentParser, default: object) -> None:
-    parser.add_argument("--market", default=default, help="spot or futures (default futures)")
-    parser.add_argument("--pair", default=default, help="BASE/QUOTE (default BTC/USDT)")
+    parser.add_argument("--market", default=default, help="spot, futures (USD-M, the default) or coinm (COIN-M)")
+    parser.add_argument("--pair", default=default, help="BASE/QUOTE (default BTC/USDT, on coinm BTC/USD)")
     parser.add_argument("--align-tz", default=default, help="IANA zone or offset for local days (KLINE_ALIGN_TZ)")
     parser.add_argument("--data-root", default=default, help="data root (KLINE_DATA_ROOT)")
-    parser.add_argument("--kind", default=default, help="klines (default), or a futures price kind: mark, index, "
-                                                        "premium (with --all: narrows the configured datasets)")
+    parser.add_argument("--kind", default=default, help="klines (default), or a futures kind: mark, index, premium, "
+                                                        "funding (with --all: narrows the configured datasets)")
     parser.add_argument("--strict", action="store_true", default=False if default is None else default,
-                        help="fail instead of falling back to BTC/USDT for a pair the exchange does not list")
+                        help="fail instead of falling back to BTC/USDT (BTC/USD) for a pair the exchange does not "
+                             "list")
 
 
 def every(parser: argparse.ArgumentParser) -> None:
@@ -126,7 +127,7 @@ def resolve_settings(args: argparse.Namespace) -> tuple[Settings, DatasetSpec]:
     kinds = parse_kinds(args.kind, market) if args.kind is not None else ("klines",)
     if len(kinds) != 1:
         raise BadInput(f"--kind {args.kind}: one kind at a time (KLINE_PAIRS entries may name several)")
-    spec = DatasetSpec(market, normalise_pair(args.pair or DEFAULT_PAIR), kinds[0])
+    spec = DatasetSpec(market, normalise_pair(args.pair or MARKETS[market].default_pair), kinds[0])
     open_root(settings.data_root)  # a data root that cannot be one (a file, an S3 root without a bucket)
     if getattr(args, "all", False):  # the configured datasets; commands resolve the selectors
         return settings, spec

@@ -79,6 +79,7 @@ class KlineArchive(dg.StateBackedComponent, dg.Resolvable):
 
     # the attributes are the settings (`kline_assets.settings.SETTINGS` describes each and holds its default)
     pairs: list[str] = field(default_factory=lambda: default_value("pairs"))  # market:BASE/QUOTE or market:*/QUOTE
+    kinds: str = default_value("kinds")  # klines+mark+funding: the kinds of entries that name none
     data_root: str = default_value("data_root")
     log_dir: str = default_value("log_dir")
     align_tz: str = default_value("align_tz")
@@ -86,6 +87,7 @@ class KlineArchive(dg.StateBackedComponent, dg.Resolvable):
     source: str = default_value("source")  # auto | rest | archive
     spot_url: str = default_value("spot_url")
     futures_url: str = default_value("futures_url")
+    coinm_url: str = default_value("coinm_url")
     archive_url: str = default_value("archive_url")
     hourly: bool = default_value("hourly")
     combine_after_backfill: bool = default_value("combine_after_backfill")

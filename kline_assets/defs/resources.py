@@ -75,6 +75,7 @@ class ExchangeResource(dg.ConfigurableResource):
 
     spot_url: str = setting_field("spot_url")
     futures_url: str = setting_field("futures_url")
+    coinm_url: str = setting_field("coinm_url")
     source: str = setting_field("source")
     archive_url: str = setting_field("archive_url")
     timeout_ms: int = Field(default=shared.DEFAULT_TIMEOUT_MS,
@@ -114,7 +115,7 @@ class ExchangeResource(dg.ConfigurableResource):
                          archive_only=self.source == "archive", encoder=encoder)
 
     def origin(self, market: str) -> str:
-        return (self.spot_url if market == "spot" else self.futures_url).rstrip("/")
+        return getattr(self, f"{market}_url").rstrip("/")
 
     def page(self, market: str) -> int:
         return self.spot_page if market == "spot" else self.futures_page

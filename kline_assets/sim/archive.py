@@ -20,8 +20,8 @@ import zipfile
 
 from kline_assets.sim.market import PRICE_KINDS, SimState
 
-PATH = re.compile(r"^/data/(spot|futures/um)/daily/(klines|markPriceKlines|indexPriceKlines|premiumIndexKlines)/"
-                  r"([A-Z0-9]+)/1m/\3-1m-(\d{4}-\d{2}-\d{2})\.zip(\.CHECKSUM)?$")
+PATH = re.compile(r"^/data/(spot|futures/um|futures/cm)/daily/(klines|markPriceKlines|indexPriceKlines|"
+                  r"premiumIndexKlines)/([A-Z0-9_]+)/1m/\3-1m-(\d{4}-\d{2}-\d{2})\.zip(\.CHECKSUM)?$")
 HEADER = ("open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,"
           "taker_buy_quote_volume,ignore")
 DAY_MS = 86_400_000
@@ -36,7 +36,7 @@ def day_csv(state: SimState, market: str, symbol: str, day: dt.date, kind: str =
     start = int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc).timestamp() * 1000)
     rows = state.klines(market, symbol, start, start + DAY_MS - 1, 1440, kind)
     micro = market == "spot" and day >= dt.date(2025, 1, 1)
-    lines = [HEADER] if market == "futures" and day.year >= 2022 else []
+    lines = [HEADER] if market != "spot" and day.year >= 2022 else []
     for r in rows:
         times = (r[0] * 1000, r[6] * 1000) if micro else (r[0], r[6])
         values = [str(times[0]), *(_number(v.strip(), day.year) for v in r[1:6]), str(times[1]),
@@ -69,9 +69,9 @@ def answer(state: SimState, path: str) -> tuple[int, bytes]:
     match = PATH.match(path)
     if not match:
         return 404, b"not found"
-    market = "spot" if match.group(1) == "spot" else "futures"
+    market = {"spot": "spot", "futures/um": "futures", "futures/cm": "coinm"}[match.group(1)]
     kind = PRICE_KINDS.get(match.group(2), "klines")
-    if kind != "klines" and market != "futures":
+    if kind != "klines" and market == "spot":
         return 404, b"<Error><Code>NoSuchKey</Code></Error>"
     symbol, date, checksum = match.group(3), match.group(4), bool(match.group(5))
     day = dt.date.fromisoformat(date)

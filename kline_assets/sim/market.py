@@ -25,14 +25,18 @@ LISTINGS = {
              "BNBUSDT": _ms("2017-11-06T03:54"), "SOLUSDT": _ms("2020-08-11T06:00")},
     "futures": {"BTCUSDT": _ms("2019-09-08T17:57"), "ETHUSDT": _ms("2019-11-27T07:38"),
                 "BNBUSDT": _ms("2020-02-10T08:12"), "SOLUSDT": _ms("2020-09-14T07:00")},
+    "coinm": {"BTCUSD_PERP": _ms("2020-08-10T07:00"), "ETHUSD_PERP": _ms("2020-08-14T07:00"),
+              "BNBUSD_PERP": _ms("2020-09-17T07:00")},
 }
-# listed but never selected by `*/USDT`: another quote, and a dated (non-perpetual) future
-OTHER_LISTINGS = {"spot": {"ETHBTC": _ms("2017-08-17T04:00")}, "futures": {"BTCUSDT_261225": _ms("2026-06-26T08:00")}}
+# listed but never selected by `*/USDT` (`*/USD`): another quote, and dated (non-perpetual) futures
+OTHER_LISTINGS = {"spot": {"ETHBTC": _ms("2017-08-17T04:00")}, "futures": {"BTCUSDT_261225": _ms("2026-06-26T08:00")},
+                  "coinm": {"BTCUSD_261225": _ms("2026-06-26T08:00")}}
 MANY_LISTED_AT = _ms("2019-06-01T00:00")  # the `many_symbols` listings: whole days from then on
 GAPS = {
     "spot": [(_ms("2020-02-19T11:35"), _ms("2020-02-19T17:30")), (_ms("2021-04-25T04:00"), _ms("2021-04-25T08:45")),
              (_ms("2023-03-24T12:39"), _ms("2023-03-24T14:00"))],
     "futures": [(_ms("2020-02-19T11:35"), _ms("2020-02-19T17:30"))],
+    "coinm": [],
 }
 
 
@@ -97,6 +101,7 @@ def price_kind_row(kind: str, symbol: str, open_time: int, now_ms: int | None = 
 class SimConfig:
     spot_budget: int = 6000
     futures_budget: int = 2400
+    coinm_budget: int = 2400
     latency_ms: float = 0.0
     fault_rate: float = 0.0  # share of kline responses that fail (500/503, reset, truncated, html)
     restricted: bool = False  # answer 451 to everything, as Binance does for restricted locations
@@ -135,7 +140,8 @@ class SimState:
         self.archive_cache: dict[tuple, bytes] = {}  # recent archive zips (kline_assets.sim.archive)
         self.archive_throttled: set[str] = set()  # paths that answered 429 once (`SimConfig.archive_throttled`)
         self._listings = {market: {**LISTINGS[market], **OTHER_LISTINGS[market],
-                                   **{f"C{i:03d}USDT": MANY_LISTED_AT for i in range(config.many_symbols)}}
+                                   **{f"C{i:03d}" + ("USD_PERP" if market == "coinm" else "USDT"): MANY_LISTED_AT
+                                      for i in range(config.many_symbols)}}
                           for market in LISTINGS}
 
     def now_ms(self) -> int:
@@ -149,14 +155,22 @@ class SimState:
     def symbol_info(self, market: str, symbol: str) -> dict:
         """The symbol's exchangeInfo entry (the fields kline-assets reads, as Binance names them)."""
         base, _, expiry = symbol.partition("_")
-        quote = next(q for q in ("USDT", "BTC") if base.endswith(q))
+        quote = next(q for q in ("USDT", "USD", "BTC") if base.endswith(q))
         delisted = [market, symbol] in self.config.delisted
-        info = {"symbol": symbol, "status": ("BREAK" if market == "spot" else "SETTLING") if delisted else "TRADING",
+        status = ("BREAK" if market == "spot" else "SETTLING") if delisted else "TRADING"
+        # COIN-M states a contract's status as `contractStatus` (no `status`), and names its pair
+        info = {"symbol": symbol, "contractStatus" if market == "coinm" else "status": status,
                 "baseAsset": base[:-len(quote)], "quoteAsset": quote}
-        if market == "futures":
-            info.update(contractType="CURRENT_QUARTER" if expiry else "PERPETUAL",
+        if market != "spot":
+            perpetual = expiry in ("", "PERP")
+            info.update(contractType="PERPETUAL" if perpetual else "CURRENT_QUARTER",
                         onboardDate=self._listings[market][symbol])
+        if market == "coinm":
+            info["pair"] = base
         return info
+
+    def budget(self, market: str) -> int:
+        return getattr(self.config, f"{market}_budget")
 
     def today_utc(self) -> dt.date:
         return dt.datetime.fromtimestamp(self.now_ms() / 1000, dt.timezone.utc).date()
@@ -177,24 +191,24 @@ class SimState:
     def klines(self, market: str, symbol: str, start: int | None, end: int | None, limit: int,
                kind: str = "klines") -> list:
         """The rows of `kind` ("klines", or a futures price kind of `PRICE_KINDS`) as the endpoint pages
-        them: from `start`, at most `limit`, never past the current minute (shown as it stands)."""
+        them: from `start`, at most `limit`, never past the current minute (shown as it stands). COIN-M
+        answers a window's last `limit` rows instead (docs/binance-kinds.md)."""
         now = self.now_ms()
         first = self._listings[market][symbol]
         current = now // MINUTE * MINUTE
         hi = current if end is None else min(current, end // MINUTE * MINUTE)
         lo = max(first, hi - (limit - 1) * MINUTE) if start is None else max(first, -(-start // MINUTE) * MINUTE)
         gaps = self.gaps(market, symbol)
-        rows, t = [], lo
-        while t <= hi and len(rows) < limit:
+        from_end = end is not None and (start is None or market == "coinm")
+        rows, t = [], hi if from_end else lo
+        while lo <= t <= hi and len(rows) < limit:
             gap = next((g for g in gaps if g[0] <= t < g[1]), None)
             if gap:
-                t = gap[1]
+                t = gap[0] - MINUTE if from_end else gap[1]
                 continue
             rows.append(self.row(market, symbol, t, now if t == current else None, kind))
-            t += MINUTE
-        if start is None and end is not None:
-            rows = rows[-limit:]
-        return rows
+            t += -MINUTE if from_end else MINUTE
+        return rows[::-1] if from_end else rows
 
 
 def rate_limits(budget: int) -> list[dict]:

@@ -93,9 +93,9 @@ class Handler(BaseHTTPRequestHandler):
                 st.log.append({"t": time.time(), "market": "archive", "endpoint": url.path.rsplit("/", 1)[-1],
                                "status": status, "weight": 0, "fault": None, "retry_after": None})
             return self._send(status, None, raw=data)
-        market = "spot" if url.path.startswith("/api/v3/") else "futures" if url.path.startswith("/fapi/v1/") else None
+        market = next((m for p, m in APIS.items() if url.path.startswith(p)), None)
         endpoint = url.path.rsplit("/", 1)[-1]
-        known = {"ping", "time", "exchangeInfo", "klines", *(PRICE_KINDS if market == "futures" else ())}
+        known = {"ping", "time", "exchangeInfo", "klines", *(PRICE_KINDS if market != "spot" else ())}
         known -= set(st.config.missing_endpoints)
         if market is None or endpoint not in known:
             return self._send(404, {"code": -1, "msg": f"unknown path {url.path}"})
@@ -120,9 +120,9 @@ class Handler(BaseHTTPRequestHandler):
                 return 20, 400, {"code": -1121, "msg": "Invalid symbol."}
             chosen = [wanted] if wanted else sorted(symbols)
             info = [st.symbol_info(market, s) for s in chosen]
-            budget = st.config.spot_budget if market == "spot" else st.config.futures_budget
             return (20 if market == "spot" else 1), 200, {
-                "timezone": "UTC", "serverTime": st.now_ms(), "rateLimits": rate_limits(budget), "symbols": info}
+                "timezone": "UTC", "serverTime": st.now_ms(), "rateLimits": rate_limits(st.budget(market)),
+                "symbols": info}
         limit = int(q.get("limit", 500))
         max_limit = 1000 if market == "spot" else 1500
         weight = 2 if market == "spot" else (1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10)
@@ -132,6 +132,8 @@ class Handler(BaseHTTPRequestHandler):
             return weight, 400, {"code": -1130, "msg": "Data sent for parameter 'limit' is not valid."}
         kind = PRICE_KINDS.get(endpoint, "klines")
         symbol = q.get("pair" if kind == "index" else "symbol")  # index klines are asked by pair
+        if kind == "index" and market == "coinm":
+            symbol = f"{symbol}_PERP"  # a COIN-M pair (BTCUSD): its perpetual's rows
         if symbol not in symbols or [market, symbol] in st.config.unserved:
             return weight, 400, {"code": -1121, "msg": "Invalid symbol."}
         start = int(q["startTime"]) if "startTime" in q else None
@@ -150,7 +152,7 @@ class Handler(BaseHTTPRequestHandler):
         headers: dict = {}
         fault = None
         with st.lock:
-            budget = st.config.spot_budget if market == "spot" else st.config.futures_budget
+            budget = st.budget(market)
             used = st.weights.get((market, minute), 0)
             if st.config.restricted:
                 status, body = 451, {"code": 0, "msg": "Service unavailable from a restricted location."}
@@ -193,6 +195,9 @@ class Handler(BaseHTTPRequestHandler):
         if fault == "html":
             return self._send(200, None, headers, raw=b"<html><body>502 Bad Gateway</body></html>")
         self._send(status, body, headers)
+
+
+APIS = {"/api/v3/": "spot", "/fapi/v1/": "futures", "/dapi/v1/": "coinm"}  # path prefix -> market
 
 
 class QuietServer(ThreadingHTTPServer):
@@ -249,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
                        many_symbols=args.many_symbols)
     server = make_server(args.host, args.port, config)
     print(f"Binance-compatible simulator on http://{args.host}:{server.server_address[1]} "
-          f"(spot /api/v3, futures /fapi/v1); Ctrl-C stops it", flush=True)
+          f"(spot /api/v3, futures /fapi/v1, coinm /dapi/v1); Ctrl-C stops it", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
     return 0

@@ -82,7 +82,7 @@ def test_loading_never_asks_the_exchange(make_settings, caplog):
     url = f"http://127.0.0.1:{silent.getsockname()[1]}"
     try:
         settings = replace(make_settings(pairs="futures:BTC/USDT,futures:ETH/USDT,spot:*/USDT,futures:*/USDT"),
-                           spot_url=url, futures_url=url, archive_url=url)
+                           spot_url=url, futures_url=url, coinm_url=url, archive_url=url)
         began = time.monotonic()
         with caplog.at_level(logging.WARNING, logger="kline_assets"):
             defs = build_definitions(settings)
@@ -96,7 +96,7 @@ def test_loading_never_asks_the_exchange(make_settings, caplog):
     assert took < 1, took
     assert sorted(k.path[:2] for k in keys) == [["binanceusdm", "BTCUSDT"], ["binanceusdm", "ETHUSDT"]]
     assert "KLINE_PAIRS spot:*/USDT: no exchangeInfo stored yet" in caplog.text
-    assert "kline-assets status --all" in caplog.text and "dg utils refresh-defs-state" in caplog.text
+    assert "kline-assets verify --all" in caplog.text and "dg utils refresh-defs-state" in caplog.text
     assert not Path(settings.data_root).exists() and not Path(settings.log_dir).exists()  # nothing written
 
 

@@ -1,6 +1,7 @@
 """The pager on a fake exchange: gaps, empty pages, repeats, never an unclosed row, always ends."""
 
 from kline_assets.binance.paging import add_gap, fetch_window
+from kline_assets.settings import MARKETS
 from kline_assets_tests.helpers import FakeSource, M
 
 
@@ -120,3 +121,22 @@ def test_a_page_asks_for_no_more_rows_than_minutes_are_left():
     src.limits.clear()
     whole = fetch_window(src, "X", 0, 100 * M, now, page=30)
     assert len(whole.rows) == 100 and src.limits == [30, 30, 30, 11]  # from 89:00.001: 11 minutes begun
+
+
+def test_coinm_pages_ask_windows_no_longer_than_their_limit_and_confirm_empty_ones():
+    class FromEnd(FakeSource):
+        """COIN-M: a window larger than `limit` answers its last `limit` rows."""
+
+        market = MARKETS["coinm"]
+
+        def klines(self, symbol, start, end, limit):
+            self.calls += 1
+            assert end - start < limit * M, "a window larger than its limit loses its first rows"
+            rows = [t for t in self.opens if start <= t <= end][-limit:]
+            return [[t, "1", "1", "1", "1", "1", t + M - 1, "1", 1, "1", "1", "0"] for t in rows]
+
+    opens = [t * M for t in range(1440) if not 100 <= t < 130 and not 400 <= t < 1000]  # 30 and 600 minutes
+    src = FromEnd(opens, now=10**12)
+    got = fetch_window(src, "X", 0, 1440 * M, src.now, page=499)
+    assert [r[0] for r in got.rows] == opens
+    assert got.gaps == [[100 * M, 130 * M], [400 * M, 1000 * M]] and got.covered_until_ms == 1440 * M

@@ -23,7 +23,8 @@ def environment(sim, tmp_path, monkeypatch):
     for name in [n for n in os.environ if n.startswith("KLINE_") and n != "KLINE_STATE_DIR"]:
         monkeypatch.delenv(name)
     values = {"KLINE_DATA_ROOT": str(tmp_path / "data"), "KLINE_LOG_DIR": str(tmp_path / "logs"),
-              "KLINE_SPOT_URL": sim.url, "KLINE_FUTURES_URL": sim.url, "KLINE_SOURCE": "rest",
+              "KLINE_SPOT_URL": sim.url, "KLINE_FUTURES_URL": sim.url, "KLINE_COINM_URL": sim.url,
+              "KLINE_SOURCE": "rest",
               "KLINE_START": "2021-01-01", "KLINE_ALIGN_TZ": "Europe/Zurich", "KLINE_PAIRS": "futures:BTC/USDT"}
     for name, value in values.items():
         monkeypatch.setenv(name, value)
