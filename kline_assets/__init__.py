@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_API = {"read_klines", "open_dataset", "load_manifest", "build_combined", "klines_asset_key",
+_API = {"read_klines", "read_funding", "open_dataset", "load_manifest", "build_combined", "klines_asset_key",
         "build_definitions"}
 _ERRORS = {"BadInput", "ChunkUnavailable"}
 _COMPONENTS = {"KlineArchive"}  # `type: kline_assets.KlineArchive` in a dg project's defs.yaml

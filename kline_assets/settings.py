@@ -21,13 +21,21 @@ class Kind:
     REST endpoint, also its folder in the public archive), its asset key's last part and its folder. A kind
     is a description, not a pipeline: every kind goes through the same fetch, store, checks and verbs."""
 
-    name: str  # klines | mark | index | premium
+    name: str  # klines | mark | index | premium | funding
     asset: str  # the asset key's last part
     folder: str  # under <exchange_id>/<PAIR_TOKEN>/
-    endpoint: str  # REST `<api>/<endpoint>`, archive `daily/<endpoint>/`
+    endpoint: str  # REST `<api>/<endpoint>`, archive `daily/<endpoint>/` (funding: `monthly/<endpoint>/`)
     what: str  # in words, for descriptions
     by_pair: bool = False  # asked by `pair` rather than `symbol` (index klines)
     signed: bool = False  # prices may be negative (the premium index); volumes and counts never are
+    # events on the symbol's schedule (funding), not one row a minute: the funding schema and checks,
+    # monthly archive files, and a request budget of their own (`store.funding`, docs/binance-kinds.md)
+    events: bool = False
+
+    @property
+    def time_column(self) -> str:
+        """The column rows are ordered, windowed and named by."""
+        return "funding_time" if self.events else "open_time"
 
 
 KINDS: dict[str, Kind] = {k.name: k for k in (
@@ -35,6 +43,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("mark", "mark_klines_1m", "mark_1m", "markPriceKlines", "mark price klines"),
     Kind("index", "index_klines_1m", "index_1m", "indexPriceKlines", "index price klines", by_pair=True),
     Kind("premium", "premium_klines_1m", "premium_1m", "premiumIndexKlines", "premium index klines", signed=True),
+    Kind("funding", "funding_rate", "funding", "fundingRate", "funding rates", events=True),
 )}
 
 
@@ -58,7 +67,7 @@ class Market:
     default_pair: str = "BTC/USDT"  # the pair a command works on unless told, and falls back to
 
 
-FUTURES_KINDS = ("klines", "mark", "index", "premium")
+FUTURES_KINDS = ("klines", "mark", "index", "premium", "funding")
 MARKETS: dict[str, Market] = {m.name: m for m in (
     Market("spot", "binance", "https://api.binance.com", "/api/v3", "public", "spot", 1000, 6000),
     Market("futures", "binanceusdm", "https://fapi.binance.com", "/fapi/v1", "fapiPublic", "futures/um", 1500, 2400,
@@ -102,7 +111,7 @@ def parse_kinds(text: str, market: str | None = None) -> tuple[str, ...]:
         if name not in KINDS:
             raise BadInput(f"unknown kind {name!r}: use {', '.join(KINDS)}")
         if market is not None and name not in MARKETS[market].kinds:
-            raise BadInput(f"the {market} market has no {name} klines: use {', '.join(MARKETS[market].kinds)}")
+            raise BadInput(f"the {market} market has no {KINDS[name].what}: use {', '.join(MARKETS[market].kinds)}")
         if name not in kinds:
             kinds.append(name)
     return tuple(kinds)

@@ -32,7 +32,7 @@ import pyarrow.csv as pacsv
 from kline_assets.binance.http import HttpFailure, Limits, Stopped, Transport, Unreachable, beside, pause
 from kline_assets.errors import ExchangeTransient
 from kline_assets.settings import KINDS, MARKETS, Kind
-from kline_assets.store.schema import COLUMN_NAMES, COLUMNS, value_problem
+from kline_assets.store.schema import COLUMN_NAMES, COLUMNS, FUNDING_SCHEMA, value_problem
 from kline_assets.timezones import UTC
 
 log = logging.getLogger("kline_assets")
@@ -52,16 +52,18 @@ class ArchiveUnusable(Exception):
 
 @dataclass
 class ArchiveDay:
-    """A UTC day's zip, verified against its CHECKSUM; `parse_zip` reads it."""
+    """A UTC day's zip (funding: a UTC month's, `day` its first), verified against its CHECKSUM;
+    `parse_zip` reads it."""
 
     day: dt.date
     name: str  # the file's name, for the messages
     zip: bytes
     sha256: str  # the published CHECKSUM the zip matched
-    signed: bool = False  # of a kind whose prices may be negative (`Kind.signed`)
+    kind: Kind = KINDS["klines"]
 
     def table(self) -> pa.Table:
-        return parse_zip(self.zip, self.day, self.name, self.signed)
+        return parse_funding(self.zip, self.day, self.name) if self.kind.events else \
+            parse_zip(self.zip, self.day, self.name, self.kind)
 
 
 class ArchiveClient:
@@ -79,12 +81,17 @@ class ArchiveClient:
         self.given_up = False
 
     def url(self, symbol: str, day: dt.date, kind: Kind = KINDS["klines"]) -> str:
-        folder = f"{self.origin}/data/{MARKETS[self.market].archive}/daily/{kind.endpoint}/{symbol}/1m"
-        return f"{folder}/{symbol}-1m-{day.isoformat()}.zip"
+        """A UTC day's file; funding: the file of `day`'s UTC month."""
+        prefix = f"{self.origin}/data/{MARKETS[self.market].archive}"
+        if kind.events:
+            return f"{prefix}/monthly/{kind.endpoint}/{symbol}/{symbol}-{kind.endpoint}-{day:%Y-%m}.zip"
+        return f"{prefix}/daily/{kind.endpoint}/{symbol}/1m/{symbol}-1m-{day.isoformat()}.zip"
 
     @staticmethod
-    def has(day: dt.date, today_utc: dt.date) -> bool:
-        """Whether to ask the archive for a UTC day at all."""
+    def has(day: dt.date, today_utc: dt.date, kind: Kind = KINDS["klines"]) -> bool:
+        """Whether to ask the archive for a UTC day at all (funding: for its month, once the month is over)."""
+        if kind.events:
+            return day.replace(day=1) < (today_utc - dt.timedelta(days=NEWEST_LAG_DAYS)).replace(day=1)
         return day <= today_utc - dt.timedelta(days=NEWEST_LAG_DAYS)
 
     def day(self, symbol: str, day: dt.date, kind: Kind = KINDS["klines"]) -> ArchiveDay | None:
@@ -104,7 +111,7 @@ class ArchiveClient:
             return None
         if hashlib.sha256(data).hexdigest() != expected:
             raise ArchiveUnusable(f"{name} does not match its CHECKSUM")
-        return ArchiveDay(day, name, data, expected, kind.signed)
+        return ArchiveDay(day.replace(day=1) if kind.events else day, name, data, expected, kind)
 
     def _get(self, url: str, limits: Limits) -> bytes | None:
         attempt = 0
@@ -151,8 +158,8 @@ class ArchiveClient:
             self._unreachable_in_a_row = 0
 
 
-def parse_zip(data: bytes, day: dt.date, name: str, signed: bool = False) -> pa.Table:
-    """The one CSV of a verified zip as a chunk-schema table, sorted by open_time, times in ms."""
+def csv_text(data: bytes, name: str) -> bytes:
+    """The one CSV of a verified zip, inflated no further than `MAX_CSV_BYTES`."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             members = [m for m in zf.infolist() if m.filename.endswith(".csv")]
@@ -168,6 +175,12 @@ def parse_zip(data: bytes, day: dt.date, name: str, signed: bool = False) -> pa.
         raise ArchiveUnusable(f"{name} is damaged ({type(exc).__name__}: {exc})") from None
     if not text.strip():  # a verified empty file is no proof that the exchange has no klines that day
         raise ArchiveUnusable(f"{name} holds no rows")
+    return text
+
+
+def parse_zip(data: bytes, day: dt.date, name: str, kind: Kind = KINDS["klines"]) -> pa.Table:
+    """The one CSV of a verified zip as a chunk-schema table, sorted by open_time, times in ms."""
+    text = csv_text(data, name)
     header = not text[:1].isdigit()  # futures files carry one since about 2022, older ones and spot none
     try:
         table = pacsv.read_csv(
@@ -186,7 +199,44 @@ def parse_zip(data: bytes, day: dt.date, name: str, signed: bool = False) -> pa.
     if table.num_rows and (pc.min(times).as_py() < start or pc.max(times).as_py() >= end):
         raise ArchiveUnusable(f"{name}: rows outside its UTC day")
     table = table.sort_by("open_time")
-    problem = value_problem(table, signed)
+    problem = value_problem(table, kind)
+    if problem:
+        raise ArchiveUnusable(f"{name}: {problem}")
+    return table
+
+
+def month_window_ms(month: dt.date) -> tuple[int, int]:
+    """The UTC month of `month` (its first day) as [start, end) in ms."""
+    following = (month.replace(year=month.year + 1, month=1) if month.month == 12
+                 else month.replace(month=month.month + 1))
+    return UTC.day_window_ms(month)[0], UTC.day_window_ms(following)[0]
+
+
+FUNDING_CSV = ("calc_time", "funding_interval_hours", "last_funding_rate")
+
+
+def parse_funding(data: bytes, month: dt.date, name: str) -> pa.Table:
+    """A verified monthly funding file (`calc_time,funding_interval_hours,last_funding_rate`, a header
+    line) as a funding-schema table, sorted; its events must lie in its UTC month. No mark price there."""
+    text = csv_text(data, name)
+    header = not text[:1].isdigit()
+    try:
+        raw = pacsv.read_csv(
+            pa.BufferReader(text),
+            read_options=pacsv.ReadOptions(column_names=list(FUNDING_CSV), skip_rows=1 if header else 0),
+            convert_options=pacsv.ConvertOptions(column_types={"calc_time": pa.int64(),
+                                                               "funding_interval_hours": pa.int64(),
+                                                               "last_funding_rate": pa.float64()}))
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise ArchiveUnusable(f"{name}: the CSV does not parse ({str(exc).splitlines()[0]})") from None
+    table = pa.Table.from_arrays([raw["calc_time"], raw["last_funding_rate"],
+                                  pa.nulls(raw.num_rows, pa.float64()), raw["funding_interval_hours"]],
+                                 schema=FUNDING_SCHEMA).sort_by("funding_time")
+    start, end = month_window_ms(month)
+    times = table["funding_time"]
+    if table.num_rows and (pc.min(times).as_py() < start or pc.max(times).as_py() >= end):
+        raise ArchiveUnusable(f"{name}: events outside its UTC month")
+    problem = value_problem(table, KINDS["funding"])
     if problem:
         raise ArchiveUnusable(f"{name}: {problem}")
     return table

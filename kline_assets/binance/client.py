@@ -29,6 +29,9 @@ log = logging.getLogger("kline_assets")
 # A page of 1,500 klines is ~200 kB and exchangeInfo of every spot symbol some MB: generous caps, so that a
 # broken or hostile server cannot fill the memory; every request ends within its deadline (`http`).
 REQUEST_DEADLINE_S = 30.0
+# fundingRate: "share 500/5min/IP rate limit with GET /fapi/v1/fundingInfo"; counted per minute as a
+# fifth of that, which never exceeds it (a 5-minute window holds at most five such minutes)
+FUNDING_PER_MINUTE = 100
 PAGE_MAX_BYTES = 8 << 20
 INFO_MAX_BYTES = 64 << 20
 
@@ -86,8 +89,9 @@ class BinanceClient:
 
     def __init__(self, market: Market, origin: str, limiter: WeightLimiter, *,
                  timeout_ms: int = int(REQUEST_DEADLINE_S * 1000), max_attempts: int = 8,
-                 backoff_s: float = 0.25) -> None:
-        """`timeout_ms`: the deadline of the whole of each request (connect, headers, body)."""
+                 backoff_s: float = 0.25, funding_limiter: WeightLimiter | None = None) -> None:
+        """`timeout_ms`: the deadline of the whole of each request (connect, headers, body).
+        `funding_limiter`: the count of `fundingRate` requests, a budget of their own (`FUNDING_PER_MINUTE`)."""
         self.market = market
         deadline_s = timeout_ms / 1000
         self.transport = Transport(Limits(deadline_s, PAGE_MAX_BYTES), connect_timeout_s=min(10.0, deadline_s))
@@ -98,6 +102,7 @@ class BinanceClient:
         self.backoff_s = backoff_s
         self.budget_key = budget_key(origin, market)
         self.limiter = limiter
+        self.funding_limiter = funding_limiter or WeightLimiter(FUNDING_PER_MINUTE)
         self.stats = RequestStats()
         self._ccxt = _recording(getattr(ccxt, market.exchange_id))  # the class of this market's instances
         self._idle: list[Any] = []  # ccxt instances not in a request now (`_instance`)
@@ -129,14 +134,18 @@ class BinanceClient:
                 self._idle.append(inst)
 
     def _call(self, endpoint: str, params: dict, weight: int, limits: Limits | None = None,
-              attempts: int | None = None) -> Any:
+              attempts: int | None = None, budget: WeightLimiter | None = None) -> Any:
+        """`budget`: the limiter the request counts in, when not the weight's (`funding`)."""
         attempt = 0
+        count = budget or self.limiter
         while True:
-            banned = self.limiter.blocked_until - time.time()
+            banned = max(self.limiter.blocked_until, count.blocked_until) - time.time()
             if banned > MAX_RETRY_AFTER_S:  # e.g. a ban another process on this machine received
                 raise Banned(f"{self.origin} asked this IP to wait {banned:.0f}s more (Retry-After after an "
                              "HTTP 418/429); try again after that")
-            minute = self.limiter.acquire(weight)
+            if count is not self.limiter:
+                self.limiter.acquire(0)  # a ban on the origin holds these requests too
+            minute = count.acquire(weight)
             with self._instance() as inst:
                 inst.last_status, inst.last_response_headers = None, None
                 inst.session.limits = limits or self.transport.limits
@@ -157,7 +166,7 @@ class BinanceClient:
             if error is None and malformed is None:
                 return result
             if status in (418, 429):
-                self._rate_limited(status, headers)
+                self._rate_limited(status, headers, count)
                 continue
             if status is not None and 400 <= status < 500:
                 raise self._final(status, last_response, params)
@@ -173,14 +182,15 @@ class BinanceClient:
                         attempt, delay)
             pause(delay)
 
-    def _rate_limited(self, status: int, headers: Any) -> None:
+    def _rate_limited(self, status: int, headers: Any, count: WeightLimiter) -> None:
+        """A 429 of a budget of its own (funding) stops that budget's requests; a 418 is a ban of the IP."""
         self.stats.add(rate_limited=1)
         raw = headers.get("Retry-After") or headers.get("retry-after")
         try:
             wait = float(raw) if raw is not None else 60.0
         except ValueError:
             wait = 60.0
-        self.limiter.block(wait)
+        (self.limiter if status == 418 else count).block(wait)
         if wait > MAX_RETRY_AFTER_S:
             kind = "banned this IP (HTTP 418)" if status == 418 else "rate-limited this IP (HTTP 429)"
             raise Banned(f"{self.origin} {kind} for {wait:.0f}s; try again after that")
@@ -212,6 +222,15 @@ class BinanceClient:
                   "endTime": int(end_ms), "limit": int(limit)}
         return self._call("Get" + kind.endpoint[0].upper() + kind.endpoint[1:], params,
                           kline_weight(self.market.name, limit))
+
+    def funding(self, symbol: str, start_ms: int, end_ms: int, limit: int) -> list[tuple]:
+        """One page of funding events, `(time, rate, mark price or None, None)`, ascending. `fundingRate`
+        counts in its own budget (500 requests in 5 minutes per IP, shared with `fundingInfo`), not in the
+        weight's (docs/binance-kinds.md)."""
+        self.load_rate_limits(symbol)
+        params = {"symbol": symbol, "startTime": int(start_ms), "endTime": int(end_ms), "limit": int(limit)}
+        page = self._call("GetFundingRate", params, 1, budget=self.funding_limiter)
+        return [(row["fundingTime"], row["fundingRate"], row.get("markPrice") or None, None) for row in page]
 
     def source(self, kind: Kind) -> KlineSource:
         """This client's pages of `kind`, as the pager asks for them."""
@@ -257,7 +276,7 @@ class BinanceClient:
             server = int(time.time() * 1000) - 2000
         received = time.time()  # pairing with the receipt, not the send, errs on the early side
         self._time_sync = (received, server)
-        self.limiter.offset_s = server / 1000 - received
+        self.limiter.offset_s = self.funding_limiter.offset_s = server / 1000 - received
         return server
 
     def server_time_ms(self) -> int:
@@ -310,8 +329,11 @@ class KindSource:
 
 def _malformed(endpoint: str, result: Any) -> str | None:
     """Why an answer cannot be data (None: it can). A page of klines (of any kind) is rows of at least 12
-    fields with integer open and close times, strictly ascending: anything else (a duplicate, a page in
+    fields with integer open and close times, strictly ascending, and a page of funding events objects with
+    an integer `fundingTime`, strictly ascending, and a `fundingRate`: anything else (a duplicate, a page in
     another order) is a broken answer to retry, never data and never a gap."""
+    if endpoint.endswith("FundingRate"):
+        return _malformed_events(result)
     if not endpoint.endswith("Klines"):
         return None if isinstance(result, dict) and _error_object(result) is None else "not a JSON object"
     if not isinstance(result, list):
@@ -323,4 +345,17 @@ def _malformed(endpoint: str, result: Any) -> str | None:
         if last is not None and row[0] <= last:
             return f"open_time {row[0]} after {last}: rows not strictly ascending"
         last = row[0]
+    return None
+
+
+def _malformed_events(result: Any) -> str | None:
+    if not isinstance(result, list):
+        return _error_object(result) or f"a {type(result).__name__}, not a list of funding events"
+    last = None
+    for row in result:
+        if not (isinstance(row, dict) and type(row.get("fundingTime")) is int and row.get("fundingRate") is not None):
+            return f"an event without an integer fundingTime and a fundingRate: {str(row)[:80]}"
+        if last is not None and row["fundingTime"] <= last:
+            return f"fundingTime {row['fundingTime']} after {last}: events not strictly ascending"
+        last = row["fundingTime"]
     return None

@@ -25,20 +25,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from kline_assets.binance.archive import NEWEST_LAG_DAYS, ArchiveClient, ArchiveUnusable
+from kline_assets.binance.archive import NEWEST_LAG_DAYS, ArchiveClient, ArchiveDay, ArchiveUnusable
 from kline_assets.binance.client import BinanceClient
 from kline_assets.binance.encoding import Encoder, archive_chunk, chunk_and_check
 from kline_assets.binance.http import pause, stoppable
-from kline_assets.binance.paging import Fetched, add_gap, fetch_window
+from kline_assets.binance.paging import Fetched, add_gap, events_due, fetch_events, fetch_window
 from kline_assets.errors import ExchangeTransient
-from kline_assets.store.checks import evaluate_day
+from kline_assets.store.checks import CONTINUITY, evaluate_day
 from kline_assets.store.dataset import DatasetStore, Staged, sha256_bytes
 from kline_assets.store.manifest import ChunkEntry, Manifest
-from kline_assets.store.schema import rows_to_table, value_problem
+from kline_assets.store.schema import funding_table, rows_to_table, value_problem
 from kline_assets.timezones import UTC
 
 log = logging.getLogger("kline_assets")
 TICK_S = 0.5
+MONTHS_KEPT = 3
 
 
 def _staged_or_kept(future: Future[DayData]) -> bool:
@@ -72,6 +73,8 @@ class DayStream:
         self.workers = max(1, workers)
         self.archive, self.archive_only, self.encoder = archive, archive_only, encoder
         self.snapshot: Manifest = store.manifest()
+        self.months: dict[dt.date, ArchiveDay | None] = {}  # funding's monthly archive files (`archive_file`)
+        self.months_lock = threading.Lock()
         self.started = time.monotonic()
         # set by `stop()`: requests in flight end at once, days not yet fetched are not started, and the
         # stream ends after handing out the days already staged (so they are committed and recorded)
@@ -124,8 +127,11 @@ class DayStream:
                                                         data.covered_until_ms)
             data.table = None  # memory holds no day the consumer has not taken
         if data.staged is not None:
+            # funding events as the exchange sent them are stored even where one is missing: the continuity
+            # check names it in Dagster and in `verify`, and fetching again cannot make it appear
             wrong = [f"{name}: {o.problem}" for name, o in data.checked.items()
-                     if not o.passed and o.severity == "ERROR"]
+                     if not o.passed and o.severity == "ERROR"
+                     and not (name == CONTINUITY and self.store.spec.kind_info.events)]
             if wrong:  # the last line of defence: a day failing its own checks is never stored
                 raise ExchangeTransient(f"{self.store.spec.name} {day} fails its checks ({'; '.join(wrong)}): "
                                         "not stored")
@@ -133,7 +139,7 @@ class DayStream:
             data.staged.data = None
         elif data.entry is not None and data.checked is None:
             data.checked = evaluate_day(self.store.chunk_bytes(data.entry), data.entry,
-                                        self.store.spec.kind_info.signed)
+                                        self.store.spec.kind_info)
         return data
 
     def from_archive(self, day: dt.date) -> DayData | None:
@@ -142,12 +148,16 @@ class DayStream:
         plan = self.store.plan(day)
         first, last = UTC.local_date(plan.start_ms), UTC.local_date(plan.end_ms - 1)
         today = UTC.local_date(self.client.server_time_ms())
-        files, symbol = [], self.store.spec.symbol
+        files, kind = [], self.store.spec.kind_info
+        utc_days = [first + dt.timedelta(n) for n in range((last - first).days + 1)]
+        if kind.events:  # one file a UTC month
+            utc_days = sorted({d.replace(day=1) for d in utc_days})
         try:
-            for utc_day in (first + dt.timedelta(n) for n in range((last - first).days + 1)):
-                if not ArchiveClient.has(utc_day, today):
-                    return self.not_archived(day, f"the archive publishes nothing newer than {NEWEST_LAG_DAYS} days")
-                got = self.archive.day(symbol, utc_day, self.store.spec.kind_info)
+            for utc_day in utc_days:
+                if not ArchiveClient.has(utc_day, today, kind):
+                    return self.not_archived(day, "the archive publishes nothing newer than "
+                                                  + ("the last month" if kind.events else f"{NEWEST_LAG_DAYS} days"))
+                got = self.archive_file(utc_day)
                 if got is None:
                     return self.not_archived(day, "not in the archive (404)", asked=True)
                 files.append(got)
@@ -155,6 +165,19 @@ class DayStream:
         except (ArchiveUnusable, ExchangeTransient) as exc:  # retries ran out: REST may still answer
             return self.not_archived(day, str(exc), asked=True)
         return DayData(day, None, staged.entry.exchange_gaps, plan.end_ms, staged=staged, checked=checked)
+
+    def archive_file(self, utc_day: dt.date) -> ArchiveDay | None:
+        """The verified file of a UTC day, or of a UTC month for funding: a month's file serves each of its
+        days, so the stream keeps the last few it read (days come in order)."""
+        kind = self.store.spec.kind_info
+        if not kind.events:
+            return self.archive.day(self.store.spec.symbol, utc_day, kind)
+        with self.months_lock:  # one download of a month, whichever of the stream's threads asks first
+            if utc_day not in self.months:
+                self.months[utc_day] = self.archive.day(self.store.spec.symbol, utc_day, kind)
+                while len(self.months) > MONTHS_KEPT:
+                    self.months.pop(next(iter(self.months)))
+            return self.months[utc_day]
 
     def not_archived(self, day: dt.date, reason: str, asked: bool = False) -> None:
         """REST takes the day, but with `archive_only`: then it fails. Said in the log when the archive was
@@ -167,11 +190,17 @@ class DayStream:
     def fetch_rest(self, day: dt.date, from_ms: int, end_ms: int, attempts: int = 3) -> tuple[Fetched, pa.Table]:
         """The window's pages as a table; rows that cannot be exchange data (NaN, negative, duplicates:
         `value_problem`) are a broken answer: asked again, then the day fails, naming the minute."""
+        kind = self.store.spec.kind_info
         for attempt in range(1, attempts + 1):
-            fetched = fetch_window(self.client.source(self.store.spec.kind_info), self.store.spec.symbol, from_ms,
-                                   end_ms, self.client.server_time_ms(), self.page)
-            table = rows_to_table(fetched.rows)
-            problem = value_problem(table, self.store.spec.kind_info.signed)
+            if kind.events:
+                fetched = fetch_events(self.client, self.store.spec.symbol, from_ms, end_ms,
+                                       self.client.server_time_ms())
+                table = funding_table(fetched.rows)
+            else:
+                fetched = fetch_window(self.client.source(kind), self.store.spec.symbol, from_ms, end_ms,
+                                       self.client.server_time_ms(), self.page)
+                table = rows_to_table(fetched.rows)
+            problem = value_problem(table, kind)
             if problem is None:
                 return fetched, table
             log.warning("%s %s: the exchange sent %s (attempt %d)", self.store.spec.name, day, problem, attempt)
@@ -187,7 +216,7 @@ class DayStream:
         intact = raw is not None and len(raw) == entry.bytes and sha256_bytes(raw) == entry.sha256
         if entry is not None and intact and entry.complete:
             return DayData(day, None, entry.exchange_gaps, entry.covered_until_ms, entry=entry,
-                           checked=evaluate_day(raw, entry, self.store.spec.kind_info.signed))
+                           checked=evaluate_day(raw, entry, self.store.spec.kind_info))
         if self.archive is not None and not intact:
             from_archive = self.from_archive(day)
             if from_archive is not None:
@@ -197,6 +226,8 @@ class DayStream:
         if entry is not None and intact and (entry.start_ms, entry.end_ms) == (start_ms, end_ms):
             old, from_ms = pq.read_table(pa.BufferReader(raw)), entry.covered_until_ms
             gaps = [list(g) for g in entry.exchange_gaps]
+            if not events_due(self.store.spec.kind_info, from_ms, self.client.server_time_ms()):
+                return DayData(day, None, gaps, from_ms, entry=entry)  # funding: no event can have come yet
         fetched, table = self.fetch_rest(day, from_ms, end_ms)
         for gap in fetched.gaps:
             add_gap(gaps, *gap)
@@ -205,6 +236,7 @@ class DayStream:
             if not fetched.rows and covered == entry.covered_until_ms:
                 return DayData(day, None, gaps, covered, fetched.requests, entry=entry)
             if old.num_rows:
-                table = table.filter(pc.greater(table["open_time"], old["open_time"][-1]))
+                column = self.store.spec.kind_info.time_column
+                table = table.filter(pc.greater(table[column], old[column][-1]))
             table = pa.concat_tables([old, table])
         return DayData(day, table, gaps, covered, fetched.requests)

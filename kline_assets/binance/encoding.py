@@ -38,18 +38,20 @@ def chunk_and_check(plan: ChunkPlan, table: pa.Table, gaps: list[list[int]], cov
                     source: str = "rest", source_sha256: str | None = None) -> tuple[Staged, dict[str, Outcome]]:
     """The day's chunk, not yet put, and its checks on those very bytes (`evaluate_day`)."""
     staged = make_chunk(plan, table, gaps, covered_until_ms, source, source_sha256)
-    return staged, evaluate_day(staged.data, staged.entry, plan.paths.spec.kind_info.signed)
+    return staged, evaluate_day(staged.data, staged.entry, plan.paths.spec.kind_info)
 
 
 def archive_chunk(files: list[ArchiveDay], plan: ChunkPlan) -> tuple[Staged, dict[str, Outcome]]:
     """The local day `plan` names, cut from the verified UTC files that cover it (two where the zone is not
     UTC). A minute the files lack is a gap the exchange confirmed. Raises `ArchiveUnusable` for a file that
     cannot be read. Runs in the encoder's processes: everything it takes and returns is plain data."""
-    table = pa.concat_tables([f.table() for f in files])
-    times = table["open_time"]
+    kind = plan.paths.spec.kind_info
+    table = pa.concat_tables([f.table() for f in files])  # funding: the months' events
+    times = table[kind.time_column]
     table = table.filter(pc.and_(pc.greater_equal(times, plan.start_ms), pc.less(times, plan.end_ms)))
     gaps: list[list[int]] = []
-    add_gap(gaps, note_rows(gaps, plan.start_ms, table["open_time"].to_pylist()), plan.end_ms)
+    if not kind.events:  # events have a schedule, not minutes: nothing is a gap (`checks.funding_within_day`)
+        add_gap(gaps, note_rows(gaps, plan.start_ms, table["open_time"].to_pylist()), plan.end_ms)
     return chunk_and_check(plan, table, gaps, plan.end_ms, "archive", ",".join(f.sha256 for f in files))
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kline_assets.binance.client import KlineSource
+from kline_assets.binance.client import BinanceClient, KlineSource
+from kline_assets.settings import Kind
+from kline_assets.store.checks import FUNDING_SLACK_MS, HOUR_MS
 from kline_assets.timezones import MINUTE_MS
 
 # Pages that minimise weight per day (issue #7): futures 499 rows cost 2 (6 per day) against 10 for
@@ -90,4 +92,36 @@ def fetch_window(source: KlineSource, symbol: str, start_ms: int, end_ms: int, n
         out.rows.extend(rows)
         last_open = rows[-1][0]
         ask = last_open + 1
+    return out
+
+
+FUNDING_PAGE = 1000  # events a fundingRate request may ask for: 41 days of hourly funding, a year of 8-hourly
+
+
+def events_due(kind: Kind, covered_until_ms: int, now_ms: int) -> bool:
+    """Whether asking for a day's events from `covered_until_ms` on can find any: kline kinds always;
+    funding once the next hour (events come at the hour, a few ms after) is `FUNDING_SLACK_MS` past, so a
+    live minute asks a funding dataset once an hour, not once a minute."""
+    if not kind.events:
+        return True
+    next_hour = -(-covered_until_ms // HOUR_MS) * HOUR_MS
+    return now_ms - FUNDING_SLACK_MS > next_hour
+
+
+def fetch_events(client: BinanceClient, symbol: str, start_ms: int, end_ms: int, now_ms: int) -> Fetched:
+    """Funding events with time in [start_ms, min(end_ms, now - FUNDING_SLACK_MS)), paged forward; rows are
+    `(time, rate, mark price or None, None)` as the funding schema takes them (REST states no interval).
+    The window is covered whatever it holds: the exchange's answer is the schedule's truth, and a missing
+    event is named by the continuity check, not taken for a gap."""
+    stop = min(end_ms, now_ms - FUNDING_SLACK_MS)
+    out = Fetched(covered_until_ms=max(start_ms, stop))
+    ask = start_ms
+    while ask < stop:
+        page = client.funding(symbol, ask, stop - 1, FUNDING_PAGE)
+        out.requests += 1
+        rows = [e for e in page if ask <= e[0] < stop]
+        out.rows.extend(rows)
+        if len(page) < FUNDING_PAGE or not rows:
+            break
+        ask = rows[-1][0] + 1
     return out

@@ -1,4 +1,5 @@
-"""What a process shares between its runs and threads: one weight limiter per origin and API, and one
+"""What a process shares between its runs and threads: one weight limiter per origin and API (and one of
+its `fundingRate` requests, a budget of their own), and one
 client per market, origin and retry settings. Nothing else of ours outlives a run (each run makes its own
 archive clients and encoder pool).
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import threading
 
-from kline_assets.binance.client import BinanceClient, budget_key
+from kline_assets.binance.client import FUNDING_PER_MINUTE, BinanceClient, budget_key
 from kline_assets.binance.limiter import FileWindow, WeightLimiter, remembered_block
 from kline_assets.binance.pgwindow import PostgresWindow
 from kline_assets.settings import MARKETS, Settings
@@ -48,10 +49,12 @@ def client(market: str, origin: str, timeout_ms: int = DEFAULT_TIMEOUT_MS, max_a
     """The process's client of `market` at `origin` (`shared_url`: see `limiter`)."""
     info = MARKETS[market]
     count = limiter(budget_key(origin, info), info.default_budget, shared_url)
+    funding = limiter(budget_key(origin, info) + " fundingRate", FUNDING_PER_MINUTE, shared_url)
     key = (market, origin.rstrip("/"), timeout_ms, max_attempts)
     with _LOCK:
         if key not in _CLIENTS:
-            _CLIENTS[key] = BinanceClient(info, origin, count, timeout_ms=timeout_ms, max_attempts=max_attempts)
+            _CLIENTS[key] = BinanceClient(info, origin, count, timeout_ms=timeout_ms, max_attempts=max_attempts,
+                                          funding_limiter=funding)
         return _CLIENTS[key]
 
 

@@ -109,9 +109,9 @@ def batch_outcomes(store: DatasetStore, batch: Committed) -> dict[dt.date, dict[
         if entry is None:
             outcomes[day] = dict.fromkeys(CHECK_NAMES)
         elif day in batch.checked and batch.checked[day][0] == entry.sha256:
-            outcomes[day] = with_previous(batch.checked[day][1], entry, prev)
+            outcomes[day] = with_previous(batch.checked[day][1], entry, prev, store.spec.kind_info)
         else:
-            outcomes[day] = evaluate(store.chunk_bytes(entry), entry, prev, store.spec.kind_info.signed)
+            outcomes[day] = evaluate(store.chunk_bytes(entry), entry, prev, store.spec.kind_info)
     return outcomes
 
 

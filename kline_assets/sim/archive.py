@@ -1,6 +1,7 @@
 """The simulated public archive (data.binance.vision's layout): a daily zip of the 12-field CSV per
 (market, symbol, UTC date), with its `.CHECKSUM`, holding the same rows as the REST endpoints; for
-futures also the mark, index and premium index klines (`daily/markPriceKlines/...`, docs/binance-kinds.md).
+futures also the mark, index and premium index klines (`daily/markPriceKlines/...`, docs/binance-kinds.md),
+and a monthly funding file per (market, symbol, UTC month) (`monthly/fundingRate/...`).
 
 As Binance writes them: futures files carry a header line from 2022 on (none before), spot files from
 2025-01-01 carry open and close times in microseconds, and numbers are formatted differently across
@@ -18,8 +19,11 @@ import io
 import re
 import zipfile
 
-from kline_assets.sim.market import PRICE_KINDS, SimState
+from kline_assets.sim.market import PRICE_KINDS, SimState, funding_events
 
+MONTHLY = re.compile(r"^/data/(futures/um|futures/cm)/monthly/fundingRate/([A-Z0-9_]+)/\2-fundingRate-"
+                     r"(\d{4}-\d{2})\.zip(\.CHECKSUM)?$")
+FUNDING_HEADER = "calc_time,funding_interval_hours,last_funding_rate"
 PATH = re.compile(r"^/data/(spot|futures/um|futures/cm)/daily/(klines|markPriceKlines|indexPriceKlines|"
                   r"premiumIndexKlines)/([A-Z0-9_]+)/1m/\3-1m-(\d{4}-\d{2}-\d{2})\.zip(\.CHECKSUM)?$")
 HEADER = ("open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,"
@@ -64,8 +68,49 @@ def zipped_day(state: SimState, market: str, symbol: str, day: dt.date, kind: st
         return state.archive_cache[key]
 
 
+def month_zip(state: SimState, market: str, symbol: str, month: str) -> bytes:
+    """A month's funding file: the REST events of the UTC month, no mark price, each with its interval."""
+    key = (market, symbol, month, "funding")
+    with state.lock:
+        if key in state.archive_cache:
+            return state.archive_cache[key]
+    first = dt.date.fromisoformat(f"{month}-01")
+    following = (first.replace(year=first.year + 1, month=1) if first.month == 12
+                 else first.replace(month=first.month + 1))
+    start, end = (int(dt.datetime(d.year, d.month, d.day, tzinfo=dt.timezone.utc).timestamp() * 1000)
+                  for d in (first, following))
+    events = funding_events(market, symbol, state.listings(market)[symbol], start, end - 1,
+                            state.dropped(market, symbol))
+    text = "\n".join([FUNDING_HEADER, *(f"{t},{hours},{rate}" for t, rate, _, hours in events)]) + "\n"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        member = zipfile.ZipInfo(f"{symbol}-fundingRate-{month}.csv", date_time=(first.year, first.month, 1, 0, 0, 0))
+        zf.writestr(member, text.encode(), compress_type=zipfile.ZIP_DEFLATED)
+    with state.lock:
+        state.archive_cache[key] = buffer.getvalue()
+        return state.archive_cache[key]
+
+
+def answer_month(state: SimState, match: re.Match) -> tuple[int, bytes]:
+    """A monthly funding file, published once its month is over; the faults take `YYYY-MM`."""
+    market = "futures" if match.group(1) == "futures/um" else "coinm"
+    symbol, month, checksum = match.group(2), match.group(3), bool(match.group(4))
+    cfg = state.config
+    if symbol not in state.listings(market) or month in cfg.archive_missing \
+            or month >= state.today_utc().isoformat()[:7]:
+        return 404, b"<Error><Code>NoSuchKey</Code></Error>"
+    data = month_zip(state, market, symbol, month)
+    if checksum:
+        digest = hashlib.sha256(data + (b"x" if month in cfg.archive_bad_checksum else b"")).hexdigest()
+        return 200, f"{digest}  {symbol}-fundingRate-{month}.zip\n".encode()
+    return 200, data[: len(data) // 2] if month in cfg.archive_truncated else data
+
+
 def answer(state: SimState, path: str) -> tuple[int, bytes]:
     """(status, body) for an archive path; 404 for what the archive does not have."""
+    monthly = MONTHLY.match(path)
+    if monthly:
+        return answer_month(state, monthly)
     match = PATH.match(path)
     if not match:
         return 404, b"not found"

@@ -97,11 +97,39 @@ def price_kind_row(kind: str, symbol: str, open_time: int, now_ms: int | None = 
     return [open_time, *(f"{v:.8f}" for v in values), volume, open_time + MINUTE - 1, "0", count, "0", "0", "0"]
 
 
+HOUR = 3_600_000
+# funding (docs/binance-kinds.md): every 8 h at 00, 08 and 16 UTC, a few ms after the hour; ETHUSDT's
+# interval changes to 4 h, as Binance changes a symbol's interval
+FUNDING_CHANGES = {("futures", "ETHUSDT"): (_ms("2021-06-15T00:00"), 4)}
+
+
+def funding_events(market: str, symbol: str, first_ms: int, start: int, end: int,
+                   dropped: tuple[int, ...] = ()) -> list[tuple[int, str, str, int]]:
+    """(funding time, rate, mark price, interval hours) of the events in [start, end], the symbol listed at
+    `first_ms`: its first event is the first 8-hour boundary after the listing; none at the `dropped` hours."""
+    change, hours = FUNDING_CHANGES.get((market, symbol), (None, 8))
+    t = max(start, first_ms) // HOUR * HOUR
+    out = []
+    while t <= end:
+        interval = hours if change is not None and t >= change else 8
+        if t % (interval * HOUR) == 0 and t > first_ms and t not in dropped:
+            u = _units("funding", market, symbol, t)
+            at = t + 1 + int(8 * u[1])  # Binance's fundingTime: a few ms after the hour
+            if start <= at <= end:
+                mark = float(kline_row(market, symbol, t)[1])
+                out.append((at, f"{(u[0] - 0.4) * 0.0005:.8f}", f"{mark:.8f}", interval))
+        t += HOUR
+    return out
+
+
 @dataclass
 class SimConfig:
     spot_budget: int = 6000
     futures_budget: int = 2400
     coinm_budget: int = 2400
+    funding_limit: int = 500  # fundingRate requests per 5 minutes (USD-M), beside the weight
+    funding_dropped: list = field(default_factory=list)  # [[market, symbol, hour_ms], ...]: events the exchange
+    # lacks, in REST and in the archive (as after an outage)
     latency_ms: float = 0.0
     fault_rate: float = 0.0  # share of kline responses that fail (500/503, reset, truncated, html)
     restricted: bool = False  # answer 451 to everything, as Binance does for restricted locations
@@ -136,6 +164,7 @@ class SimState:
         self.banned_until: dict[str, float] = {}
         self.over_budget: dict[str, int] = {}
         self.retry_until: dict[str, float] = {}
+        self.funding_asked: dict[tuple[str, int], int] = {}  # (market, 5-minute window) -> fundingRate requests
         self.log: list[dict] = []
         self.archive_cache: dict[tuple, bytes] = {}  # recent archive zips (kline_assets.sim.archive)
         self.archive_throttled: set[str] = set()  # paths that answered 429 once (`SimConfig.archive_throttled`)
@@ -178,6 +207,20 @@ class SimState:
     def gaps(self, market: str, symbol: str) -> list[tuple[int, int]]:
         extra = [(a, b) for m, s, a, b in self.config.extra_gaps if m == market and s == symbol]
         return (GAPS[market] if symbol == "BTCUSDT" else []) + extra
+
+    def funding(self, market: str, symbol: str, start: int | None, end: int | None, limit: int) -> list[dict]:
+        """`fundingRate` as Binance pages it: from `start` ascending, at most `limit`; without `start`, the
+        latest `limit` up to `end`; only events already due. COIN-M rows have no markPrice."""
+        now = self.now_ms()
+        hi = now if end is None else min(now, end)
+        lo = max(0, hi - limit * 8 * HOUR) if start is None else start
+        events = funding_events(market, symbol, self._listings[market][symbol], lo, hi, self.dropped(market, symbol))
+        events = events[-limit:] if start is None else events[:limit]
+        return [{"symbol": symbol, "fundingTime": t, "fundingRate": rate,
+                 **({} if market == "coinm" else {"markPrice": mark})} for t, rate, mark, _ in events]
+
+    def dropped(self, market: str, symbol: str) -> tuple[int, ...]:
+        return tuple(t for m, s, t in self.config.funding_dropped if (m, s) == (market, symbol))
 
     def row(self, market: str, symbol: str, t: int, now_ms: int | None = None, kind: str = "klines") -> list:
         if kind != "klines":

@@ -75,6 +75,7 @@ class Handler(BaseHTTPRequestHandler):
                 st.banned_until.clear()
                 st.over_budget.clear()
                 st.retry_until.clear()
+                st.funding_asked.clear()
             return self._send(200, {})
         self._send(404, {"code": -1, "msg": "not found"})
 
@@ -95,7 +96,7 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(status, None, raw=data)
         market = next((m for p, m in APIS.items() if url.path.startswith(p)), None)
         endpoint = url.path.rsplit("/", 1)[-1]
-        known = {"ping", "time", "exchangeInfo", "klines", *(PRICE_KINDS if market != "spot" else ())}
+        known = {"ping", "time", "exchangeInfo", "klines", *(() if market == "spot" else (*PRICE_KINDS, "fundingRate"))}
         known -= set(st.config.missing_endpoints)
         if market is None or endpoint not in known:
             return self._send(404, {"code": -1, "msg": f"unknown path {url.path}"})
@@ -123,6 +124,15 @@ class Handler(BaseHTTPRequestHandler):
             return (20 if market == "spot" else 1), 200, {
                 "timezone": "UTC", "serverTime": st.now_ms(), "rateLimits": rate_limits(st.budget(market)),
                 "symbols": info}
+        if endpoint == "fundingRate":  # USD-M: its own 500/5min budget (`_account`), no weight; COIN-M: weight 1
+            weight, limit = (0 if market == "futures" else 1), int(q.get("limit", 100))
+            if q.get("symbol") not in symbols:
+                return weight, 400, {"code": -1121, "msg": "Invalid symbol."}
+            if not 1 <= limit <= 1000:
+                return weight, 400, {"code": -1130, "msg": "Data sent for parameter 'limit' is not valid."}
+            start = int(q["startTime"]) if "startTime" in q else None
+            end = int(q["endTime"]) if "endTime" in q else None
+            return weight, 200, st.funding(market, q["symbol"], start, end, limit)
         limit = int(q.get("limit", 500))
         max_limit = 1000 if market == "spot" else 1500
         weight = 2 if market == "spot" else (1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10)
@@ -144,6 +154,13 @@ class Handler(BaseHTTPRequestHandler):
             return weight, 500, {"code": -1001, "msg": "Internal error; unable to process your request."}
         return weight, 200, st.klines(market, symbol, start, end, limit, kind)
 
+    def _funding_allowed(self) -> bool:
+        """One more fundingRate request in this 5-minute window of the simulated clock (lock held)."""
+        st = self.state
+        window = ("futures", int(st.now_ms() // 300_000))
+        st.funding_asked[window] = st.funding_asked.get(window, 0) + 1
+        return st.funding_asked[window] <= st.config.funding_limit
+
     def _account(self, market: str, endpoint: str, weight: int, status: int, body: object,
                  symbol: str | None = None) -> None:
         st = self.state
@@ -160,6 +177,10 @@ class Handler(BaseHTTPRequestHandler):
                 status = 418
                 headers["Retry-After"] = math.ceil(st.banned_until[market] - now)
                 body = {"code": -1003, "msg": "Way too many requests; IP banned."}
+            elif endpoint == "fundingRate" and market == "futures" and not self._funding_allowed():
+                left = 300 - (st.now_ms() // 1000) % 300
+                status, headers["Retry-After"] = 429, max(1, math.ceil(left / st.config.clock_speed))
+                body = {"code": -1003, "msg": "Too many requests; current limit is 500 requests per 5 minutes."}
             elif used + weight > budget or st.retry_until.get(market, 0) > now:
                 if st.retry_until.get(market, 0) > now:  # the client ignored our Retry-After
                     st.over_budget[market] = st.over_budget.get(market, 0) + 1

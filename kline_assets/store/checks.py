@@ -14,9 +14,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from kline_assets.settings import KINDS, Kind
 from kline_assets.store.dataset import sha256_bytes
 from kline_assets.store.manifest import ChunkEntry, Manifest
-from kline_assets.store.schema import impossible_values, schema_problem
+from kline_assets.store.schema import impossible_events, impossible_values, schema_problem
 from kline_assets.timezones import MINUTE_MS, ms_to_iso
 
 # the check names, as Dagster shows them and `verify` reports them
@@ -24,6 +25,12 @@ CONTINUITY, INTEGRITY, SANITY = "continuity", "integrity", "sanity"
 CHECK_NAMES = (CONTINUITY, INTEGRITY, SANITY)  # the checks of one day
 COVERAGE = "coverage"  # the check of the whole dataset
 STALLED_MS = 10 * 60_000  # today's chunk this far behind the clock: the live updates stopped
+HOUR_MS = 3_600_000
+# funding: an event's time is a few ms after its hour; a minute later its absence is sure. A live funding
+# day is asked again only once an hour has passed (`binance.days`), so it stalls after more than that.
+FUNDING_SLACK_MS = 60_000
+FUNDING_STALLED_MS = HOUR_MS + STALLED_MS
+MAX_INTERVAL_H = 8  # Binance's longest funding interval, and its default
 
 
 @dataclass
@@ -105,7 +112,95 @@ def follows_previous(inside: Outcome, entry: ChunkEntry, prev: ChunkEntry | None
     return Outcome(False, md, inside.problem or f"day does not follow {prev.partition}'s last row")
 
 
-def integrity(data: bytes | None, entry: ChunkEntry) -> tuple[Outcome, pa.Table | None]:
+def _hours(table: pa.Table) -> np.ndarray:
+    return np.rint(table.column("funding_time").to_numpy() / HOUR_MS).astype(np.int64)
+
+
+def funding_spacing(table: pa.Table) -> np.ndarray:
+    """The hours each event may be followed by the next, one more than events (the last: after it). Where
+    the source states the interval in force (the archive) it decides, the next event's too where it
+    changes; where it does not (REST), the steps beside decide: a step longer than both its neighbours (or
+    than 8 h) lacks an event, so a series of 4 h steps missing one shows an 8 h step, while a change of
+    interval (8, 8, 4, 4) does not."""
+    hours = _hours(table)
+    steps = np.diff(hours)
+    stated = table.column("funding_interval_hours").to_numpy(zero_copy_only=False)  # nulls read as NaN
+    out = np.full(len(hours), MAX_INTERVAL_H, dtype=np.float64)
+    for i in range(len(hours)):
+        here = stated[i]
+        if here == here:  # stated (not NaN)
+            later = stated[i + 1] if i + 1 < len(hours) and stated[i + 1] == stated[i + 1] else here
+            out[i] = max(here, later)
+            continue
+        beside = [steps[j] for j in (i - 1, i + 1) if 0 <= j < len(steps)]
+        out[i] = min(MAX_INTERVAL_H, max(beside)) if beside else MAX_INTERVAL_H
+    return out
+
+
+def funding_within_day(table: pa.Table, entry: ChunkEntry) -> Outcome:
+    """Events on the symbol's schedule (`funding_spacing`) through the day's covered end: a missing event
+    is named. Duplicates and disorder never get this far (`value_problem`), but are counted if they do."""
+    md = {"events": table.num_rows, "missing_events": 0, "duplicates": 0}
+    if table.num_rows == 0:
+        return Outcome(True, md)
+    hours, allowed = _hours(table), funding_spacing(table)
+    steps = np.diff(hours)
+    md["duplicates"] = int(np.count_nonzero(steps <= 0))
+    problems = []
+    for i in np.flatnonzero(steps > allowed[:-1]):
+        md["missing_events"] += int(steps[i] // allowed[i]) - (0 if steps[i] % allowed[i] else 1) or 1
+        problems.append(f"no funding event between {ms_to_iso(int(hours[i]) * HOUR_MS)} and "
+                        f"{ms_to_iso(int(hours[i + 1]) * HOUR_MS)} ({int(steps[i])} h apart, every "
+                        f"{allowed[i]:.0f} h due)")
+    tail_end = min(entry.covered_until_ms or entry.end_ms, entry.end_ms)
+    due = (int(hours[-1]) + allowed[-1]) * HOUR_MS
+    if due + FUNDING_SLACK_MS <= tail_end:
+        md["missing_events"] += 1
+        problems.append(f"no funding event at {ms_to_iso(int(due))} ({allowed[-1]:.0f} h after the day's last)")
+    if md["duplicates"]:
+        problems.insert(0, f"{md['duplicates']} duplicate or out-of-order event(s)")
+    return Outcome(not problems, md, "; ".join(problems[:3]) or None)
+
+
+def funding_follows_previous(inside: Outcome, entry: ChunkEntry, prev: ChunkEntry | None,
+                             first_time: int | None) -> Outcome:
+    """Across midnight: the day's first event (or, for a day without any, its end) comes at most 8 h after
+    the previous day's last."""
+    if prev is None or prev.last_open_time is None or prev.end_ms != entry.start_ms:
+        return inside
+    last = round(prev.last_open_time / HOUR_MS) * HOUR_MS
+    until = round(first_time / HOUR_MS) * HOUR_MS if first_time is not None else \
+        min(entry.covered_until_ms or entry.end_ms, entry.end_ms) - FUNDING_SLACK_MS
+    if until - last <= MAX_INTERVAL_H * HOUR_MS:
+        return inside
+    md = {**inside.metadata, "missing_events": inside.metadata.get("missing_events", 0) + 1}
+    said = f"no funding event in the {(until - last) // HOUR_MS} h after {prev.partition}'s last ({ms_to_iso(last)})"
+    return Outcome(False, md, "; ".join(p for p in (said, inside.problem) if p))
+
+
+def funding_sanity(table: pa.Table, entry: ChunkEntry, fetched_before_ms: int) -> Outcome:
+    """ERROR, never to be stored: events outside the window, events not yet due when fetched, values the
+    exchange cannot send (`impossible_events`). WARN: an event more than a minute off its hour."""
+    if table.num_rows == 0:
+        return Outcome(True, {"events": 0})
+    times = table.column("funding_time").to_numpy()
+    off = np.abs(times - np.rint(times / HOUR_MS) * HOUR_MS)
+    masks = {"future_events": times >= fetched_before_ms,
+             "out_of_window_events": (times < entry.start_ms) | (times >= entry.end_ms),
+             "impossible_values": impossible_events(table),
+             "off_the_hour_events": off > FUNDING_SLACK_MS}
+    md, found = {"events": table.num_rows}, []
+    for name, mask in masks.items():
+        md[name] = int(np.count_nonzero(mask))
+        if md[name]:
+            found.append((name, f"{md[name]} {name} (first at {ms_to_iso(int(times[int(np.argmax(mask))]))})"))
+    if not found:
+        return Outcome(True, md)
+    ours = any(name != "off_the_hour_events" for name, _ in found)
+    return Outcome(False, md, ", ".join(text for _, text in found), "ERROR" if ours else "WARN")
+
+
+def integrity(data: bytes | None, entry: ChunkEntry, kind: Kind = KINDS["klines"]) -> tuple[Outcome, pa.Table | None]:
     """The chunk's bytes (None: the object is missing) are what the manifest says; returns the table when
     they could be read."""
     md: dict = {"expected_sha256": entry.sha256, "expected_rows": entry.rows}
@@ -123,7 +218,7 @@ def integrity(data: bytes | None, entry: ChunkEntry) -> tuple[Outcome, pa.Table 
     md["rows"] = table.num_rows
     if table.num_rows != entry.rows:
         return Outcome(False, md, f"{name} has {table.num_rows} rows, manifest says {entry.rows}"), table
-    bad_schema = schema_problem(table.schema)
+    bad_schema = schema_problem(table.schema, kind)
     if bad_schema:
         return Outcome(False, md, bad_schema), table
     return Outcome(True, md), table
@@ -168,27 +263,32 @@ NOT_CHECKED = "not checked: the file does not match the manifest"
 
 
 def evaluate(data: bytes | None, entry: ChunkEntry, prev: ChunkEntry | None,
-             signed: bool = False) -> dict[str, Outcome]:
-    """All three checks for one stored day, from its bytes (None: missing); `signed`: of a kind whose
-    prices may be negative (`Kind.signed`)."""
-    return with_previous(evaluate_day(data, entry, signed), entry, prev)
+             kind: Kind = KINDS["klines"]) -> dict[str, Outcome]:
+    """All three checks for one stored day of `kind`, from its bytes (None: missing)."""
+    return with_previous(evaluate_day(data, entry, kind), entry, prev, kind)
 
 
-def evaluate_day(data: bytes | None, entry: ChunkEntry, signed: bool = False) -> dict[str, Outcome]:
-    """The three checks of one day's chunk without its neighbour: what a writer's thread can do before
-    the commit, on the very bytes it put (`with_previous` completes them)."""
-    intact, table = integrity(data, entry)
+def evaluate_day(data: bytes | None, entry: ChunkEntry, kind: Kind = KINDS["klines"]) -> dict[str, Outcome]:
+    """The three checks of one day's chunk of `kind` without its neighbour: what a writer's thread can do
+    before the commit, on the very bytes it put (`with_previous` completes them). Funding events have
+    checks of their own (`funding_within_day`, `funding_sanity`)."""
+    intact, table = integrity(data, entry, kind)
     if table is None:
         skipped = Outcome(False, {}, NOT_CHECKED)
         return {INTEGRITY: intact, CONTINUITY: skipped, SANITY: skipped}
+    if kind.events:
+        return {INTEGRITY: intact, CONTINUITY: funding_within_day(table, entry),
+                SANITY: funding_sanity(table, entry, written_ms(entry))}
     return {INTEGRITY: intact, CONTINUITY: within_day(table, entry),
-            SANITY: sanity(table, entry, written_ms(entry), signed)}
+            SANITY: sanity(table, entry, written_ms(entry), kind.signed)}
 
 
-def with_previous(outcomes: dict[str, Outcome], entry: ChunkEntry, prev: ChunkEntry | None) -> dict[str, Outcome]:
+def with_previous(outcomes: dict[str, Outcome], entry: ChunkEntry, prev: ChunkEntry | None,
+                  kind: Kind = KINDS["klines"]) -> dict[str, Outcome]:
     if outcomes[CONTINUITY].problem == NOT_CHECKED:
         return outcomes
-    return {**outcomes, CONTINUITY: follows_previous(outcomes[CONTINUITY], entry, prev, entry.first_open_time)}
+    follows = funding_follows_previous if kind.events else follows_previous
+    return {**outcomes, CONTINUITY: follows(outcomes[CONTINUITY], entry, prev, entry.first_open_time)}
 
 
 def coverage(manifest: Manifest, today: dt.date, now_ms: int) -> Outcome:
@@ -218,7 +318,8 @@ def coverage(manifest: Manifest, today: dt.date, now_ms: int) -> Outcome:
     live = entries.get(today)
     if live is not None and not live.complete:
         md["live_minutes_behind"] = max(0, (now_ms - live.covered_until_ms) // MINUTE_MS)
-        if now_ms - live.covered_until_ms > STALLED_MS and not problems:
+        stalled = FUNDING_STALLED_MS if KINDS[manifest.kind].events else STALLED_MS
+        if now_ms - live.covered_until_ms > stalled and not problems:
             return Outcome(False, md, f"today's chunk ends {md['live_minutes_behind']} minutes ago: the live "
                                       "updates stopped (is the live sensor on?)", "WARN")
     return Outcome(not problems, md, "; ".join(problems) or None)

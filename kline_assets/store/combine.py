@@ -19,7 +19,7 @@ from kline_assets.errors import BadInput
 from kline_assets.store.dataset import DatasetStore
 from kline_assets.store.manifest import ChunkEntry, Manifest
 from kline_assets.store.reader import verified_tables
-from kline_assets.store.schema import SCHEMA
+from kline_assets.store.schema import schema_of
 
 SOURCES_KEY = b"kline_assets.sources"
 
@@ -76,7 +76,7 @@ def combine(store: DatasetStore, from_index: int | None = None, to_index: int | 
     where = store.backend.uri(target)
     if _sources(store, target) == sources:
         return Combined(where, bytes=_size(store, target), rebuilt=False, **summary)
-    schema = SCHEMA.with_metadata({SOURCES_KEY: json.dumps(sources).encode()})
+    schema = schema_of(store.spec.kind_info).with_metadata({SOURCES_KEY: json.dumps(sources).encode()})
     with store.backend.writer(target) as sink, pq.ParquetWriter(sink, schema, compression="zstd") as writer:
         for table in verified_tables(store, entries):  # a chunk that does not match is never combined
             if table.num_rows:

@@ -80,7 +80,7 @@ def make_chunk(plan: ChunkPlan, table: pa.Table, gaps: list[list[int]], covered_
     """The day's chunk (zstd Parquet) and its entry, named by its content; nothing is put yet."""
     data = table_to_parquet(table)
     sha = sha256_bytes(data)
-    open_times = table.column("open_time")
+    open_times = table.column(plan.paths.spec.kind_info.time_column)  # funding: the events' times
     entry = ChunkEntry(
         index=plan.index, partition=plan.day.isoformat(), file=plan.paths.chunk_relpath(plan.index, plan.day, sha),
         start_ms=plan.start_ms, end_ms=plan.end_ms, rows=table.num_rows,

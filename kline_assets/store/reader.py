@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 from kline_assets.errors import ChunkUnavailable
 from kline_assets.store.dataset import DatasetStore, sha256_bytes
 from kline_assets.store.manifest import ChunkEntry, Manifest
-from kline_assets.store.schema import SCHEMA
+from kline_assets.store.schema import schema_of
 from kline_assets.timezones import AlignZone
 
 REPAIR = "run `kline-assets verify --repair`"
@@ -117,15 +117,17 @@ def day_runs(days: list[dt.date], most: int = 4) -> str:
 
 
 def window_table(store: DatasetStore, manifest: Manifest, start_ms: int | None, end_ms: int | None) -> pa.Table:
-    """The stored rows with start_ms <= open_time < end_ms, read only from the chunks the window touches."""
+    """The stored rows with start_ms <= open_time (funding_time) < end_ms, read only from the chunks the window
+    touches."""
+    column = store.spec.kind_info.time_column
     entries = [manifest.chunks[i] for i in sorted(manifest.chunks)
                if not ((start_ms is not None and manifest.chunks[i].end_ms <= start_ms)
                        or (end_ms is not None and manifest.chunks[i].start_ms >= end_ms))]
     parts = []
     for entry, table in zip(entries, verified_tables(store, entries), strict=True):
         if start_ms is not None and entry.start_ms < start_ms:
-            table = table.filter(pc.greater_equal(table["open_time"], start_ms))
+            table = table.filter(pc.greater_equal(table[column], start_ms))
         if end_ms is not None and entry.end_ms > end_ms:
-            table = table.filter(pc.less(table["open_time"], end_ms))
+            table = table.filter(pc.less(table[column], end_ms))
         parts.append(table.replace_schema_metadata(None))
-    return pa.concat_tables(parts) if parts else SCHEMA.empty_table()
+    return pa.concat_tables(parts) if parts else schema_of(store.spec.kind_info).empty_table()

@@ -1,4 +1,5 @@
-"""The chunk schema (docs/contract.md, "Schema") and the one conversion from the exchange's raw rows to it."""
+"""The chunk schemas (docs/contract.md, "Schema"; SPEC.md, "Dataset kinds") and the one conversion from the
+exchange's raw rows to each: klines (every kind but funding) and funding events."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from itertools import islice
 import numpy as np
 import pyarrow as pa
 
+from kline_assets.settings import Kind
 from kline_assets.timezones import ms_to_iso
 
 COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
@@ -47,10 +49,36 @@ def rows_to_table(rows: list[list]) -> pa.Table:
     return pa.Table.from_arrays([_column(c, t) for c, (_, t) in zip(columns, COLUMNS, strict=True)], schema=SCHEMA)
 
 
-def schema_problem(schema: pa.Schema) -> str | None:
-    """None when `schema` has the contract's names, order and types."""
+# a funding chunk: one local day of events (SPEC.md, "Dataset kinds and COIN-M"); the archive's monthly
+# files have no mark price, REST has no interval: those are null where the source has none
+FUNDING_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
+    ("funding_time", pa.int64()),
+    ("funding_rate", pa.float64()),
+    ("mark_price", pa.float64()),
+    ("funding_interval_hours", pa.int64()),
+)
+FUNDING_SCHEMA = pa.schema([pa.field(name, typ) for name, typ in FUNDING_COLUMNS])
+
+
+def schema_of(kind: Kind) -> pa.Schema:
+    return FUNDING_SCHEMA if kind.events else SCHEMA
+
+
+def funding_table(events: list[tuple[int, str | float, str | float | None, int | None]]) -> pa.Table:
+    """(funding_time, funding_rate, mark_price or None, interval hours or None) rows, the rate and price as
+    the exchange sent them (decimal strings, parsed like float())."""
+    columns = list(zip(*events, strict=True)) if events else [(), (), (), ()]
+    arrays = [pa.array([int(v) for v in columns[0]], pa.int64()),
+              pa.array([float(v) for v in columns[1]], pa.float64()),
+              pa.array([None if v in (None, "") else float(v) for v in columns[2]], pa.float64()),
+              pa.array([None if v in (None, "") else int(v) for v in columns[3]], pa.int64())]
+    return pa.Table.from_arrays(arrays, schema=FUNDING_SCHEMA)
+
+
+def schema_problem(schema: pa.Schema, kind: Kind | None = None) -> str | None:
+    """None when `schema` has the contract's names, order and types (of `kind`: klines by default)."""
     got = [(f.name, str(f.type)) for f in schema]
-    want = [(n, str(t)) for n, t in COLUMNS]
+    want = [(f.name, str(f.type)) for f in (schema_of(kind) if kind else SCHEMA)]
     return None if got == want else f"schema {got} differs from {want}"
 
 
@@ -78,16 +106,35 @@ def impossible_values(table: pa.Table, signed: bool = False) -> np.ndarray:
     return bad
 
 
-def value_problem(table: pa.Table, signed: bool = False) -> str | None:
-    """What makes a day's rows impossible as exchange data, naming the first minute (None: nothing):
-    open times not strictly ascending (a duplicate, a wrong order), or `impossible_values`. They are
-    never stored."""
-    times = table.column("open_time").to_numpy()
+def impossible_events(table: pa.Table) -> np.ndarray:
+    """Per funding event: a rate that is NaN, infinite or missing, a mark price that is not positive and
+    finite (null is allowed: the archive has none), an interval that is not 1..24 hours (null allowed)."""
+    rate = table.column("funding_rate")
+    bad = ~(np.abs(rate.to_numpy(zero_copy_only=False)) < np.inf) | rate.is_null().to_numpy(zero_copy_only=False)
+    price = table.column("mark_price").to_numpy(zero_copy_only=False)  # nulls read as NaN
+    bad |= table.column("mark_price").is_valid().to_numpy(zero_copy_only=False) & ~((price > 0) & (price < np.inf))
+    hours = table.column("funding_interval_hours").fill_null(8).to_numpy(zero_copy_only=False)
+    return bad | (hours < 1) | (hours > 24)
+
+
+def value_problem(table: pa.Table, kind: Kind) -> str | None:
+    """What makes a day's rows impossible as exchange data, naming the first minute or event (None:
+    nothing): times not strictly ascending (a duplicate, a wrong order), or impossible values
+    (`impossible_values`, `impossible_events`). They are never stored."""
+    column = kind.time_column
+    times = table.column(column).to_numpy()
     backwards = np.flatnonzero(np.diff(times) <= 0)
     if len(backwards):
         at = backwards[0]
-        return (f"open_time {ms_to_iso(int(times[at + 1]))} follows {ms_to_iso(int(times[at]))}: "
+        return (f"{column} {ms_to_iso(int(times[at + 1]))} follows {ms_to_iso(int(times[at]))}: "
                 "duplicate or out-of-order rows")
+    if kind.events:
+        bad = np.flatnonzero(impossible_events(table))
+        if len(bad):
+            row = table.slice(int(bad[0]), 1).to_pylist()[0]
+            return f"the event {row} at {ms_to_iso(int(times[bad[0]]))}"
+        return None
+    signed = kind.signed
     bad = np.flatnonzero(impossible_values(table, signed))
     if len(bad):
         row = {n: table.column(n)[int(bad[0])].as_py() for n in NUMBERS}

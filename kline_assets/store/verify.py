@@ -116,12 +116,12 @@ def _checked(store: DatasetStore, entry: ChunkEntry, prev: ChunkEntry | None) ->
     """A day's checks (and whether its chunk exists); a day whose chunk is missing or differs is looked up
     once more in a fresh manifest, so a writer that replaced it meanwhile is not taken for corruption."""
     data = store.chunk_bytes(entry)
-    outcomes = evaluate(data, entry, prev, store.spec.kind_info.signed)
+    outcomes = evaluate(data, entry, prev, store.spec.kind_info)
     if not outcomes[INTEGRITY].passed:
         fresh = store.manifest().chunks.get(entry.index)
         if fresh is not None and fresh.file != entry.file:
             entry, data = fresh, store.chunk_bytes(fresh)
-            outcomes = evaluate(data, entry, prev, store.spec.kind_info.signed)
+            outcomes = evaluate(data, entry, prev, store.spec.kind_info)
     return entry, data is not None, outcomes
 
 

@@ -157,7 +157,7 @@ def test_a_retry_after_beyond_the_cap_fails_at_once_and_blocks_this_origin():
     c = BinanceClient(MARKETS["futures"], "http://127.0.0.1:9", limiter=WeightLimiter(2400))
     began = time.monotonic()
     with pytest.raises(Banned, match="429"):
-        c._rate_limited(429, {"Retry-After": str(MAX_RETRY_AFTER_S + 60)})
+        c._rate_limited(429, {"Retry-After": str(MAX_RETRY_AFTER_S + 60)}, c.limiter)
     assert time.monotonic() - began < 1
     with pytest.raises(Banned):  # nothing is sent meanwhile, and nothing waits
         c.klines("BTCUSDT", 0, 10**12, 10)

@@ -49,8 +49,9 @@ def test_a_price_kind_is_a_dataset_of_its_own_equal_to_the_exchange(sim, tmp_pat
 
 def test_kinds_are_checked_as_bad_input(sim, tmp_path):
     env = env_for(sim, tmp_path)
-    for args, said in ((("--market", "spot", "--kind", "mark"), "the spot market has no mark klines"),
-                       (("--kind", "funding"), "unknown kind 'funding'"),
+    for args, said in ((("--market", "spot", "--kind", "mark"), "the spot market has no mark price klines"),
+                       (("--market", "spot", "--kind", "funding"), "the spot market has no funding rates"),
+                       (("--kind", "fundings"), "unknown kind 'fundings'"),
                        (("--kind", "mark+index"), "one kind at a time")):
         done = cli(env, *args, "backfill", "--start", "2021-06-01", "--end", "2021-06-02")
         assert done.returncode == 2 and said in done.stderr and len(done.stderr.splitlines()) == 1, done.stderr
