@@ -12,10 +12,10 @@ import random
 import pyarrow as pa
 
 from kline_assets.binance.client import BinanceClient
-from kline_assets.binance.paging import fetch_window
+from kline_assets.binance.paging import fetch_events, fetch_window
 from kline_assets.store.dataset import DatasetStore
 from kline_assets.store.reader import verified_table
-from kline_assets.store.schema import rows_to_table
+from kline_assets.store.schema import funding_table, rows_to_table
 from kline_assets.store.verify import Problem
 
 
@@ -25,14 +25,19 @@ def archived_days(store: DatasetStore, first: dt.date | None, last: dt.date | No
 
 
 def cross_check(store: DatasetStore, client: BinanceClient, days: list[dt.date], page: int) -> list[Problem]:
-    """One problem per day whose stored rows differ from REST's, naming the first differing row."""
-    manifest, problems = store.manifest(), []
+    """One problem per day whose stored rows differ from REST's, naming the first differing row (funding:
+    the events' times and rates, what both sources state)."""
+    manifest, problems, kind = store.manifest(), [], store.spec.kind_info
     for day in days:
         entry = manifest.entry_for(day)
         stored = verified_table(store, entry)
-        fetched = fetch_window(client.source(store.spec.kind_info), store.spec.symbol, entry.start_ms, entry.end_ms,
-                               client.server_time_ms(), page)
-        rest = rows_to_table(fetched.rows)
+        if kind.events:  # the archive states intervals and no mark price, REST the other way round
+            fetched = fetch_events(client, store.spec.symbol, entry.start_ms, entry.end_ms, client.server_time_ms())
+            stored, rest = (t.select(["funding_time", "funding_rate"]) for t in (stored, funding_table(fetched.rows)))
+        else:
+            fetched = fetch_window(client.source(kind), store.spec.symbol, entry.start_ms, entry.end_ms,
+                                   client.server_time_ms(), page)
+            rest = rows_to_table(fetched.rows)
         if stored.replace_schema_metadata(None).equals(rest):
             continue
         problems.append(Problem("differs_from_rest", day.isoformat(), first_difference(stored, rest)))

@@ -31,7 +31,7 @@ from kline_assets.binance.encoding import Encoder, archive_chunk, chunk_and_chec
 from kline_assets.binance.http import pause, stoppable
 from kline_assets.binance.paging import Fetched, add_gap, events_due, fetch_events, fetch_window
 from kline_assets.errors import ExchangeTransient
-from kline_assets.store.checks import CONTINUITY, evaluate_day
+from kline_assets.store.checks import evaluate_day
 from kline_assets.store.dataset import DatasetStore, Staged, sha256_bytes
 from kline_assets.store.manifest import ChunkEntry, Manifest
 from kline_assets.store.schema import funding_table, rows_to_table, value_problem
@@ -127,11 +127,8 @@ class DayStream:
                                                         data.covered_until_ms)
             data.table = None  # memory holds no day the consumer has not taken
         if data.staged is not None:
-            # funding events as the exchange sent them are stored even where one is missing: the continuity
-            # check names it in Dagster and in `verify`, and fetching again cannot make it appear
             wrong = [f"{name}: {o.problem}" for name, o in data.checked.items()
-                     if not o.passed and o.severity == "ERROR"
-                     and not (name == CONTINUITY and self.store.spec.kind_info.events)]
+                     if not o.passed and o.severity == "ERROR"]
             if wrong:  # the last line of defence: a day failing its own checks is never stored
                 raise ExchangeTransient(f"{self.store.spec.name} {day} fails its checks ({'; '.join(wrong)}): "
                                         "not stored")

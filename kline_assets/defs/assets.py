@@ -39,7 +39,7 @@ from kline_assets.defs.names import (
 from kline_assets.defs.partitions import key_to_day
 from kline_assets.defs.resources import ExchangeResource, StoreResource, run_resource
 from kline_assets.defs.writer import Committed, reporter
-from kline_assets.settings import KINDS, DatasetSpec, Settings
+from kline_assets.settings import KINDS, DatasetSpec, Kind, Settings
 from kline_assets.store.checks import (
     CHECK_NAMES,
     CONTINUITY,
@@ -53,20 +53,32 @@ from kline_assets.store.checks import (
 )
 from kline_assets.store.dataset import DatasetStore
 from kline_assets.store.manifest import ChunkEntry
-from kline_assets.store.schema import COLUMN_NAMES
+from kline_assets.store.schema import schema_of
 from kline_assets.timezones import ms_to_iso
 
 
 def klines_description(spec: DatasetSpec) -> str:
     """The UI shows descriptions as Markdown: paths go in code spans, or `<data root>` is taken for a tag."""
+    what = spec.kind_info.what if spec.kind_info.events else f"1-minute {spec.kind_info.what}"
     return (
-        f"Closed 1-minute {spec.kind_info.what} of {spec.pair} on Binance {spec.market} ({spec.exchange_id}), one "
+        f"Closed {what} of {spec.pair} on Binance {spec.market} ({spec.exchange_id}), one "
         f"zstd Parquet chunk per local day under `<data root>/{spec.exchange_id}/{spec.symbol}/"
         f"{spec.kind_info.folder}/chunks`, listed with its sha256 in `manifest.json`. Columns: "
-        f"{', '.join(COLUMN_NAMES)}. Today's partition is live."
+        f"{', '.join(schema_of(spec.kind_info).names)}. Today's partition is live."
     )
 
 
+def check_descriptions(kind: Kind) -> dict[str, str]:
+    """What each check of a dataset of `kind` asserts, for the UI."""
+    return {**CHECK_DESCRIPTIONS, **(FUNDING_CHECK_DESCRIPTIONS if kind.events else {})}
+
+
+FUNDING_CHECK_DESCRIPTIONS = {
+    CONTINUITY: "one funding event per interval in force (8 h, or as the symbol's interval changes), across "
+                "midnight too; a missing event is named (stored as the exchange sent the rest)",
+    SANITY: "finite rates, positive mark prices (or none), every event inside the day's window and already due "
+            "when fetched; an event more than a minute off its hour warns",
+}
 CHECK_DESCRIPTIONS = {
     CONTINUITY: "open_time steps by one minute; every missing minute is a gap the exchange confirmed "
                 "(listed in the manifest), including across midnight",
@@ -199,7 +211,7 @@ def market_node(market: str, specs: list[DatasetSpec], partitions_def: dg.Partit
         name=node_name(market, prefix),
         specs=[klines_spec(spec, partitions_def, prefix) for spec in specs],
         check_specs=[dg.AssetCheckSpec(name, asset=key, description=text, blocking=name != COVERAGE)
-                     for key in by_key for name, text in CHECK_DESCRIPTIONS.items()],
+                     for key, spec in by_key.items() for name, text in check_descriptions(spec.kind_info).items()],
         can_subset=True,  # makes the outputs optional: days are recorded as events (module docstring)
         partitions_def=partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run(),  # one run per range: ~3 s per run adds up

@@ -117,11 +117,12 @@ def _hours(table: pa.Table) -> np.ndarray:
 
 
 def funding_spacing(table: pa.Table) -> np.ndarray:
-    """The hours each event may be followed by the next, one more than events (the last: after it). Where
-    the source states the interval in force (the archive) it decides, the next event's too where it
-    changes; where it does not (REST), the steps beside decide: a step longer than both its neighbours (or
-    than 8 h) lacks an event, so a series of 4 h steps missing one shows an 8 h step, while a change of
-    interval (8, 8, 4, 4) does not."""
+    """The hours each event may be followed by the next (the last: by the day's end). Where the source
+    states the interval in force (the archive) it decides, the next event's too where it changes. Where it
+    does not (REST), the steps beside decide: a step longer than both its neighbours (or than 8 h) lacks an
+    event, so a series of 4 h steps missing one shows an 8 h step, while a change of interval (8, 8, 4, 4)
+    does not; a step at the day's edge has one neighbour, which cannot tell a change from a missing event,
+    so there only more than 8 h lacks one (never a false alarm, at the price of a shorter interval's edge)."""
     hours = _hours(table)
     steps = np.diff(hours)
     stated = table.column("funding_interval_hours").to_numpy(zero_copy_only=False)  # nulls read as NaN
@@ -133,13 +134,15 @@ def funding_spacing(table: pa.Table) -> np.ndarray:
             out[i] = max(here, later)
             continue
         beside = [steps[j] for j in (i - 1, i + 1) if 0 <= j < len(steps)]
-        out[i] = min(MAX_INTERVAL_H, max(beside)) if beside else MAX_INTERVAL_H
+        out[i] = min(MAX_INTERVAL_H, max(beside)) if len(beside) == 2 else MAX_INTERVAL_H
     return out
 
 
 def funding_within_day(table: pa.Table, entry: ChunkEntry) -> Outcome:
-    """Events on the symbol's schedule (`funding_spacing`) through the day's covered end: a missing event
-    is named. Duplicates and disorder never get this far (`value_problem`), but are counted if they do."""
+    """Events on the symbol's schedule (`funding_spacing`) through the day's covered end. A missing event
+    is named, as a WARN: it is the exchange's answer, stored as sent (fetching again cannot make it appear),
+    and `verify` counts it as a problem. Duplicates and disorder never get this far (`value_problem`), but
+    are ours (ERROR) if they do."""
     md = {"events": table.num_rows, "missing_events": 0, "duplicates": 0}
     if table.num_rows == 0:
         return Outcome(True, md)
@@ -159,7 +162,7 @@ def funding_within_day(table: pa.Table, entry: ChunkEntry) -> Outcome:
         problems.append(f"no funding event at {ms_to_iso(int(due))} ({allowed[-1]:.0f} h after the day's last)")
     if md["duplicates"]:
         problems.insert(0, f"{md['duplicates']} duplicate or out-of-order event(s)")
-    return Outcome(not problems, md, "; ".join(problems[:3]) or None)
+    return Outcome(not problems, md, "; ".join(problems[:3]) or None, "ERROR" if md["duplicates"] else "WARN")
 
 
 def funding_follows_previous(inside: Outcome, entry: ChunkEntry, prev: ChunkEntry | None,
@@ -175,7 +178,8 @@ def funding_follows_previous(inside: Outcome, entry: ChunkEntry, prev: ChunkEntr
         return inside
     md = {**inside.metadata, "missing_events": inside.metadata.get("missing_events", 0) + 1}
     said = f"no funding event in the {(until - last) // HOUR_MS} h after {prev.partition}'s last ({ms_to_iso(last)})"
-    return Outcome(False, md, "; ".join(p for p in (said, inside.problem) if p))
+    return Outcome(False, md, "; ".join(p for p in (said, inside.problem) if p),
+                   "WARN" if inside.passed else inside.severity)
 
 
 def funding_sanity(table: pa.Table, entry: ChunkEntry, fetched_before_ms: int) -> Outcome:

@@ -5,9 +5,16 @@ import datetime as dt
 import pytest
 
 from kline_assets.sim.server import kline_row
-from kline_assets.store.checks import continuity, coverage, sanity
+from kline_assets.store.checks import (
+    continuity,
+    coverage,
+    funding_follows_previous,
+    funding_sanity,
+    funding_within_day,
+    sanity,
+)
 from kline_assets.store.manifest import ChunkEntry, Manifest
-from kline_assets.store.schema import rows_to_table
+from kline_assets.store.schema import funding_table, rows_to_table
 from kline_assets.timezones import ms_to_iso
 from kline_assets_tests.helpers import FUT, chunk_entry, with_value
 
@@ -142,3 +149,51 @@ def test_a_signed_kind_may_have_negative_prices_never_negative_volumes_or_nan():
     for name, value in (("close", float("nan")), ("volume", -1.0), ("open", float("-inf"))):
         got = sanity(with_value(table(FULL[:60]), name, 9, value), entry(60), START + DAY, signed=True)
         assert got.metadata["impossible_values"] == 1, name
+
+
+H = 3_600_000
+
+
+def events(hours, stated=None):
+    """Funding events at `hours` after START (a few ms after each), with stated intervals or none (REST)."""
+    return funding_table([(START + h * H + 5, "0.0001", "100.5", stated[i] if stated else None)
+                          for i, h in enumerate(hours)])
+
+
+@pytest.mark.parametrize(("hours", "stated", "missing"), [
+    ([0, 8, 16], None, 0),  # 8-hourly
+    ([0, 16], None, 1),  # 08:00 lacks: 16 h is over 8
+    ([0, 4, 8, 16, 20], None, 1),  # 4-hourly missing 12:00: 8 h between two 4 h steps
+    ([0, 8, 16, 20], None, 0),  # the interval changes to 4 h: not a missing event
+    ([0, 8, 12, 16, 20], [8, 8, 4, 4, 4], 0),  # the archive states the change
+    ([0, 8, 16, 20], [8, 4, 4, 4], 1),  # and so tells that 12:00 lacks, where REST's steps cannot
+])
+def test_funding_events_follow_the_interval_in_force(hours, stated, missing):
+    got = funding_within_day(events(hours, stated), entry(len(hours)))
+    assert got.metadata["missing_events"] == missing and got.passed == (missing == 0)
+    if missing:
+        assert got.severity == "WARN" and "no funding event" in got.problem
+
+
+def test_a_funding_day_ending_early_names_the_event_after_its_last():
+    got = funding_within_day(events([0, 8]), entry(2))
+    assert not got.passed
+    assert got.problem == f"no funding event at {ms_to_iso(START + 16 * H)} (8 h after the day's last)"
+    live = entry(2, complete=False)
+    live.covered_until_ms = START + 16 * H + 30_000  # the 16:00 event may still come
+    assert funding_within_day(events([0, 8]), live).passed
+
+
+def test_funding_across_midnight_and_impossible_events():
+    prev = entry(3, start=START - DAY)
+    prev.last_open_time = START - 8 * H + 5  # 16:00 the day before
+    today = entry(2)
+    assert funding_follows_previous(funding_within_day(events([0, 8, 16]), today), today, prev, START + 5).passed
+    late = funding_follows_previous(funding_within_day(events([8, 16]), today), today, prev, START + 8 * H + 5)
+    assert not late.passed and "no funding event in the 16 h after" in late.problem
+    bad = funding_table([(START + 5, "nan", None, 8), (START + 8 * H + 5, "0.0001", "-3", None),
+                         (START + 16 * H + 5, "0.0001", None, 0)])
+    got = funding_sanity(bad, today, fetched_before_ms=START + DAY)
+    assert not got.passed and got.severity == "ERROR" and got.metadata["impossible_values"] == 3
+    future = funding_sanity(events([0, 8, 16]), today, fetched_before_ms=START + 10 * H)
+    assert future.metadata["future_events"] == 1 and not future.passed
