@@ -104,14 +104,19 @@ class ArchiveClient:
             published = checksum.result()  # its error first: the CHECKSUM decides whether the day is usable
         if published is None:
             return None
-        expected = published.decode("utf-8", "replace").split()[0].lower() if published.strip() else ""
-        if len(expected) != 64 or any(c not in "0123456789abcdef" for c in expected):
-            raise ArchiveUnusable(f"{name}.CHECKSUM holds no sha256")
+        expected = _sha256_of(published, name)
         if data is None:
             return None
         if hashlib.sha256(data).hexdigest() != expected:
             raise ArchiveUnusable(f"{name} does not match its CHECKSUM")
         return ArchiveDay(day.replace(day=1) if kind.events else day, name, data, expected, kind)
+
+    def published(self, symbol: str, day: dt.date, kind: Kind = KINDS["klines"]) -> str | None:
+        """The sha256 a file's `.CHECKSUM` publishes now (None: the archive holds no such file), without
+        the zip: how a stored day learns that Binance replaced its file (`binance.recheck`)."""
+        url = self.url(symbol, day, kind)
+        published = self._get(url + ".CHECKSUM", CHECKSUM_LIMITS)
+        return None if published is None else _sha256_of(published, url.rsplit("/", 1)[-1])
 
     def _get(self, url: str, limits: Limits) -> bytes | None:
         attempt = 0
@@ -156,6 +161,21 @@ class ArchiveClient:
     def _reachable(self) -> None:
         with self._lock:
             self._unreachable_in_a_row = 0
+
+
+def _sha256_of(published: bytes, name: str) -> str:
+    expected = published.decode("utf-8", "replace").split()[0].lower() if published.strip() else ""
+    if len(expected) != 64 or any(c not in "0123456789abcdef" for c in expected):
+        raise ArchiveUnusable(f"{name}.CHECKSUM holds no sha256")
+    return expected
+
+
+def utc_files(kind: Kind, start_ms: int, end_ms: int) -> list[dt.date]:
+    """The archive files a local day's window [start_ms, end_ms) is cut from: its UTC days (two where the
+    zone is not UTC), or for funding its UTC months (each named by its first day)."""
+    first, last = UTC.local_date(start_ms), UTC.local_date(end_ms - 1)
+    days = [first + dt.timedelta(n) for n in range((last - first).days + 1)]
+    return sorted({d.replace(day=1) for d in days}) if kind.events else days
 
 
 def csv_text(data: bytes, name: str) -> bytes:

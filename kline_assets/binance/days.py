@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from kline_assets.binance.archive import NEWEST_LAG_DAYS, ArchiveClient, ArchiveDay, ArchiveUnusable
+from kline_assets.binance.archive import NEWEST_LAG_DAYS, ArchiveClient, ArchiveDay, ArchiveUnusable, utc_files
 from kline_assets.binance.client import BinanceClient
 from kline_assets.binance.encoding import Encoder, archive_chunk, chunk_and_check
 from kline_assets.binance.http import pause, stoppable
@@ -40,6 +40,7 @@ from kline_assets.timezones import UTC
 log = logging.getLogger("kline_assets")
 TICK_S = 0.5
 MONTHS_KEPT = 3
+EVENTS_AHEAD = dt.timedelta(days=30)
 
 
 def _staged_or_kept(future: Future[DayData]) -> bool:
@@ -75,6 +76,9 @@ class DayStream:
         self.snapshot: Manifest = store.manifest()
         self.months: dict[dt.date, ArchiveDay | None] = {}  # funding's monthly archive files (`archive_file`)
         self.months_lock = threading.Lock()
+        # funding's last REST answer, ((from, covered until), events), for the days after (`events_of`)
+        self.events: tuple[tuple[int, int], list[tuple]] = ((0, 0), [])
+        self.events_lock = threading.Lock()
         self.started = time.monotonic()
         # set by `stop()`: requests in flight end at once, days not yet fetched are not started, and the
         # stream ends after handing out the days already staged (so they are committed and recorded)
@@ -143,14 +147,10 @@ class DayStream:
         """The whole local day made from the archive's UTC files that cover it (two where the zone is not
         UTC), or None (said in the log) when any of them cannot be used: never half a day from each source."""
         plan = self.store.plan(day)
-        first, last = UTC.local_date(plan.start_ms), UTC.local_date(plan.end_ms - 1)
         today = UTC.local_date(self.client.server_time_ms())
         files, kind = [], self.store.spec.kind_info
-        utc_days = [first + dt.timedelta(n) for n in range((last - first).days + 1)]
-        if kind.events:  # one file a UTC month
-            utc_days = sorted({d.replace(day=1) for d in utc_days})
         try:
-            for utc_day in utc_days:
+            for utc_day in utc_files(kind, plan.start_ms, plan.end_ms):
                 if not ArchiveClient.has(utc_day, today, kind):
                     return self.not_archived(day, "the archive publishes nothing newer than "
                                                   + ("the last month" if kind.events else f"{NEWEST_LAG_DAYS} days"))
@@ -190,8 +190,7 @@ class DayStream:
         kind = self.store.spec.kind_info
         for attempt in range(1, attempts + 1):
             if kind.events:
-                fetched = fetch_events(self.client, self.store.spec.symbol, from_ms, end_ms,
-                                       self.client.server_time_ms())
+                fetched = self.events_of(from_ms, end_ms, fresh=attempt > 1)
                 table = funding_table(fetched.rows)
             else:
                 fetched = fetch_window(self.client.source(kind), self.store.spec.symbol, from_ms, end_ms,
@@ -205,6 +204,25 @@ class DayStream:
                 pause(self.client.backoff_s * 2 ** attempt)
         raise ExchangeTransient(f"{self.store.spec.name} {day}: the exchange sent {problem} ({attempts} times): "
                                 "not stored")
+
+    def events_of(self, start_ms: int, end_ms: int, fresh: bool = False) -> Fetched:
+        """Funding events of a window, from the stream's last answer when it covered the window: one request
+        answers up to 1,000 events, so the stream asks for the next `EVENTS_AHEAD` of its days at once (a day
+        of 8-hourly funding is three events; 30 days of 450 symbols are 450 requests, not 13,500, in a
+        budget of 100 a minute). `fresh`: ask again (a broken answer)."""
+        with self.events_lock:
+            span, rows = self.events
+            if fresh or not span[0] <= start_ms < end_ms <= span[1]:
+                last_end = self.store.zone.day_window_ms(max(self.days))[1]
+                ahead = min(max(end_ms, last_end), start_ms + EVENTS_AHEAD.days * 86_400_000)
+                fetched = fetch_events(self.client, self.store.spec.symbol, start_ms, ahead,
+                                       self.client.server_time_ms())
+                self.events = ((start_ms, fetched.covered_until_ms), fetched.rows)
+                span, rows, requests = self.events[0], fetched.rows, fetched.requests
+            else:
+                requests = 0
+        covered = max(start_ms, min(end_ms, span[1]))
+        return Fetched([e for e in rows if start_ms <= e[0] < covered], [], covered, requests)
 
     def fetch_day(self, day: dt.date) -> DayData:
         """The day's closed rows: the stored chunk extended from its last covered minute, or fetched whole."""

@@ -15,6 +15,7 @@ from kline_assets.defs.jobs import (
     build_combine_job,
     build_hourly_job,
     build_live_job,
+    build_recheck_job,
     build_refresh_job,
     build_verify_job,
 )
@@ -25,6 +26,7 @@ from kline_assets.defs.sensors import (
     build_combine_after_backfill_sensor,
     build_hourly_after_klines_sensor,
     build_live_sensor,
+    build_recheck_schedule,
 )
 from kline_assets.settings import Settings
 
@@ -49,9 +51,10 @@ def build_assets(settings: Settings) -> list:
 
 def definitions_for(settings: Settings) -> dg.Definitions:
     """The definitions of `settings` whose datasets are already resolved (`resolve_datasets`)."""
-    live_job, combine_job = build_live_job(settings), build_combine_job(settings)
+    live_job, combine_job, recheck_job = build_live_job(settings), build_combine_job(settings), \
+        build_recheck_job(settings)
     sensors = [build_live_sensor(settings, live_job)] if settings.live_sensor else []
-    jobs = [live_job, combine_job, *(build_verify_job(spec, settings) for spec in settings.pairs)]
+    jobs = [live_job, combine_job, recheck_job, *(build_verify_job(spec, settings) for spec in settings.pairs)]
     if settings.selectors:
         jobs.append(build_refresh_job(settings))
     if settings.combine_after_backfill:
@@ -61,5 +64,6 @@ def definitions_for(settings: Settings) -> dg.Definitions:
         jobs.append(hourly_job)
         sensors.append(build_hourly_after_klines_sensor(settings, hourly_job))
     return dg.Definitions(assets=build_assets(settings), jobs=jobs, sensors=sensors,
+                          schedules=[build_recheck_schedule(settings, recheck_job)],
                           resources=build_resources(settings))
 

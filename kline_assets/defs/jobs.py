@@ -12,6 +12,7 @@ import dagster as dg
 from pydantic import Field
 
 from kline_assets.binance.listing import listings
+from kline_assets.binance.recheck import changed_days
 from kline_assets.defs.assets import batch_events, batch_outcomes, coverage_fields, load_days, passed
 from kline_assets.defs.fleet import Work, recording, run_fleet, work_for
 from kline_assets.defs.live import live_days, record_period, recording_turn, wait_for_boundary
@@ -22,6 +23,7 @@ from kline_assets.defs.names import (
     HOURLY_JOB,
     LIVE_JOB,
     LIVE_OP,
+    RECHECK_JOB,
     REFRESH_JOB,
     STORE,
     combined_key,
@@ -37,7 +39,8 @@ from kline_assets.defs.writer import reporter
 from kline_assets.settings import DatasetSpec, Settings
 from kline_assets.store.checks import CHECK_NAMES, COVERAGE
 from kline_assets.store.daycalendar import day_states, markdown
-from kline_assets.store.verify import verify
+from kline_assets.store.reader import day_runs
+from kline_assets.store.verify import Problem, Report, quarantine, remember, verify
 
 
 class LiveConfig(dg.Config):
@@ -249,6 +252,58 @@ def build_refresh_job(settings: Settings) -> dg.JobDefinition:
                         "the code location afterwards. Loading never asks the exchange itself.")
     def _job() -> None:
         _refresh()
+
+    return _job
+
+
+def build_recheck_job(settings: Settings) -> dg.JobDefinition:
+    """Binance replaces archive files after corrections: the stored archive days' CHECKSUMs are read again
+    (`binance.recheck`), and a day whose published file changed is taken out of its manifest and loaded
+    again (`load_days`: from the new file, recorded in Dagster as any backfill is). Each dataset's manifest
+    keeps what the last recheck found (`status` shows it)."""
+    prefix = settings.key_prefix
+    keys = resource_keys(prefix)
+
+    @dg.op(name=prefixed(prefix, f"{RECHECK_JOB}_op"), out={}, required_resource_keys={keys[STORE], keys[EXCHANGE]},
+           description="Reads the CHECKSUM of every stored archive day's file again and loads anew the days whose "
+                       "published file changed.")
+    def _recheck(context: dg.OpExecutionContext):
+        root: StoreResource = run_resource(context, settings, STORE)
+        exchange: ExchangeResource = run_resource(context, settings, EXCHANGE)
+        report = reporter(context)
+        changed = []
+        for market in sorted({spec.market for spec in settings.pairs}):
+            archive = exchange.archive(market)
+            if archive is None:
+                report("recheck: the source is REST only; nothing is read from the archive")
+                return
+            for spec in (s for s in settings.pairs if s.market == market):
+                store = root.store(spec)
+                if store.read_manifest() is None:
+                    continue
+                found = changed_days(store, archive)
+                repaired = 0
+                if found.changed:
+                    report(f"{spec.name}: Binance replaced the archive file of {len(found.changed)} day(s) "
+                           f"({day_runs(found.changed)}): loading them again")
+                    quarantine(store, Report(problems=[Problem("archive_replaced", day.isoformat(), "")
+                                                       for day in found.changed]))
+                    checks = {klines_key(spec, prefix): list(CHECK_NAMES)}
+                    loaded = yield from load_days(context, settings, [spec], found.changed, checks, market)
+                    repaired = loaded.verdicts.committed.get(klines_key(spec, prefix), 0)
+                    changed.append(f"{spec.name}: {day_runs(found.changed)}")
+                remember(store, "last_recheck", found.summary(repaired))
+                report(f"{spec.name}: {found.checked} archive day(s) rechecked, {len(found.changed)} replaced by "
+                       f"Binance and {repaired} loaded again" + (f", {len(found.unread)} whose CHECKSUM could not "
+                                                                   "be read (kept)" if found.unread else ""))
+        report(f"recheck: {len(changed)} dataset(s) had replaced files" + (f": {'; '.join(changed[:10])}"
+                                                                            if changed else ""))
+
+    @dg.job(name=prefixed(prefix, RECHECK_JOB), executor_def=dg.in_process_executor,
+            description="Re-reads the CHECKSUM of every stored archive day and loads again the days whose file "
+                        "Binance replaced (weekly, by its schedule).")
+    def _job() -> None:
+        _recheck()
 
     return _job
 

@@ -19,6 +19,7 @@ from kline_assets.defs.names import (
     PARTITION,
     RANGE_END,
     RANGE_START,
+    RECHECK_SCHEDULE,
     SOURCE_LIVE,
     TAG_SOURCE,
     combined_key,
@@ -174,3 +175,14 @@ def build_hourly_after_klines_sensor(settings: Settings, job) -> dg.SensorDefini
         return requests or dg.SkipReason("the run loaded no klines_1m")
 
     return _hourly
+
+
+def build_recheck_schedule(settings: Settings, job: dg.JobDefinition) -> dg.ScheduleDefinition:
+    """Sundays at 04:00 UTC, the archive's CHECKSUMs of the stored days are read again (`binance.recheck`):
+    one small request a day, a zip only where Binance replaced the file. Running by default; stop it in the
+    UI's Automation tab."""
+    return dg.ScheduleDefinition(name=prefixed(settings.key_prefix, RECHECK_SCHEDULE), job=job,
+                                 cron_schedule="0 4 * * 0", execution_timezone="UTC",
+                                 default_status=dg.DefaultScheduleStatus.RUNNING,
+                                 description="Re-reads the CHECKSUMs of stored archive days weekly and loads "
+                                             "again the days whose file Binance replaced.")

@@ -8,7 +8,8 @@ As Binance writes them: futures files carry a header line from 2022 on (none bef
 years (trailing zeros dropped before 2021). A day is published once it is over (the real archive takes
 some hours more). Switchable faults, by UTC date (`YYYY-MM-DD`) in `SimConfig`: `archive_missing`
 (404), `archive_bad_checksum` (the CHECKSUM names other bytes), `archive_truncated` (half a zip),
-`archive_throttled` (the zip answers 429 the first time it is asked for, as a CDN under load does).
+`archive_throttled` (the zip answers 429 the first time it is asked for, as a CDN under load does),
+`archive_replaced` (Binance re-uploaded the file: another zip and CHECKSUM).
 """
 
 from __future__ import annotations
@@ -51,15 +52,18 @@ def day_csv(state: SimState, market: str, symbol: str, day: dt.date, kind: str =
 
 
 def zipped_day(state: SimState, market: str, symbol: str, day: dt.date, kind: str = "klines") -> bytes:
-    """The day's zip, made once (a client asks for the CHECKSUM, then the zip) and kept for a while."""
-    key = (market, symbol, day, kind)
+    """The day's zip, made once (a client asks for the CHECKSUM, then the zip) and kept for a while; a day of
+    `archive_replaced` is another file (re-uploaded: other bytes, the same rows)."""
+    replaced = day.isoformat() in state.config.archive_replaced
+    key = (market, symbol, day, kind, replaced)
     with state.lock:
         if key in state.archive_cache:
             return state.archive_cache[key]
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
         # a fixed date: the zip is the same bytes at every request, as a published file is
-        member = zipfile.ZipInfo(f"{symbol}-1m-{day}.csv", date_time=(day.year, day.month, day.day, 0, 0, 0))
+        member = zipfile.ZipInfo(f"{symbol}-1m-{day}.csv",
+                                 date_time=(day.year, day.month, day.day, 12 if replaced else 0, 0, 0))
         zf.writestr(member, day_csv(state, market, symbol, day, kind), compress_type=zipfile.ZIP_DEFLATED)
     with state.lock:
         state.archive_cache[key] = buffer.getvalue()

@@ -145,6 +145,7 @@ class SimConfig:
     archive_bad_checksum: list = field(default_factory=list)  # UTC dates whose CHECKSUM does not match
     archive_truncated: list = field(default_factory=list)  # UTC dates whose zip is cut in half
     archive_throttled: list = field(default_factory=list)  # UTC dates whose zip answers 429 the first time
+    archive_replaced: list = field(default_factory=list)  # UTC dates whose file was re-uploaded (other bytes)
     missing_endpoints: list = field(default_factory=list)  # e.g. ["time", "exchangeInfo"]: answered 404
     many_symbols: int = 0  # N more USDT symbols per market (C000USDT ...), for archives of the whole market
     delisted: list = field(default_factory=list)  # [[market, symbol], ...]: exchangeInfo says BREAK (spot) or

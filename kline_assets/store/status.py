@@ -46,6 +46,7 @@ def dataset_status(backend: Backend, folder: str, now_ms: int | None = None) -> 
         "sources": {src: sum(1 for e in entries if e.source == src) for src in ("archive", "rest")},
         "missing_days": missing,
         "last_verify": manifest.extra.get("last_verify"),
+        "last_recheck": manifest.extra.get("last_recheck"),
         "disk_bytes": disk,
     }
 
@@ -91,4 +92,9 @@ def render(statuses: list[dict], data_root: str) -> str:
             f"  sources: {s['sources']['archive']:,} day(s) from the archive, {s['sources']['rest']:,} from REST",
             f"  last verify: {verified}",
         ]
+        recheck = s.get("last_recheck")
+        if recheck:  # the recheck job's (defs.jobs): Binance replaces archive files after corrections
+            lines.append(f"  archive recheck at {recheck['at']}: {recheck['checked']:,} day(s), "
+                         + (f"{len(recheck['changed'])} replaced by Binance ({_few(recheck['changed'])}), "
+                            f"{recheck['repaired']} loaded again" if recheck["changed"] else "none replaced"))
     return "\n".join(lines)

@@ -18,7 +18,7 @@ KIND_OF = {INTEGRITY: "corrupt", CONTINUITY: "discontinuous", SANITY: "insane"}
 @dataclass
 class Problem:
     kind: str  # missing_file | corrupt | discontinuous | insane | incomplete | missing_day | stray_file | misnumbered
-    # | differs_from_rest (verify --cross-check)
+    # | differs_from_rest (verify --cross-check) | archive_replaced (the recheck job)
     day: str | None
     detail: str
 
@@ -142,11 +142,16 @@ def misnumbered(manifest: Manifest, entry: ChunkEntry, listed: int) -> str | Non
 
 def remember_repair(store: DatasetStore, report: Report) -> None:
     """Remember the last repair's verify result in the manifest (shown by `status`)."""
+    remember(store, "last_verify", report.summary())
+
+
+def remember(store: DatasetStore, name: str, summary: dict) -> None:
+    """Keep `summary` in the manifest under `name` (`last_verify`, `last_recheck`), for `status`."""
     if store.read_manifest() is None:
         return
 
     def note(manifest: Manifest) -> bool:
-        manifest.extra["last_verify"] = report.summary()
+        manifest.extra[name] = summary
         return True
 
     store.update(note)
