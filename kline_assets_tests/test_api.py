@@ -168,3 +168,23 @@ def test_the_readmes_examples_run_as_written_on_the_quickstarts_data(sim, tmp_pa
     exec(compile(block, "README.md", "exec"), names)  # the README's own example
     assert len(names["df"]) == 7 * 1440 and len(names["day"]) == 1440 and len(names["tail"]) > 60
     assert len(names["partial"]) >= 8 * 1440 and len(names["daily"]) >= 8
+
+
+def test_the_readmes_funding_aware_frame_runs_as_written(sim, tmp_path, monkeypatch):
+    env = env_for(sim, tmp_path, KLINE_SOURCE="auto", KLINE_KINDS="klines+mark+funding", KLINE_START="2024-01-01")
+    done = cli(env, "backfill", "--all", "--start", "2024-01-01", "--end", "2024-02-01")
+    assert done.returncode == 0, done.stderr
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme[readme.index("A funding-aware frame"):]
+    block = section[section.index("```python\n") + 10:section.index("\n```", section.index("```python"))]
+    assert len(block.splitlines()) <= 6  # five lines and the import
+    monkeypatch.setenv("KLINE_DATA_ROOT", env["KLINE_DATA_ROOT"])
+    names: dict = {}
+    exec(compile(block, "README.md", "exec"), names)
+    bt = names["bt"]
+    events = kline_assets.read_funding("futures", "BTC/USDT", "2024-01-01", "2024-02-01")
+    assert len(bt) == 31 * 1440 and bt["mark_close"].notna().all() and len(events) == 31 * 3
+    paid = bt[bt["funding_paid"]]  # each event once, in the minute after its time (a few ms past the hour)
+    assert paid["funding_time"].tolist() == events["funding_time"].tolist()
+    assert ((paid["open_time"] - paid["funding_time"]) // 60_000).eq(0).all()
+    assert names["pnl_long"].notna().sum() == len(bt) - 1

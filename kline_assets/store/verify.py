@@ -11,6 +11,7 @@ from kline_assets.store.checks import CONTINUITY, INTEGRITY, SANITY, evaluate
 from kline_assets.store.dataset import GRACE_S, DatasetStore
 from kline_assets.store.manifest import ChunkEntry, Manifest, utc_now_iso
 from kline_assets.store.paths import CHUNK_RE, names_day
+from kline_assets.timezones import ms_to_iso
 
 KIND_OF = {INTEGRITY: "corrupt", CONTINUITY: "discontinuous", SANITY: "insane"}
 
@@ -30,6 +31,7 @@ class Report:
     days_checked: int = 0
     problems: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)  # the exchange's odd values, stored as sent
+    gaps: list[list[int]] = field(default_factory=list)  # the checked days' recorded exchange gaps, in order
 
     @property
     def ok(self) -> bool:
@@ -44,6 +46,11 @@ class Report:
             return f"{name}: nothing stored in the window"
         head = f"{name}: {self.days_checked} day(s) checked, {self.first_day} .. {self.last_day}: "
         notes = [f"  note {w.day}: the exchange sent {w.detail} (stored as sent)" for w in self.warnings[:5]]
+        if self.gaps:  # not problems (the exchange confirmed them), but every missing minute is named
+            minutes = sum(b - a for a, b in self.gaps) // 60_000
+            named = ", ".join(f"{ms_to_iso(a)} .. {ms_to_iso(b)}" for a, b in self.gaps[:3])
+            notes.append(f"  note: the exchange has no rows for {minutes:,} minute(s) in {len(self.gaps)} gap(s), "
+                         f"recorded as confirmed: {named}" + (" ..." if len(self.gaps) > 3 else ""))
         if self.ok:
             return "\n".join([head + "all well", *notes])
         kinds = Counter(p.kind for p in self.problems)
@@ -79,6 +86,11 @@ def verify(store: DatasetStore, first: dt.date | None, last: dt.date | None, tod
             if numbering:
                 report.problems.append(Problem("misnumbered", entry.partition, numbering))
             entry, present, outcomes = _checked(store, entry, prev)
+            for start, end in entry.exchange_gaps:  # one gap across midnight is named once
+                if report.gaps and report.gaps[-1][1] == start:
+                    report.gaps[-1][1] = end
+                else:
+                    report.gaps.append([start, end])
             if not present:
                 report.problems.append(Problem("missing_file", entry.partition, f"{entry.file} is listed but absent"))
             else:

@@ -9,6 +9,7 @@ import pytest
 
 import kline_assets
 from kline_assets.settings import DatasetSpec
+from kline_assets.sim.market import _ms
 from kline_assets.store.dataset import DatasetStore
 from kline_assets.timezones import parse_zone
 from kline_assets_tests.helpers import cli, cli_here, env_for, expected_rows, stored_rows
@@ -82,3 +83,14 @@ def test_kline_pairs_name_kinds_and_one_run_loads_them_all_as_assets_grouped_per
     assert (tmp_path / "data" / "binanceusdm" / "BTCUSDT" / "index_1m" / "combined" /
             "BTCUSDT_index_1m_all.parquet").exists()
     assert kline_assets.klines_asset_key("futures", "BTC/USDT", kind="mark").path[-1] == "mark_klines_1m"
+
+
+def test_a_mark_minute_the_exchange_lacks_is_a_recorded_gap_that_verify_names(sim, tmp_path):
+    sim.state.config.extra_gaps = [["futures", "BTCUSDT", _ms("2021-06-01T03:00"), _ms("2021-06-01T03:01")]]
+    env = env_for(sim, tmp_path)
+    done = cli(env, "--kind", "mark", "backfill", "--start", "2021-06-01", "--end", "2021-06-02")
+    assert done.returncode == 0, done.stderr
+    verify = cli(env, "--kind", "mark", "verify")
+    assert verify.returncode == 0 and "all well" in verify.stdout
+    assert "note: the exchange has no rows for 1 minute(s) in 1 gap(s), recorded as confirmed: " \
+           "2021-06-01T03:00:00Z .. 2021-06-01T03:01:00Z" in verify.stdout, verify.stdout
