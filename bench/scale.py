@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -39,11 +40,13 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/scale.py` from anywhere
 from bench.backfill import BIN, free_port, sim_call, simulator, summarise
 from kline_assets.defs.instance import instance_yaml
-from kline_assets.sim.market import SimConfig, SimState
+from kline_assets.settings import KINDS
+from kline_assets.sim.market import SimConfig, SimState, funding_events
 from kline_assets.store.backend import open_root
+from kline_assets.store.checks import holds_latest
 from kline_assets.store.dataset import dataset_dirs, manifest_at
 from kline_assets.store.paths import MANIFEST
-from kline_assets.store.schema import rows_to_table
+from kline_assets.store.schema import funding_table, rows_to_table
 from kline_assets.timezones import UTC
 from kline_assets_tests.helpers import LAUNCH, dagster_dev, graphql
 
@@ -108,10 +111,13 @@ def holding(data_root: Path, closed_open_ms: int) -> tuple[int, int]:
     held = 0
     for folder in folders:
         try:
-            entry = folders[folder]().entry_for(day)
+            manifest = folders[folder]()
+            entry = manifest.entry_for(day)
         except (OSError, ValueError):
             continue
-        held += entry is not None and entry.covered_until_ms > closed_open_ms
+        # funding: every event due, not every minute
+        held += entry is not None and holds_latest(KINDS[manifest.kind], entry.covered_until_ms,
+                                                   closed_open_ms + 60_000)
     return held, len(folders)
 
 
@@ -142,7 +148,7 @@ def measure_live(args: argparse.Namespace, command: list[str]) -> dict:
     with simulator("--many-symbols", str(args.many), "--latency-ms", str(args.latency_ms)) as url, \
             tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         root = Path(tmp)
-        env = environment(url, root, 1)
+        env = environment(url, root, 1, KLINE_KINDS=args.kinds)
         with open(root / "stderr.txt", "w") as stderr:
             proc = subprocess.Popen(command, env=env, cwd=Path(__file__).resolve().parents[1],
                                     stdout=subprocess.DEVNULL, stderr=stderr)
@@ -181,7 +187,8 @@ def measure_live(args: argparse.Namespace, command: list[str]) -> dict:
                                                   default=0), 1),
             "failed_runs": sum(r["status"] != "SUCCESS" for r in measured),
             "overlapping_writers": overlapping_writers(runs), "cpu_cores": round(cpu, 3),
-            "429": sum(r["status"] == 429 for r in log), "418": sum(r["status"] == 418 for r in log)}
+            "429": sum(r["status"] == 429 for r in log), "418": sum(r["status"] == 418 for r in log),
+            **funding_requests(log, t0)}
 
 
 def held_at_20s(data_root: Path) -> tuple[int, int]:
@@ -223,9 +230,16 @@ def exact(data_root: Path, state: SimState) -> tuple[int, int]:
             if day >= today:
                 continue
             start, end = UTC.day_window_ms(day)
-            rows = [r for r in state.klines(market, manifest.symbol, start, end - 1, 1440) if r[0] < end]
+            if manifest.kind == "funding":  # the archive states intervals and no mark price, REST the opposite
+                events = funding_events(market, manifest.symbol, state.listings(market)[manifest.symbol], start,
+                                        end - 1)
+                want = funding_table([(t, r, None, h) if entry.source == "archive" else (t, r, m, None)
+                                      for t, r, m, h in events])
+            else:
+                want = rows_to_table([r for r in state.klines(market, manifest.symbol, start, end - 1, 1440,
+                                                              manifest.kind) if r[0] < end])
             checked += 1
-            good += pq.read_table(data_root / folder / entry.file).equals(rows_to_table(rows))
+            good += pq.read_table(data_root / folder / entry.file).equals(want)
     return good, checked
 
 
@@ -236,7 +250,7 @@ def measure_backfill(args: argparse.Namespace) -> dict:
         # --archive: futures only, from the archive, whose newest day is two days old
         back = 2 if args.archive else 0
         extra = {"KLINE_SOURCE": "auto", "KLINE_PAIRS": "futures:*/USDT"} if args.archive else {}
-        env = environment(url, root, args.days + back, **extra)
+        env = environment(url, root, args.days + back, KLINE_KINDS=args.kinds, **extra)
         start = (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=args.days + back)).isoformat()
         end = (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=back)).isoformat()
         if args.archive:  # every zip made once before the run, as published files are
@@ -261,6 +275,7 @@ def measure_backfill(args: argparse.Namespace) -> dict:
            "days": checked, "days_per_min": round(checked / (ended - first) * 60),
            "exact_days": f"{good}/{checked}", "cpu": cpu,
            "largest_process_max_rss_mb": round(after.ru_maxrss / 1024)}
+    out.update(funding_requests(log, began))
     for market, budget in (("futures", 2400), ("spot", 6000)):
         times = [r["t"] for r in klines if r["market"] == market]
         if not times:
@@ -272,6 +287,17 @@ def measure_backfill(args: argparse.Namespace) -> dict:
                        "share_of_budget_while_active": round(s["weight"] / (budget * active / 60), 3),
                        "full_minute_share_of_budget": round(s["full_minute_weight"] / budget, 3)}
     return out
+
+
+def funding_requests(log: list[dict], since: float) -> dict:
+    """fundingRate requests since `since` against their own budget, 500 per 5 minutes (the simulator's
+    windows are 5-minute clock windows)."""
+    asked = [r for r in log if r["endpoint"] == "fundingRate" and r["t"] >= since]
+    if not asked:
+        return {}
+    windows = Counter(int(r["t"] // 300) for r in asked)
+    return {"funding": {"requests": len(asked), "429": sum(r["status"] == 429 for r in asked),
+                        "peak_per_5_min": max(windows.values()), "budget_per_5_min": 500}}
 
 
 def warm_archive(url: str, many: int, start: dt.date, days: int) -> None:
@@ -386,6 +412,8 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=50.0)
     parser.add_argument("--archive", action="store_true", help="backfill: the futures market's days from the "
                                                               "archive (KLINE_SOURCE=auto), not REST")
+    parser.add_argument("--kinds", default="klines", help="KLINE_KINDS of the selectors: klines+mark+funding for "
+                                                           "the futures trader's datasets (spot keeps klines)")
     parser.add_argument("--postgres", action="store_true", help="the Dagster instance on a PostgreSQL started "
                                                                "for the bench (fsync on), not SQLite")
     args = parser.parse_args()

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from kline_assets.binance.client import BinanceClient, KlineSource
 from kline_assets.settings import Kind
-from kline_assets.store.checks import FUNDING_SLACK_MS, HOUR_MS
+from kline_assets.store.checks import FUNDING_SLACK_MS, holds_latest
 from kline_assets.timezones import MINUTE_MS
 
 # Pages that minimise weight per day (issue #7): futures 499 rows cost 2 (6 per day) against 10 for
@@ -102,10 +102,7 @@ def events_due(kind: Kind, covered_until_ms: int, now_ms: int) -> bool:
     """Whether asking for a day's events from `covered_until_ms` on can find any: kline kinds always;
     funding once the next hour (events come at the hour, a few ms after) is `FUNDING_SLACK_MS` past, so a
     live minute asks a funding dataset once an hour, not once a minute."""
-    if not kind.events:
-        return True
-    next_hour = -(-covered_until_ms // HOUR_MS) * HOUR_MS
-    return now_ms - FUNDING_SLACK_MS > next_hour
+    return not kind.events or not holds_latest(kind, covered_until_ms, now_ms)
 
 
 def fetch_events(client: BinanceClient, symbol: str, start_ms: int, end_ms: int, now_ms: int) -> Fetched:

@@ -35,6 +35,7 @@ from kline_assets.errors import BadInput, ExchangeFinal, ExchangeTransient
 from kline_assets.logs import end_progress, setup_logging
 from kline_assets.settings import MARKETS, DatasetSpec, Settings, get_market
 from kline_assets.store.backend import Backend, open_root
+from kline_assets.store.checks import holds_latest
 from kline_assets.store.combine import plan
 from kline_assets.store.dataset import DatasetStore, before_start, manifest_at
 from kline_assets.store.daycalendar import counts, day_states, write_png
@@ -129,8 +130,8 @@ def unlisted(settings: Settings, selectors: list) -> None:
 
 
 def describe(specs: tuple[DatasetSpec, ...] | list[DatasetSpec]) -> str:
-    per = {m: sum(1 for s in specs if s.market == m) for m in ("futures", "spot")}
-    return f"{len(specs)} dataset(s) ({per['futures']} futures, {per['spot']} spot)"
+    per = {m: sum(1 for s in specs if s.market == m) for m in ("futures", "spot", "coinm")}
+    return f"{len(specs)} dataset(s) ({', '.join(f'{n} {m}' for m, n in per.items() if n or m != 'coinm')})"
 
 
 def cmd_backfill(args: argparse.Namespace, settings: Settings, spec: DatasetSpec) -> int:
@@ -425,6 +426,8 @@ def report_live(stores: list[DatasetStore], settings: Settings, now_ms: int, aft
                   file=sys.stderr)
         return
     closed = now_ms // 60_000 * 60_000 - 60_000  # open time of the minute that closed last
-    current = sum(1 for e in entries if e is not None and e.covered_until_ms > closed)
+    # funding: every event due (`holds_latest`)
+    current = sum(1 for store, e in zip(stores, entries, strict=True)
+                  if e is not None and holds_latest(store.spec.kind_info, e.covered_until_ms, now_ms))
     print(f"{ms_to_iso(now_ms)} {current}/{len(stores)} datasets hold the minute {ms_to_iso(closed)} "
           f"(took {took_s:.1f}s)", file=sys.stderr)

@@ -112,6 +112,14 @@ def follows_previous(inside: Outcome, entry: ChunkEntry, prev: ChunkEntry | None
     return Outcome(False, md, inside.problem or f"day does not follow {prev.partition}'s last row")
 
 
+def holds_latest(kind: Kind, covered_until_ms: int, now_ms: int) -> bool:
+    """Whether a day covered until `covered_until_ms` holds all that had closed by `now_ms`: the minute that
+    closed last, or (funding) every event already due, the last one `FUNDING_SLACK_MS` after its hour."""
+    if kind.events:
+        return covered_until_ms > (now_ms - FUNDING_SLACK_MS) // HOUR_MS * HOUR_MS
+    return covered_until_ms > now_ms // MINUTE_MS * MINUTE_MS - MINUTE_MS
+
+
 def _hours(table: pa.Table) -> np.ndarray:
     return np.rint(table.column("funding_time").to_numpy() / HOUR_MS).astype(np.int64)
 
