@@ -7,6 +7,7 @@ No `from __future__ import annotations`: Dagster reads the input annotations at 
 import datetime as dt
 import io
 from dataclasses import replace
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -20,7 +21,7 @@ from kline_assets.defs.partitions import daily_partitions
 from kline_assets.store.backend import open_root
 from kline_assets.store.paths import hourly_file
 from kline_assets.store.schema import COLUMN_NAMES
-from kline_assets_tests.helpers import FUT, expected_rows, flip_byte, run, step_failure, store_of
+from kline_assets_tests.helpers import FUT, cli, env_for, expected_rows, flip_byte, run, step_failure, store_of
 
 SEEN: dict = {}
 
@@ -183,3 +184,31 @@ def test_a_klines_1m_run_alone_says_nothing_of_missing_outputs(sim, make_setting
     assert not any("did not yield or return expected outputs" in e.user_message
                    for e in instance.all_logs(result.run_id))
     assert len([m for m in result.asset_materializations_for_node("klines_1m_futures")]) == 2  # once per day
+
+
+def test_the_readmes_own_module_runs_an_asset_of_several_kinds(sim, tmp_path, monkeypatch):
+    """The README's code location module as written: its asset reading the trade klines and the funding
+    events of a day, loaded by the chunk IO manager, in a run of that asset alone."""
+    env = env_for(sim, tmp_path, KLINE_KINDS="klines+funding", KLINE_START="2021-06-01")
+    assert cli(env, "backfill", "--start", "2021-06-01", "--end", "2021-06-03").returncode == 0
+    assert cli(env, "--kind", "funding", "backfill", "--start", "2021-06-01", "--end", "2021-06-03").returncode == 0
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme[readme.index("### Your own assets on the archive"):]
+    block = section[section.index("```python\n") + 10:section.index("\n```", section.index("```python"))]
+    module: dict = {}
+    exec(compile(block, "README.md", "exec"), module)
+    defs = module["defs"]()
+    job = defs.resolve_implicit_global_asset_job_def()
+    with dg.instance_for_test() as instance:
+        result = job.execute_in_process(instance=instance, partition_key="2021-06-02",
+                                        asset_selection=[dg.AssetKey("btc_funding_paid")])
+    assert result.success
+    (paid,) = result.get_asset_materialization_events()
+    funding = kline_assets.read_funding("futures", "BTC/USDT", "2021-06-02", "2021-06-03",
+                                        data_root=env["KLINE_DATA_ROOT"])
+    klines = kline_assets.read_klines("futures", "BTC/USDT", "2021-06-02", "2021-06-03",
+                                      data_root=env["KLINE_DATA_ROOT"]).set_index("open_time")
+    want = sum(r.funding_rate * klines.loc[r.funding_time // 60_000 * 60_000, "close"] for r in funding.itertuples())
+    assert paid.materialization.metadata["paid"].value == pytest.approx(want)
