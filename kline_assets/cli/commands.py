@@ -419,7 +419,11 @@ def report_live(stores: list[DatasetStore], settings: Settings, now_ms: int, aft
     entries = [store.manifest().entry_for(today) for store in stores]
     if len(stores) == 1:
         entry = entries[0]
-        if entry is not None:
+        if entry is not None and stores[0].spec.kind_info.events:
+            print(f"{ms_to_iso(now_ms)} {stores[0].spec.name} {today}: {entry.rows} event(s), the last "
+                  f"{ms_to_iso(entry.last_open_time) or '-'}, covered until {ms_to_iso(entry.covered_until_ms)}",
+                  file=sys.stderr)
+        elif entry is not None:
             lag = (after_ms - (entry.last_open_time + 59_999)) / 1000 if entry.last_open_time else None
             print(f"{ms_to_iso(now_ms)} {stores[0].spec.name} {today}: {entry.rows} rows, last closed minute "
                   f"{ms_to_iso(entry.last_open_time)}" + (f", lag {lag:.0f}s" if lag is not None else ""),

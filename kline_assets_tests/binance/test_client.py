@@ -5,13 +5,13 @@ import time
 
 import pytest
 
-from kline_assets.binance.client import MAX_RETRY_AFTER_S, BinanceClient
+from kline_assets.binance.client import MAX_RETRY_AFTER_S, BinanceClient, _malformed
 from kline_assets.binance.limiter import WeightLimiter
 from kline_assets.binance.paging import fetch_window
 from kline_assets.errors import Banned, ExchangeFinal, UnknownSymbol
-from kline_assets.settings import MARKETS
+from kline_assets.settings import KINDS, MARKETS
 from kline_assets.sim.server import RunningSimulator, SimConfig
-from kline_assets.store.schema import rows_to_table
+from kline_assets.store.schema import funding_table, rows_to_table, value_problem
 from kline_assets.timezones import parse_zone
 from kline_assets_tests.helpers import FUT, SPOT, expected_rows, sim_requests
 
@@ -221,3 +221,24 @@ def test_an_unreachable_postgres_falls_back_to_the_machines_count_with_one_warni
     assert FileWindow("http://down.example").reserve(1000, 7, 97) == (True, 0.0)
     assert [r.message for r in caplog.records].count(caplog.records[0].message) == 1
     assert "unavailable" in caplog.records[0].message
+
+
+def test_funding_requests_count_in_their_own_limiter_and_broken_pages_are_never_events():
+    with RunningSimulator() as sim:
+        c = client(sim)
+        start, end = UTC.day_window_ms(dt.date(2021, 6, 1))
+        got = c.funding("BTCUSDT", start, end - 1, 1000)
+        assert [t // 3_600_000 % 24 for t, *_ in got] == [0, 8, 16] and all(m is not None for _, _, m, _ in got)
+        assert c.funding_limiter._used == 1 and c.limiter._used == 1  # the weight: the exchangeInfo read only
+    for page, said in (([{"fundingTime": 2, "fundingRate": "0.1"}, {"fundingTime": 1, "fundingRate": "0.1"}],
+                        "not strictly ascending"),
+                       ([{"fundingTime": 1, "fundingRate": "0.1"}, {"fundingTime": 1, "fundingRate": "0.2"}],
+                        "not strictly ascending"),
+                       ([{"fundingTime": "1", "fundingRate": "0.1"}], "without an integer fundingTime"),
+                       ([{"fundingTime": 1}], "without an integer fundingTime"),
+                       ({"code": -1003, "msg": "busy"}, "error -1003")):
+        assert said in _malformed("GetFundingRate", page)
+    for events, said in (([(1, "nan", None, None)], "the event"), ([(1, "0.1", "-5", None)], "the event"),
+                         ([(1, "0.1", None, 0)], "the event"), ([(2, "0.1", None, 8), (1, "0.1", None, 8)],
+                                                                 "duplicate or out-of-order")):
+        assert said in value_problem(funding_table(events), KINDS["funding"])
