@@ -148,7 +148,7 @@ def measure_live(args: argparse.Namespace, command: list[str]) -> dict:
     with simulator("--many-symbols", str(args.many), "--latency-ms", str(args.latency_ms)) as url, \
             tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         root = Path(tmp)
-        env = environment(url, root, 1, KLINE_KINDS=args.kinds)
+        env = environment(url, root, 1, KLINE_KINDS=args.kinds, KLINE_PAIRS=args.pairs)
         with open(root / "stderr.txt", "w") as stderr:
             proc = subprocess.Popen(command, env=env, cwd=Path(__file__).resolve().parents[1],
                                     stdout=subprocess.DEVNULL, stderr=stderr)
@@ -412,6 +412,7 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=50.0)
     parser.add_argument("--archive", action="store_true", help="backfill: the futures market's days from the "
                                                               "archive (KLINE_SOURCE=auto), not REST")
+    parser.add_argument("--pairs", default="futures:*/USDT,spot:*/USDT", help="KLINE_PAIRS of live and dagster")
     parser.add_argument("--kinds", default="klines", help="KLINE_KINDS of the selectors: klines+mark+funding for "
                                                            "the futures trader's datasets (spot keeps klines)")
     parser.add_argument("--postgres", action="store_true", help="the Dagster instance on a PostgreSQL started "
