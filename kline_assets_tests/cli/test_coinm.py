@@ -16,8 +16,8 @@ pytestmark = pytest.mark.e2e
 DAY = dt.date(2021, 6, 1)
 
 
-@pytest.mark.parametrize(("kind", "source"), [("klines", "rest"), ("klines", "archive"), ("mark", "rest"),
-                                              ("index", "rest"), ("index", "archive"), ("premium", "rest")])
+@pytest.mark.parametrize("source", ["rest", "archive"])
+@pytest.mark.parametrize("kind", ["klines", "mark", "index", "premium"])
 def test_each_coinm_kind_equals_the_exchange_row_by_row(sim, tmp_path, kind, source):
     # 700 minutes the exchange has nothing in: more than a page, so whole windows answer empty
     sim.state.config.extra_gaps = [["coinm", "BTCUSD_PERP", _ms("2021-06-01T03:00"), _ms("2021-06-01T14:40")]]

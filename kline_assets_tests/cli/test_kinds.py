@@ -18,30 +18,32 @@ pytestmark = pytest.mark.e2e
 DAYS = [dt.date(2021, 6, 1), dt.date(2021, 6, 2)]
 
 
+@pytest.mark.parametrize("pair", ["BTC/USDT", "ETH/USDT"])
 @pytest.mark.parametrize("kind", ["mark", "index", "premium"])
 @pytest.mark.parametrize("source", ["rest", "archive"])
 def test_a_price_kind_is_a_dataset_of_its_own_equal_to_the_exchange(sim, tmp_path, monkeypatch, capsys, kind,
-                                                                    source):
+                                                                    source, pair):
     env = env_for(sim, tmp_path, KLINE_SOURCE=source)
-    done = cli(env, "--kind", kind, "backfill", "--start", "2021-06-01", "--end", "2021-06-03")
+    done = cli(env, "--pair", pair, "--kind", kind, "backfill", "--start", "2021-06-01", "--end", "2021-06-03")
     assert done.returncode == 0, done.stderr
-    spec = DatasetSpec("futures", "BTC/USDT", kind)
+    spec = DatasetSpec("futures", pair, kind)
+    symbol = spec.symbol
     store = DatasetStore.open(tmp_path / "data", spec, parse_zone("UTC"), DAYS[0])
-    assert store.paths.dir == f"binanceusdm/BTCUSDT/{kind}_1m"
+    assert store.paths.dir == f"binanceusdm/{symbol}/{kind}_1m"
     manifest = store.manifest()
     assert manifest.kind == kind and {e.source for e in manifest.chunks.values()} == {source}
     for day in DAYS:
         entry = manifest.entry_for(day)
         assert entry.complete and stored_rows(store, entry) == expected_rows(sim.state, spec, "UTC", day)
-    assert not (tmp_path / "data" / "binanceusdm" / "BTCUSDT" / "1m").exists()  # trade klines: not asked for
+    assert not (tmp_path / "data" / "binanceusdm" / symbol / "1m").exists()  # trade klines: not asked for
     endpoints = {r["endpoint"] for r in sim.state.log if r["market"] == "futures"}
     assert "klines" not in endpoints
 
-    verify = cli_here(monkeypatch, capsys, env, "--kind", kind, "verify")
-    assert verify.returncode == 0 and f"binanceusdm/BTCUSDT/{kind}: 2 day(s) checked" in verify.stdout
+    verify = cli_here(monkeypatch, capsys, env, "--pair", pair, "--kind", kind, "verify")
+    assert verify.returncode == 0 and f"binanceusdm/{symbol}/{kind}: 2 day(s) checked" in verify.stdout
     status = json.loads(cli_here(monkeypatch, capsys, env, "status", "--json").stdout)["datasets"]
-    assert [(s["dataset"], s["kind"], s["rows"]) for s in status] == [(f"binanceusdm/BTCUSDT/{kind}", kind, 2880)]
-    frame = kline_assets.read_klines("futures", "BTC/USDT", "2021-06-01", "2021-06-03", kind=kind,
+    assert [(s["dataset"], s["kind"], s["rows"]) for s in status] == [(f"binanceusdm/{symbol}/{kind}", kind, 2880)]
+    frame = kline_assets.read_klines("futures", pair, "2021-06-01", "2021-06-03", kind=kind,
                                      data_root=tmp_path / "data")
     assert len(frame) == 2880 and frame["close"].iloc[0] == expected_rows(sim.state, spec, "UTC", DAYS[0])[0][4]
     if kind == "premium":  # signed values, stored as sent and passing the checks
