@@ -104,7 +104,9 @@ class ArchiveClient:
             published = checksum.result()  # its error first: the CHECKSUM decides whether the day is usable
         if published is None:
             return None
-        expected = _sha256_of(published, name)
+        expected = _sha256_of(published)
+        if expected is None:
+            raise ArchiveUnusable(f"{name}.CHECKSUM holds no sha256")
         if data is None:
             return None
         if hashlib.sha256(data).hexdigest() != expected:
@@ -116,7 +118,12 @@ class ArchiveClient:
         the zip: how a stored day learns that Binance replaced its file (`binance.recheck`)."""
         url = self.url(symbol, day, kind)
         published = self._get(url + ".CHECKSUM", CHECKSUM_LIMITS)
-        return None if published is None else _sha256_of(published, url.rsplit("/", 1)[-1])
+        if published is None:
+            return None
+        digest = _sha256_of(published)
+        if digest is None:
+            raise ArchiveUnusable(f"{url.rsplit('/', 1)[-1]}: its CHECKSUM names no sha256")
+        return digest
 
     def _get(self, url: str, limits: Limits) -> bytes | None:
         attempt = 0
@@ -163,10 +170,11 @@ class ArchiveClient:
             self._unreachable_in_a_row = 0
 
 
-def _sha256_of(published: bytes, name: str) -> str:
+def _sha256_of(published: bytes) -> str | None:
+    """The sha256 a `.CHECKSUM` file states first (`<hex>  <name>`), or None when it states none."""
     expected = published.decode("utf-8", "replace").split()[0].lower() if published.strip() else ""
     if len(expected) != 64 or any(c not in "0123456789abcdef" for c in expected):
-        raise ArchiveUnusable(f"{name}.CHECKSUM holds no sha256")
+        return None
     return expected
 
 

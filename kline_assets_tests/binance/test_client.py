@@ -223,7 +223,7 @@ def test_an_unreachable_postgres_falls_back_to_the_machines_count_with_one_warni
     assert "unavailable" in caplog.records[0].message
 
 
-def test_funding_requests_count_in_their_own_limiter_and_broken_pages_are_never_events():
+def test_funding_pages_count_in_their_own_limiter_and_broken_ones_never_are_events():
     with RunningSimulator() as sim:
         c = client(sim)
         start, end = UTC.day_window_ms(dt.date(2021, 6, 1))
