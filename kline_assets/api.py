@@ -121,17 +121,22 @@ def read_klines(market: str = "futures", pair: str | None = None, start: Instant
     if datetime_index:
         import pandas as pd
 
-        frame.index = pd.DatetimeIndex(pd.to_datetime(frame["open_time"], unit="ms", utc=True), name="open_datetime")
+        column = store.spec.kind_info.time_column  # funding: funding_time, indexed as funding_datetime
+        frame.index = pd.DatetimeIndex(pd.to_datetime(frame[column], unit="ms", utc=True),
+                                       name=column.replace("_time", "_datetime"))
         frame.index = frame.index.tz_convert(store.zone.tzinfo)
     return frame
 
 
 def read_funding(market: str = "futures", pair: str | None = None, start: Instant = None, end: Instant = None, *,
-                 data_root: str | os.PathLike | None = None, missing: str = "raise") -> pd.DataFrame:
+                 data_root: str | os.PathLike | None = None, missing: str = "raise",
+                 datetime_index: bool = False) -> pd.DataFrame:
     """The stored funding events with `start <= funding_time < end`: `funding_time`, `funding_rate`,
     `mark_price` (NaN for days from the archive, which has none), `funding_interval_hours` (NaN for days
-    from REST, which states none); the missing-day rules of `read_klines`."""
-    return read_klines(market, pair, start, end, data_root=data_root, missing=missing, kind="funding")
+    from REST, which states none); the missing-day rules of `read_klines` (and its `datetime_index`, by
+    `funding_time`)."""
+    return read_klines(market, pair, start, end, data_root=data_root, missing=missing,
+                       datetime_index=datetime_index, kind="funding")
 
 
 def _joined_kinds(join: tuple[str, ...] | list[str] | str, kind: str) -> tuple[str, ...]:

@@ -159,7 +159,7 @@ def funding_within_day(table: pa.Table, entry: ChunkEntry) -> Outcome:
     md["duplicates"] = int(np.count_nonzero(steps <= 0))
     problems = []
     for i in np.flatnonzero(steps > allowed[:-1]):
-        md["missing_events"] += int(steps[i] // allowed[i]) - (0 if steps[i] % allowed[i] else 1) or 1
+        md["missing_events"] += int(-(-steps[i] // allowed[i])) - 1  # the due times strictly between
         problems.append(f"no funding event between {ms_to_iso(int(hours[i]) * HOUR_MS)} and "
                         f"{ms_to_iso(int(hours[i + 1]) * HOUR_MS)} ({int(steps[i])} h apart, every "
                         f"{allowed[i]:.0f} h due)")

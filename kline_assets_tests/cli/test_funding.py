@@ -55,6 +55,9 @@ def test_funding_equals_the_exchange_event_by_event(sim, tmp_path, market, pair,
     frame = kline_assets.read_funding(market, pair, str(FIRST), str(END), data_root=tmp_path / "data")
     assert list(frame.columns) == ["funding_time", "funding_rate", "mark_price", "funding_interval_hours"]
     assert frame["funding_time"].is_monotonic_increasing and frame["funding_time"].is_unique
+    indexed = kline_assets.read_funding(market, pair, str(FIRST), str(END), data_root=tmp_path / "data",
+                                        datetime_index=True)
+    assert indexed.index.name == "funding_datetime" and str(indexed.index.tz) == tz
 
 
 def test_a_missing_event_is_stored_as_sent_and_named_by_verify(sim, tmp_path):
