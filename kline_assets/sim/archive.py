@@ -20,6 +20,7 @@ import io
 import re
 import zipfile
 
+from kline_assets.binance.archive import month_window_ms
 from kline_assets.sim.market import PRICE_KINDS, SimState, funding_events
 
 MONTHLY = re.compile(r"^/data/(futures/um|futures/cm)/monthly/fundingRate/([A-Z0-9_]+)/\2-fundingRate-"
@@ -79,10 +80,7 @@ def month_zip(state: SimState, market: str, symbol: str, month: str) -> bytes:
         if key in state.archive_cache:
             return state.archive_cache[key]
     first = dt.date.fromisoformat(f"{month}-01")
-    following = (first.replace(year=first.year + 1, month=1) if first.month == 12
-                 else first.replace(month=first.month + 1))
-    start, end = (int(dt.datetime(d.year, d.month, d.day, tzinfo=dt.timezone.utc).timestamp() * 1000)
-                  for d in (first, following))
+    start, end = month_window_ms(first)
     events = funding_events(market, symbol, state.listings(market)[symbol], start, end - 1,
                             state.dropped(market, symbol))
     text = "\n".join([FUNDING_HEADER, *(f"{t},{hours},{rate}" for t, rate, _, hours in events)]) + "\n"
