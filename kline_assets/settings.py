@@ -29,7 +29,8 @@ class Kind:
     by_pair: bool = False  # asked by `pair` rather than `symbol` (index klines)
     signed: bool = False  # prices may be negative (the premium index); volumes and counts never are
     # events on the symbol's schedule (funding), not one row a minute: the funding schema and checks,
-    # monthly archive files, and a request budget of their own (`store.funding`, docs/binance-kinds.md)
+    # monthly archive files, and a request budget of their own (`store.schema`, `store.checks`,
+    # `binance.client`; docs/binance-kinds.md)
     events: bool = False
 
     @property
@@ -75,8 +76,6 @@ MARKETS: dict[str, Market] = {m.name: m for m in (
     Market("coinm", "binancecoinm", "https://dapi.binance.com", "/dapi/v1", "dapiPublic", "futures/cm", 1500, 2400,
            FUTURES_KINDS, suffix="_PERP", pages_from_end=True, default_pair="BTC/USD"),
 )}
-
-DEFAULT_PAIR = "BTC/USDT"  # of spot and futures (`Market.default_pair`)
 
 
 def get_market(name: str) -> Market:
@@ -264,7 +263,7 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("pairs", "KLINE_PAIRS", f"futures:{DEFAULT_PAIR},spot:{DEFAULT_PAIR}",
+    Setting("pairs", "KLINE_PAIRS", f"futures:{MARKETS['futures'].default_pair},spot:{MARKETS['spot'].default_pair}",
             "market:BASE/QUOTE, or market:*/QUOTE for every TRADING symbol of a quote (futures: perpetuals)", _pairs),
     Setting("kinds", "KLINE_KINDS", "klines", "The kinds of data of KLINE_PAIRS entries that name none "
             "(klines, mark, index, premium, funding, joined by +); each market keeps those it has", _kind_names),
